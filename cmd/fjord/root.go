@@ -66,6 +66,11 @@ Every command finds the running server through the data directory
 	root.PersistentFlags().StringVar(&g.dataDir, "data", defData, "data directory (env FJORD_DATA)")
 
 	root.AddCommand(
+		newServeCmd(g),
+		newRepoCmd(g),
+		newUserCmd(g),
+		newGrantCmd(g),
+		newHostkeyCmd(g),
 		newVersionCmd(),
 	)
 	return root

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/fjordhq/fjord/admin"
+	"github.com/fjordhq/fjord/gitserver"
+	"github.com/fjordhq/fjord/storage"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/sync/errgroup"
+)
+
+type serveOptions struct {
+	sshAddr         string
+	httpAddr        string
+	adminKey        string
+	logFormat       string
+	logLevel        string
+	shutdownTimeout time.Duration
+	limits          gitserver.Limits
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the fjord server: SSH git, HTTP health and metrics, admin API",
+		Long: `serve runs everything on one data directory: bbolt metadata in DATA/fjord.db,
+repos in DATA/repos, the SSH host key in DATA/ssh_host_ed25519_key (generated
+on first start) and the admin socket DATA/fjord.sock used by the other commands.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), g.dataDir, o, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.sshAddr, "ssh-addr", "127.0.0.1:2222", "SSH listen address")
+	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address for /healthz, /readyz, /metrics")
+	f.StringVar(&o.adminKey, "admin-key", os.Getenv("FJORD_ADMIN_KEY"), "public key file of the first admin (env FJORD_ADMIN_KEY)")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight git sessions may take to finish")
+	f.IntVar(&o.limits.MaxSessions, "max-sessions", 256, "git commands running at once; more are refused")
+	f.DurationVar(&o.limits.IdleTimeout, "idle-timeout", 5*time.Minute, "close SSH connections idle this long")
+	f.Int64Var(&o.limits.MaxPushBytes, "max-push-size", 2<<30, "largest pack a push may send, in bytes")
+	f.IntVar(&o.limits.AuthFailures, "max-auth-failures", 10, "failed SSH logins per source address per --auth-window before it is refused")
+	f.DurationVar(&o.limits.AuthWindow, "auth-window", time.Minute, "window for --max-auth-failures")
+	return cmd
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Writer) error {
+	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	store, err := storage.Open(ctx, dataDir, &storage.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close database", "err", err)
+		}
+	}()
+
+	if o.adminKey != "" {
+		b, err := os.ReadFile(o.adminKey)
+		if err != nil {
+			return fmt.Errorf("--admin-key: %w", err)
+		}
+		key, err := storage.ParseKey(string(b))
+		if err != nil {
+			return fmt.Errorf("--admin-key %s: %w", o.adminKey, err)
+		}
+		u, err := store.EnsureAdminKey(key)
+		if err != nil {
+			return fmt.Errorf("--admin-key: %w", err)
+		}
+		log.Info("admin key registered", "user", u.Name, "key", key.Fingerprint)
+	}
+
+	hostKey, err := gitserver.LoadOrCreateHostKey(filepath.Join(dataDir, "ssh_host_ed25519_key"))
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gs, err := gitserver.New(ctx, gitserver.Config{
+		Store:      store,
+		HostKey:    hostKey,
+		Logger:     log,
+		Registerer: reg,
+		Limits:     o.limits,
+	})
+	if err != nil {
+		return err
+	}
+
+	sshL, err := net.Listen("tcp", o.sshAddr)
+	if err != nil {
+		return fmt.Errorf("--ssh-addr %s: %w", o.sshAddr, err)
+	}
+	httpL, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		sshL.Close()
+		return fmt.Errorf("--http-addr %s: %w", o.httpAddr, err)
+	}
+	adminL, err := admin.Listen(dataDir)
+	if err != nil {
+		sshL.Close()
+		httpL.Close()
+		return err
+	}
+
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	info := admin.Info{
+		Version:            version,
+		DataDir:            dataDir,
+		SSHAddr:            sshL.Addr().String(),
+		HTTPAddr:           httpL.Addr().String(),
+		HostKey:            string(gossh.MarshalAuthorizedKey(hostKey.PublicKey())),
+		HostKeyFingerprint: gossh.FingerprintSHA256(hostKey.PublicKey()),
+	}
+	adminSrv := admin.NewServer(store, info, log)
+
+	grp, gctx := errgroup.WithContext(ctx)
+	grp.Go(func() error { return ignoreClosed(gs.Serve(sshL)) })
+	grp.Go(func() error { return ignoreClosed(httpSrv.Serve(httpL)) })
+	grp.Go(func() error { return ignoreClosed(adminSrv.Serve(adminL)) })
+	grp.Go(func() error {
+		<-gctx.Done()
+		ready.Store(false)
+		log.Info("shutting down", "grace", o.shutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
+		defer cancel()
+		// Stop the three servers concurrently; each error is logged.
+		var wg errgroup.Group
+		wg.Go(func() error { return gs.Shutdown(sctx) })
+		wg.Go(func() error { return httpSrv.Shutdown(sctx) })
+		wg.Go(func() error { return adminSrv.Shutdown(sctx) })
+		if err := wg.Wait(); err != nil {
+			log.Warn("shutdown", "err", err)
+		}
+		os.Remove(filepath.Join(dataDir, admin.SocketName))
+		return nil
+	})
+
+	ready.Store(true)
+	log.Info("fjord serving", "data", dataDir, "ssh", info.SSHAddr, "http", info.HTTPAddr, "hostkey", info.HostKeyFingerprint)
+	printWelcome(stderr, dataDir, info)
+	err = grp.Wait()
+	log.Info("stopped")
+	return err
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, gitserver.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// printWelcome tells a person who just ran `make run` what to do next.
+func printWelcome(w io.Writer, dataDir string, info admin.Info) {
+	host, port, _ := net.SplitHostPort(info.SSHAddr)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	p, _ := strconv.Atoi(port)
+	data := ""
+	if dataDir != "./data" && dataDir != "data" {
+		data = " --data " + dataDir
+	}
+	fmt.Fprintf(w, `
+fjord is ready.  SSH %s   HTTP http://%s (/healthz /readyz /metrics)
+Host key %s
+
+Next, in another terminal:
+  fjord%s user add $USER --key ~/.ssh/id_ed25519.pub --admin
+  fjord%s repo create demo
+  fjord%s hostkey >> ~/.ssh/known_hosts
+  git clone ssh://%s/demo.git
+
+`, info.SSHAddr, info.HTTPAddr, info.HostKeyFingerprint, data, data, data, net.JoinHostPort(host, strconv.Itoa(p)))
+}
