@@ -42,6 +42,9 @@ func (s *Server) uploadPackV0(ctx context.Context, ch gossh.Channel, repo, gitPr
 	if errors.Is(err, io.EOF) || (err == nil && first.isFlush()) {
 		return "advert", nil
 	}
+	if errors.Is(err, errBadPkt) {
+		return "advert", refusal("protocol", "malformed request: %v", err)
+	}
 	if err != nil {
 		return "advert", fmt.Errorf("read request: %w", err)
 	}
@@ -87,6 +90,9 @@ func (s *Server) uploadPackV2(ctx context.Context, ch gossh.Channel, repo, gitPr
 		req, err := readRequest(&pr)
 		if errors.Is(err, io.EOF) {
 			return path, nil
+		}
+		if errors.Is(err, errBadPkt) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return path, refusal("protocol", "malformed protocol v2 request: %v", err)
 		}
 		if err != nil {
 			return path, err
