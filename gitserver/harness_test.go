@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 // files and a known_hosts file holding its host key.
 type env struct {
 	t          *testing.T
+	logs       *syncBuffer
 	store      *storage.Store
 	srv        *gitserver.Server
 	addr       string
@@ -44,10 +46,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &syncBuffer{}
+	var logw io.Writer = logs
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		logw = io.MultiWriter(logs, os.Stderr)
 	}
+	log := slog.New(slog.NewTextHandler(logw, nil))
 	store, err := storage.Open(ctx, filepath.Join(dir, "data"), &storage.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +76,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		store.Close()
 	})
 	_, port, _ := net.SplitHostPort(l.Addr().String())
-	e := &env{t: t, store: store, srv: srv, addr: l.Addr().String(), port: port, home: filepath.Join(dir, "home"), hostKey: hk.PublicKey()}
+	e := &env{t: t, logs: logs, store: store, srv: srv, addr: l.Addr().String(), port: port, home: filepath.Join(dir, "home"), hostKey: hk.PublicKey()}
 	os.MkdirAll(e.home, 0o700)
 	e.knownHosts = filepath.Join(dir, "known_hosts")
 	line := gitserver.KnownHostsLine("127.0.0.1", mustAtoi(port), hk.PublicKey())
@@ -80,6 +84,24 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// syncBuffer is a log sink tests can read while the server writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // with returns a copy of e that reports failures to t (for subtests).
