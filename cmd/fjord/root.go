@@ -14,7 +14,6 @@ import (
 // globals holds the flags every command shares.
 type globals struct {
 	dataDir string
-	output  string
 }
 
 // run builds the command tree and executes it, returning the process exit
