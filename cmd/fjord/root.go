@@ -71,6 +71,7 @@ Every command finds the running server through the data directory
 		newGrantCmd(g),
 		newHostkeyCmd(g),
 		newVersionCmd(),
+		newBenchCmd(),
 	)
 	return root
 }
