@@ -14,6 +14,7 @@ type Progress struct {
 	// Step is the workload running, or what is being prepared.
 	Step string
 	// N and Total place the step in the run: step N of Total, from 1.
+	// Total is zero for work outside the numbered steps.
 	N, Total int
 	// Elapsed and Duration are the time spent in the step and the time it
 	// will take; Duration is zero when unknown.
@@ -28,7 +29,10 @@ type Progress struct {
 
 // String formats p as one short status line.
 func (p Progress) String() string {
-	s := fmt.Sprintf("[%d/%d] %s", p.N, p.Total, p.Step)
+	s := p.Step
+	if p.Total > 0 {
+		s = fmt.Sprintf("[%d/%d] %s", p.N, p.Total, p.Step)
+	}
 	if p.Duration > 0 {
 		s += fmt.Sprintf(" %.1fs/%.0fs", p.Elapsed.Seconds(), p.Duration.Seconds())
 	}

@@ -139,16 +139,22 @@ and reports p50/p99 latency, throughput and errors for each.`,
   fjord bench git --self`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if self {
-				if opts.URL != "" {
-					return fmt.Errorf("--self and --url exclude each other: --self benchmarks a temporary fjord of its own")
+			progress := newProgressLine(cmd.ErrOrStderr())
+			switch {
+			case self && opts.URL != "":
+				return fmt.Errorf("--self and --url exclude each other: --self measures a temporary fjord of its own")
+			case self:
+				progress.update(bench.Progress{Step: "--self", Detail: "starting a temporary fjord on a generated repository"})
+				s, err := bench.StartSelf(cmd.Context(), bench.SelfOptions{})
+				if err != nil {
+					progress.clear()
+					return err
 				}
-				return errSelfUnavailable
-			}
-			if opts.URL == "" {
+				defer s.Close()
+				opts.URL, opts.SSHKey, opts.KnownHosts = s.URL, s.KeyFile, s.KnownHosts
+			case opts.URL == "":
 				return fmt.Errorf("--url is required: name the repository to measure, such as --url ssh://git@host:2222/team/repo.git, or use --self")
 			}
-			progress := newProgressLine(cmd.ErrOrStderr())
 			opts.Progress = progress.update
 			rep, err := bench.RunGit(cmd.Context(), opts)
 			progress.clear()
@@ -167,10 +173,6 @@ and reports p50/p99 latency, throughput and errors for each.`,
 	f.BoolVar(&self, "self", false, "start a temporary fjord on a generated repository and measure it")
 	return cmd
 }
-
-// errSelfUnavailable is returned by bench git --self in builds without the
-// fjord SSH server.
-var errSelfUnavailable = fmt.Errorf("--self needs the fjord SSH server (fjord serve), which is not available in this build: run fjord serve yourself and pass --url")
 
 // byteSize is a flag value holding a size in bytes, written with an
 // optional binary unit: 1048576, 1MiB, 1M and 1m are the same.

@@ -1,0 +1,190 @@
+package bench
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/fjordhq/fjord/gitserver"
+	"github.com/fjordhq/fjord/storage"
+)
+
+// SelfOptions configures StartSelf. Every zero value picks the default its
+// comment names.
+type SelfOptions struct {
+	// Dir is where the temporary data directory is made. Empty means the
+	// system temp directory.
+	Dir string
+	// Shape sizes the generated repository.
+	Shape RepoShape
+	// Git is the git binary. Empty means "git" from PATH.
+	Git string
+	// Logger receives the server's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Self is a temporary fjord SSH server on a fresh data directory, serving one
+// generated repository to one user, so bench git runs with no setup. Pass
+// its URL, KeyFile and KnownHosts to RunGit, then Close it.
+type Self struct {
+	// URL is the generated repository's ssh:// URL on 127.0.0.1.
+	URL string
+	// KeyFile is the private key of the user allowed to read it.
+	KeyFile string
+	// KnownHosts holds the server's host key.
+	KnownHosts string
+
+	dir   string
+	store *storage.Store
+	srv   *gitserver.Server
+	done  chan error
+}
+
+// selfRepo and selfUser name what StartSelf creates.
+const (
+	selfRepo = "bench/gitops"
+	selfUser = "bench"
+)
+
+// StartSelf starts a temporary fjord serving a generated repository, pushed
+// through the server itself over SSH. Close stops it and removes everything.
+func StartSelf(ctx context.Context, opts SelfOptions) (_ *Self, err error) {
+	if opts.Git == "" {
+		opts.Git = "git"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	dir, err := os.MkdirTemp(opts.Dir, "fjord-bench-self-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: create temporary fjord directory: %w", err)
+	}
+	s := &Self{dir: dir}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	data := filepath.Join(dir, "data")
+	s.store, err = storage.Open(ctx, data, &storage.Options{Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	hostKey, err := gitserver.LoadOrCreateHostKey(filepath.Join(data, "ssh_host_ed25519_key"))
+	if err != nil {
+		return nil, err
+	}
+	s.KeyFile = filepath.Join(dir, "id_ed25519")
+	pub, err := writeClientKey(s.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.store.CreateUser(storage.User{Name: selfUser, Keys: []storage.Key{pub}}); err != nil {
+		return nil, fmt.Errorf("bench: create user: %w", err)
+	}
+	if _, err := s.store.CreateRepo(ctx, storage.Repo{Name: selfRepo}); err != nil {
+		return nil, fmt.Errorf("bench: create repo: %w", err)
+	}
+	if err := s.store.SetGrant(selfUser, selfRepo, storage.AccessWrite); err != nil {
+		return nil, fmt.Errorf("bench: grant: %w", err)
+	}
+
+	s.srv, err = gitserver.New(ctx, gitserver.Config{Store: s.store, HostKey: hostKey, Logger: opts.Logger, Git: opts.Git})
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("bench: listen for the temporary fjord: %w", err)
+	}
+	s.done = make(chan error, 1)
+	go func() { s.done <- s.srv.Serve(l) }()
+	port := l.Addr().(*net.TCPAddr).Port
+	s.URL = fmt.Sprintf("ssh://git@127.0.0.1:%d/%s", port, selfRepo)
+	s.KnownHosts = filepath.Join(dir, "known_hosts")
+	line := gitserver.KnownHostsLine("127.0.0.1", port, hostKey.PublicKey())
+	if err := os.WriteFile(s.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("bench: write %s: %w", s.KnownHosts, err)
+	}
+
+	// The repository travels the way users' do: generated locally,
+	// then pushed through fjord over SSH.
+	src := filepath.Join(dir, "src.git")
+	if err := GenerateRepo(ctx, opts.Git, src, opts.Shape); err != nil {
+		return nil, err
+	}
+	push := exec.CommandContext(ctx, opts.Git, "push", "--quiet", s.URL, "refs/heads/main:refs/heads/main")
+	push.Dir = src
+	push.Env = gitEnv(GitOptions{SSHKey: s.KeyFile, KnownHosts: s.KnownHosts})
+	push.WaitDelay = 5 * time.Second
+	if out, err := push.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("bench: push the generated repository to the temporary fjord: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return s, nil
+}
+
+// Close stops the server and removes its data directory. It is safe to call
+// after a partial start and more than once.
+func (s *Self) Close() error {
+	var errs []error
+	if s.srv != nil {
+		if err := s.srv.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := <-s.done; err != nil && !errors.Is(err, gitserver.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+		s.srv = nil
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		s.store = nil
+	}
+	if s.dir != "" {
+		// The directory is this run's own, made by MkdirTemp.
+		if err := os.RemoveAll(s.dir); err != nil {
+			errs = append(errs, err)
+		}
+		s.dir = ""
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bench: stop the temporary fjord: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// writeClientKey writes a new ed25519 private key to path (0600) and
+// returns its public half.
+func writeClientKey(path string) (storage.Key, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return storage.Key{}, fmt.Errorf("bench: generate key: %w", err)
+	}
+	block, err := gossh.MarshalPrivateKey(priv, "fjord bench")
+	if err != nil {
+		return storage.Key{}, fmt.Errorf("bench: encode key: %w", err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		return storage.Key{}, fmt.Errorf("bench: write key: %w", err)
+	}
+	signer, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		return storage.Key{}, fmt.Errorf("bench: key: %w", err)
+	}
+	return storage.ParseKey(string(gossh.MarshalAuthorizedKey(signer.PublicKey())))
+}
