@@ -81,7 +81,7 @@ type Latency struct {
 	P999    time.Duration `json:"p99_9_ns"`
 	Max     time.Duration `json:"max_ns"`
 	// Bins is the distribution in log-spaced bins, ten per decade, from
-	// the bin holding Min to the bin holding Max. Empty bins in between
+	// the first bin holding a sample to the last. Empty bins in between
 	// are kept so the list plots as is.
 	Bins []Bin `json:"histogram"`
 }
@@ -108,29 +108,39 @@ func binUpper(i int) time.Duration {
 
 // binIndex returns the bin whose range holds v nanoseconds.
 func binIndex(v int64) int {
-	i := 0
+	// The R10 edges sit within 2% of 10^(k/10), so this starts at or
+	// just below the answer.
+	i := max(int(math.Floor(10*math.Log10(float64(max(v, 1)))))-1, 0)
 	for int64(binUpper(i)) < v {
 		i++
 	}
 	return i
 }
 
-// bins folds the histogram's fine buckets into log-spaced bins. Each fine
+// bins folds the histogram's fine buckets into log-spaced bins. A fine
 // bucket is narrower than 0.1% of its value, far finer than a bin, so
-// counting it by its upper edge moves no sample by more than that.
+// counting it at its midpoint moves no sample by more than that.
 func (h *Histogram) bins() []Bin {
-	lo, hi := binIndex(h.h.Min()), binIndex(h.h.Max())
+	type fine struct {
+		bin   int
+		count int64
+	}
+	var fines []fine
+	for _, bar := range h.h.Distribution() {
+		if bar.Count > 0 {
+			fines = append(fines, fine{binIndex(bar.From + (bar.To-bar.From)/2), bar.Count})
+		}
+	}
+	if len(fines) == 0 {
+		return nil
+	}
+	lo, hi := fines[0].bin, fines[len(fines)-1].bin
 	out := make([]Bin, hi-lo+1)
 	for i := range out {
 		out[i].Upper = binUpper(lo + i)
 	}
-	for _, bar := range h.h.Distribution() {
-		if bar.Count == 0 {
-			continue
-		}
-		// A fine bucket's upper edge may pass Max by its own width;
-		// clamp so the sample lands in the bin holding Max.
-		out[binIndex(min(bar.To, h.h.Max()))-lo].Count += bar.Count
+	for _, f := range fines {
+		out[f.bin-lo].Count += f.count
 	}
 	return out
 }
