@@ -33,8 +33,8 @@ func WriteText(w io.Writer, rep *DiskReport) error {
 			p.f("  %s: %d readers at %s IOPS and %d writers at %s IOPS alongside the WAL", r.Name,
 				n.Readers, formatCount(n.ReadIOPS), n.Writers, formatCount(n.WriteIOPS))
 			if n.BaselineP99 > 0 {
-				p.f("; p99 %s on a quiet disk, %s with the neighbour (%s)",
-					formatLatency(n.BaselineP99), formatLatency(r.Latency.P99), formatFactor(n.P99Rise))
+				p.f("; p99 %s on a quiet disk, %s with the neighbour (%.1f× the quiet p99)",
+					formatLatency(n.BaselineP99), formatLatency(r.Latency.P99), n.P99Rise)
 			}
 			p.f("\n")
 		}

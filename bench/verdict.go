@@ -131,19 +131,29 @@ func (t threshold) judge(w *Result) Verdict {
 	switch {
 	case t.higherIsBetter && v.Value >= t.pass, !t.higherIsBetter && v.Value < t.pass:
 		v.Status = StatusPass
-		v.Summary = fmt.Sprintf("%s is %s %s the %s pass line", label, formatFactor(good(t.pass)), better, unit(t.pass))
+		v.Summary = fmt.Sprintf("%s is %s %s the %s pass line", label, distance(v.Value, t.pass), better, unit(t.pass))
 	case t.pass != t.fail && (t.higherIsBetter && v.Value >= t.fail || !t.higherIsBetter && v.Value <= t.fail):
 		v.Status = StatusWarn
 		v.Summary = fmt.Sprintf("%s is %s %s the %s pass line, %s %s the %s fail line",
-			label, formatFactor(1/good(t.pass)), worse, unit(t.pass), formatFactor(good(t.fail)), better, unit(t.fail))
+			label, distance(v.Value, t.pass), worse, unit(t.pass), distance(v.Value, t.fail), better, unit(t.fail))
 	default:
 		v.Status = StatusFail
-		v.Summary = fmt.Sprintf("%s is %s %s the %s pass line", label, formatFactor(1/good(t.pass)), worse, unit(t.pass))
+		v.Summary = fmt.Sprintf("%s is %s %s the %s pass line", label, distance(v.Value, t.pass), worse, unit(t.pass))
 		if t.pass != t.fail {
-			v.Summary += fmt.Sprintf(" and %s %s the %s fail line", formatFactor(1/good(t.fail)), worse, unit(t.fail))
+			v.Summary += fmt.Sprintf(" and %s %s the %s fail line", distance(v.Value, t.fail), worse, unit(t.fail))
 		}
 	}
 	return v
+}
+
+// distance says how far value is from line: as a percentage of the line
+// when they are close ("4%"), as a ratio further off ("4.2×", "12×").
+func distance(value, line float64) string {
+	lo, hi := min(value, line), max(value, line)
+	if lo <= 0 || hi/lo >= 1.5 {
+		return formatFactor(hi / max(lo, 1e-12))
+	}
+	return fmt.Sprintf("%.0f%%", 100*(hi-lo)/line)
 }
 
 // formatFactor formats a ratio as "4.2×", or "12×" once the decimal stops

@@ -94,6 +94,16 @@ func TestVerdictHeadroom(t *testing.T) {
 		t.Errorf("margin %v, want 0.25", v.Margin)
 	}
 
+	// Close to a line, the distance reads as a percentage of it.
+	v = bench.Judge(reportWith(bench.WorkloadEtcdWAL, 9500*time.Microsecond, 0))[0]
+	if want := "p99 9.50 ms is 5% under the 10 ms pass line"; v.Summary != want {
+		t.Errorf("summary %q, want %q", v.Summary, want)
+	}
+	v = bench.Judge(reportWith(bench.WorkloadReadQD16, time.Millisecond, 7200))[0]
+	if want := "7,200 IOPS is 10% below the 8,000 pass line"; v.Summary != want {
+		t.Errorf("summary %q, want %q", v.Summary, want)
+	}
+
 	// 25 sequential IOPS: fails both lines.
 	v = bench.Judge(reportWith(bench.WorkloadSeqSync, time.Millisecond, 25))[0]
 	if want := "25 IOPS is 20× below the 500 pass line and 2.0× below the 50 fail line"; v.Summary != want {
