@@ -7,7 +7,7 @@ DATA    ?= ./data
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test bench lint
+.PHONY: all build run test bench lint testenv
 
 all: build
 
@@ -19,7 +19,13 @@ build:
 run: build
 	$(BIN) serve --data $(DATA)
 
-test: build
+# testenv builds the real kube-apiserver and etcd that the reconciler's tests
+# run against (internal/testenv) into ${FJORD_TESTENV_CACHE:-~/.cache/fjord/testenv},
+# once per version: minutes the first time, nothing after.
+testenv:
+	GO='$(GO)' bash internal/testenv/tools/build.sh
+
+test: build testenv
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 
