@@ -169,8 +169,8 @@ func fjordFioJob(ctx context.Context, r *diskRun, round int) (*Histogram, time.D
 	start := time.Now()
 	last := start
 	for i := range n {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
+		if ctx.Err() != nil {
+			return nil, 0, ctxErr(ctx)
 		}
 		_, sync, err := l.append()
 		if err != nil {
@@ -212,7 +212,7 @@ func runFio(ctx context.Context, r *diskRun, bin string, args []string) ([]byte,
 	close(done)
 	wg.Wait()
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, ctxErr(ctx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %s", cmd, err, strings.TrimSpace(stderr.String()))

@@ -268,7 +268,7 @@ func (r *gitRun) git(ctx context.Context, dir string, args ...string) ([]byte, e
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, ctxErr(ctx)
 		}
 		msg := lastLine(stderr.String())
 		line := strings.ReplaceAll(strings.Join(args, " "), r.opts.URL, r.url)

@@ -94,8 +94,8 @@ type worker struct {
 
 // run runs the phase. It returns early with ctx's error when ctx is
 // cancelled, and with the first op error unless p.tolerate is set.
-func (p phase) run(ctx context.Context) (measured, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
+func (p phase) run(parent context.Context) (measured, error) {
+	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 
 	start := time.Now()
@@ -144,6 +144,10 @@ func (p phase) run(ctx context.Context) (measured, error) {
 	done := make(chan struct{})
 	var reporter sync.WaitGroup
 	if p.progress != nil {
+		s := p.step
+		s.Duration = p.warmup + p.duration
+		s.Warmup = p.warmup > 0
+		p.progress(s) // at once, so a new step shows before the first tick
 		reporter.Go(func() {
 			t := time.NewTicker(progressInterval)
 			defer t.Stop()
@@ -166,8 +170,11 @@ func (p phase) run(ctx context.Context) (measured, error) {
 	close(done)
 	reporter.Wait()
 
+	if parent.Err() != nil {
+		return measured{}, ctxErr(parent)
+	}
 	if err := context.Cause(ctx); err != nil {
-		return measured{}, err
+		return measured{}, err // the op error that stopped the phase
 	}
 	m := measured{hist: NewHistogram(), warmup: p.warmup, wall: time.Since(start)}
 	var last time.Time
@@ -188,6 +195,17 @@ func (p phase) run(ctx context.Context) (measured, error) {
 		m.elapsed = last.Sub(warmEnd)
 	}
 	return m, nil
+}
+
+// ctxErr returns ctx's error, with its cause when there is a more telling
+// one ("context canceled: interrupt signal received"). errors.Is still
+// matches context.Canceled and context.DeadlineExceeded.
+func ctxErr(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if cause != nil && cause != err {
+		return fmt.Errorf("%w: %v", err, cause)
+	}
+	return err
 }
 
 // progressInterval is how often a running phase reports progress.

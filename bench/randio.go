@@ -45,8 +45,8 @@ func (r *diskRun) readFile(ctx context.Context, step string) (string, error) {
 	rng := rand.NewChaCha8(seed)
 	last := time.Now()
 	for off := int64(0); off < size; off += layoutChunk {
-		if err := ctx.Err(); err != nil {
-			return "", err
+		if ctx.Err() != nil {
+			return "", ctxErr(ctx)
 		}
 		chunk := buf[:min(layoutChunk, size-off)]
 		_, _ = rng.Read(chunk) // never fails
