@@ -284,7 +284,8 @@ func gitHint(stderr string) string {
 		return " (add the server's host key to known_hosts: ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts)"
 	case strings.Contains(stderr, "Permission denied"):
 		return " (the server refused the key: pass the right one with --ssh-key)"
-	case strings.Contains(stderr, "Could not resolve host"), strings.Contains(stderr, "Connection refused"):
+	case strings.Contains(stderr, "Could not resolve host"), strings.Contains(stderr, "Connection refused"),
+		strings.Contains(stderr, "Couldn't connect to server"):
 		return " (check the host and port in --url)"
 	}
 	return ""
