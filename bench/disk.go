@@ -60,6 +60,9 @@ type DiskOptions struct {
 	// Progress, if set, receives progress reports. It is called from one
 	// goroutine at a time.
 	Progress func(Progress)
+
+	// fioSize replaces the fio job's 22 MiB in tests; zero means 22 MiB.
+	fioSize int64
 }
 
 // Defaults applied by DiskOptions.
@@ -94,6 +97,9 @@ func (o DiskOptions) withDefaults() (DiskOptions, error) {
 	if o.Fio == "" {
 		o.Fio = "fio"
 	}
+	if o.fioSize <= 0 {
+		o.fioSize = fioJobSize
+	}
 	all := WorkloadNames()
 	for _, w := range o.Workloads {
 		if !slices.Contains(all, w) {
@@ -125,7 +131,7 @@ func (o DiskOptions) spaceNeeded() int64 {
 		n += o.ReadFileSize
 	}
 	if o.CompareFio {
-		n += 2 * fioJobSize
+		n += 2 * o.fioSize
 	}
 	return n
 }

@@ -60,12 +60,17 @@ type FioRound struct {
 	FjordIOPS float64 `json:"fjord_iops"`
 }
 
-// fioArgs returns the arguments of the IBM/etcd fio recipe writing to path.
-func fioArgs(path string) []string {
+// fioArgs returns the arguments of the IBM/etcd fio recipe writing size
+// bytes to path.
+func fioArgs(path string, size int64) []string {
+	sz := strconv.FormatInt(size, 10)
+	if size == fioJobSize {
+		sz = "22m" // as the recipe writes it
+	}
 	return []string{
 		"--name=etcd", "--filename=" + path,
 		"--rw=write", "--ioengine=sync", "--fdatasync=1",
-		"--bs=" + strconv.Itoa(walRecordSize), "--size=22m",
+		"--bs=" + strconv.Itoa(walRecordSize), "--size=" + sz,
 		"--output-format=json",
 	}
 }
@@ -82,7 +87,7 @@ func compareFio(ctx context.Context, r *diskRun) (*FioComparison, error) {
 		c.Version = strings.TrimSpace(string(out))
 	}
 	path := r.scratch.path("fio-etcd.dat")
-	args := fioArgs(path)
+	args := fioArgs(path, r.opts.fioSize)
 	c.Command = "fio " + strings.Join(args, " ")
 
 	fjordSide := func(round *FioRound) error {
@@ -159,12 +164,13 @@ func medianRound(rounds []FioRound, side func(FioRound) (Latency, float64)) (Lat
 // preallocated to 22 MiB (fio's default fallocate), filled with 2,300-byte
 // writes each followed by fdatasync, no warmup, timing the fdatasync.
 func fjordFioJob(ctx context.Context, r *diskRun, round int) (*Histogram, time.Duration, error) {
-	l, err := newAppendLog(r.scratch, fmt.Sprintf("fjord-etcd-%d", round), fioJobSize, walRecordSize)
+	size := r.opts.fioSize
+	l, err := newAppendLog(r.scratch, fmt.Sprintf("fjord-etcd-%d", round), size, walRecordSize)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer l.discard()
-	n := fioJobSize / walRecordSize
+	n := int(size / walRecordSize)
 	h := NewHistogram()
 	start := time.Now()
 	last := start
