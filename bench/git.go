@@ -105,7 +105,9 @@ type GitResult struct {
 	Errors     int64  `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
 	// OpsPerSec is the completed operations per second of all clients
-	// together.
+	// together, over the measured window. It includes the clients' own
+	// untimed work between operations (making and removing clones), so
+	// it is a floor on what the server sustains.
 	OpsPerSec float64       `json:"ops_per_s"`
 	Elapsed   time.Duration `json:"elapsed_ns"`
 	// Bytes is what the clients received: the packs or objects written
