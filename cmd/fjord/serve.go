@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -210,18 +211,23 @@ func printWelcome(w io.Writer, dataDir string, info admin.Info) {
 		host = "localhost"
 	}
 	p, _ := strconv.Atoi(port)
-	data := ""
+	// Name the binary the way the user invoked it (bin/fjord after
+	// `make run`), so the lines can be pasted as they are.
+	data := os.Args[0]
+	if !strings.Contains(data, "/") {
+		data = "fjord"
+	}
 	if dataDir != "./data" && dataDir != "data" {
-		data = " --data " + dataDir
+		data += " --data " + dataDir
 	}
 	fmt.Fprintf(w, `
 fjord is ready.  SSH %s   HTTP http://%s (/healthz /readyz /metrics)
 Host key %s
 
 Next, in another terminal:
-  fjord%s user add $USER --key ~/.ssh/id_ed25519.pub --admin
-  fjord%s repo create demo
-  fjord%s hostkey >> ~/.ssh/known_hosts
+  %s user add $USER --key ~/.ssh/id_ed25519.pub --admin
+  %s repo create demo
+  %s hostkey >> ~/.ssh/known_hosts
   git clone ssh://%s/demo.git
 
 `, info.SSHAddr, info.HTTPAddr, info.HostKeyFingerprint, data, data, data, net.JoinHostPort(host, strconv.Itoa(p)))
