@@ -46,6 +46,14 @@ func probeDevice(dir string) Device {
 		d.MountOptions, d.SuperOptions = m.options, m.superOptions
 	}
 
+	switch d.Filesystem {
+	case "tmpfs", "ramfs":
+		note("%s is %s, which lives in memory: these figures say nothing about a disk", d.MountPoint, d.Filesystem)
+	case "overlay":
+		note("%s is an overlay (a container's root?): mount a volume from the disk you mean to measure", d.MountPoint)
+	case "nfs", "nfs4", "cifs", "smb3", "fuse.sshfs":
+		note("%s is a network filesystem (%s): its latency is the network's and the server's", d.MountPoint, d.Filesystem)
+	}
 	sys := blockDir(devID, d.Source)
 	if sys == "" {
 		note("no block device under %s (%s): device facts and cgroup limits do not apply", d.MountPoint, d.Filesystem)

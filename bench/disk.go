@@ -292,7 +292,7 @@ func RunDisk(ctx context.Context, opts DiskOptions) (rep *DiskReport, err error)
 		return nil, err
 	}
 	if need := o.spaceNeeded(); free < 2*uint64(need) {
-		return nil, fmt.Errorf("%w: %s has %s free and the run needs %s, twice that to leave room for others: free space there, point at another filesystem, or shrink the random-read file",
+		return nil, fmt.Errorf("%w: %s has %s free; the run writes up to %s and wants twice that free so others keep room: free space there, measure another directory on the same disk, or shrink the random-I/O file",
 			ErrLowSpace, o.Dir, formatBytes(int64(free)), formatBytes(need))
 	}
 
