@@ -26,10 +26,13 @@ const (
 // pass while some repo allows anonymous reads. Identity is decided later,
 // in verifiedKey.
 func (s *Server) acceptKey(ctx ssh.Context, key ssh.PublicKey) bool {
-	if host := hostOf(ctx.RemoteAddr()); s.auth.blocked(host) {
+	host := hostOf(ctx.RemoteAddr())
+	if s.auth.blocked(host) {
 		return false
 	}
-	if _, err := s.store.UserByKey(gossh.FingerprintSHA256(key)); err == nil {
+	fp := gossh.FingerprintSHA256(key)
+	s.log.Debug("public key offered", "remote", host, "key", fp)
+	if _, err := s.store.UserByKey(fp); err == nil {
 		return true
 	}
 	return s.store.AnyAnonRead()

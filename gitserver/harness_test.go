@@ -26,7 +26,7 @@ import (
 // env is one running fjord SSH server on a temp data dir, with real key
 // files and a known_hosts file holding its host key.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	logs       *syncBuffer
 	store      *storage.Store
 	srv        *gitserver.Server
@@ -42,7 +42,7 @@ type envOptions struct {
 	guard  gitserver.PushGuard
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -51,7 +51,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if testing.Verbose() {
 		logw = io.MultiWriter(logs, os.Stderr)
 	}
-	log := slog.New(slog.NewTextHandler(logw, nil))
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store, err := storage.Open(ctx, filepath.Join(dir, "data"), &storage.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -268,7 +268,7 @@ func (e *env) dial(key clientKey) *gossh.Client {
 
 // execRaw runs one command on a new session and returns stdout, stderr
 // and the exit status.
-func execRaw(t *testing.T, c *gossh.Client, cmd string, stdin []byte, env map[string]string) (string, string, error) {
+func execRaw(t testing.TB, c *gossh.Client, cmd string, stdin []byte, env map[string]string) (string, string, error) {
 	t.Helper()
 	s, err := c.NewSession()
 	if err != nil {

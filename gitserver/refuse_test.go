@@ -223,7 +223,11 @@ func TestIdentityIsTheVerifiedKey(t *testing.T) {
 	if r := e.runGitSSH("", ssh, "ls-remote", e.url("app")); r.err != nil {
 		t.Fatalf("reader lost access: %v %q", r.err, r.out)
 	}
-	if !strings.Contains(e.logs.String(), "user=reader") {
+	logs := e.logs.String()
+	if !strings.Contains(logs, `msg="public key offered" remote=127.0.0.1 key=`+adminKey.pub.Fingerprint) {
+		t.Fatal("the client never offered the admin key, so this test proves nothing")
+	}
+	if !strings.Contains(logs, "user=reader") {
 		t.Fatal("log does not name the verified user")
 	}
 }
