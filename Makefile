@@ -7,7 +7,7 @@ DATA    ?= ./data
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test bench lint testenv
+.PHONY: all build run test bench lint testenv bench-compare
 
 all: build
 
@@ -31,6 +31,21 @@ test: build testenv
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+# bench-compare runs fio's etcd job (IBM/etcd recipe) and fjord's own version
+# of it side by side, with the rest of `fjord bench disk`, on the disk under
+# BENCH_DIR (default /var/tmp: disk-backed, unlike a tmpfs /tmp). fio comes
+# from Debian's packages when missing.
+BENCH_DIR   ?= /var/tmp
+BENCH_FLAGS ?=
+bench-compare: build
+	@command -v fio >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		echo "installing fio from Debian's packages"; \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q fio; }
+	@dir=$$(mktemp -d "$(BENCH_DIR)/fjord-bench-compare.XXXXXX") && \
+		trap 'rmdir "$$dir"' EXIT && \
+		$(BIN) bench disk --dir "$$dir" --compare-fio $(BENCH_FLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
