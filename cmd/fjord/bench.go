@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -76,7 +78,7 @@ the benchmark could not run.`,
 			rep, err := bench.RunDisk(cmd.Context(), opts)
 			progress.clear()
 			if err != nil {
-				return err
+				return interrupted(cmd, err)
 			}
 			if htmlFile != "" {
 				if err := writeFileAtomic(htmlFile, func(w io.Writer) error { return bench.WriteHTML(w, rep) }); err != nil {
@@ -159,7 +161,7 @@ and reports p50/p99 latency, throughput and errors for each.`,
 			rep, err := bench.RunGit(cmd.Context(), opts)
 			progress.clear()
 			if err != nil {
-				return err
+				return interrupted(cmd, err)
 			}
 			return writeReport(cmd.OutOrStdout(), jsonOut, rep, func(w io.Writer) error { return bench.WriteGitText(w, rep) })
 		},
@@ -204,6 +206,18 @@ func (b *byteSize) Set(s string) error {
 	}
 	*b = byteSize(n << sh)
 	return nil
+}
+
+// exitInterrupted is the exit status after Ctrl-C, as shells report it.
+const exitInterrupted = 130
+
+// interrupted turns the error of a run stopped by a signal into one that
+// says so, and that its files are gone; other errors pass through.
+func interrupted(cmd *cobra.Command, err error) error {
+	if cmd.Context().Err() == nil || !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return exitError{code: exitInterrupted, err: fmt.Errorf("interrupted; every file the benchmark created has been removed (%w)", err)}
 }
 
 // writeReport writes rep as indented JSON or with text.
