@@ -86,6 +86,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+func queryEscape(s string) string { return url.QueryEscape(s) }
+
 // APIError is an error answered by the server.
 type APIError struct {
 	Status  int

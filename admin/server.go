@@ -15,21 +15,34 @@ import (
 	"github.com/fjordhq/fjord/storage"
 )
 
-// Server serves the admin API for one store.
-type Server struct {
-	store *storage.Store
-	info  Info
-	log   *slog.Logger
-	http  *http.Server
+// Config configures a Server. Store is required.
+type Config struct {
+	Store *storage.Store
+	// Info is returned by GET /v1/info.
+	Info Info
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Mirrors serves the /v1/mirrors endpoints; nil answers them with 503.
+	Mirrors Mirrors
 }
 
-// NewServer returns an admin API server. info is returned by GET /v1/info.
-func NewServer(store *storage.Store, info Info, log *slog.Logger) *Server {
-	if log == nil {
-		log = slog.Default()
+// Server serves the admin API for one store.
+type Server struct {
+	store   *storage.Store
+	info    Info
+	log     *slog.Logger
+	mirrors Mirrors
+	http    *http.Server
+}
+
+// NewServer returns an admin API server.
+func NewServer(cfg Config) *Server {
+	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors}
+	if s.log == nil {
+		s.log = slog.Default()
 	}
-	s := &Server{store: store, info: info, log: log}
 	mux := http.NewServeMux()
+	s.mirrorRoutes(mux)
 	mux.HandleFunc("GET /v1/info", s.getInfo)
 	mux.HandleFunc("GET /v1/repos", s.listRepos)
 	mux.HandleFunc("POST /v1/repos", s.createRepo)
@@ -220,6 +233,18 @@ func (s *Server) setGrant(w http.ResponseWriter, r *http.Request) {
 	}
 	g.Repo = repo
 	writeJSON(w, http.StatusOK, g)
+}
+
+// failBadRequest answers errors of operations whose failures are mostly
+// the caller's input (a bad URL, an unreachable upstream) with 400, unless
+// storage says otherwise.
+func (s *Server) failBadRequest(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrExists), errors.Is(err, storage.ErrInvalidName):
+		s.fail(w, err)
+	default:
+		writeError(w, http.StatusBadRequest, err.Error())
+	}
 }
 
 // fail maps storage errors to HTTP statuses; the message goes to the CLI

@@ -166,6 +166,16 @@ func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 		if err := tx.Bucket(bucketRefs).Delete([]byte(name)); err != nil {
 			return err
 		}
+		if err := tx.Bucket(bucketMirrors).Delete([]byte(name)); err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bucketMirrorSyncs, bucketMirrorEvts} {
+			if tx.Bucket(b).Bucket([]byte(name)) != nil {
+				if err := tx.Bucket(b).DeleteBucket([]byte(name)); err != nil {
+					return err
+				}
+			}
+		}
 		return deleteGrantsForRepo(tx, name)
 	})
 	if err != nil {
@@ -186,6 +196,9 @@ func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 	}
 	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("delete repo %q: %w", name, err)
+	}
+	if err := os.RemoveAll(s.CredentialDir("mirror", name)); err != nil {
+		return fmt.Errorf("delete repo %q: credentials: %w", name, err)
 	}
 	s.log.Info("repo deleted", "repo", name)
 	return nil

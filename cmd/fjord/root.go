@@ -69,9 +69,9 @@ Every command finds the running server through the data directory
 		newRepoCmd(g),
 		newUserCmd(g),
 		newGrantCmd(g),
+		newMirrorCmd(g),
 		newHostkeyCmd(g),
 		newVersionCmd(),
-		newBenchCmd(),
 	)
 	return root
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fjordhq/fjord/admin"
 	"github.com/fjordhq/fjord/gitserver"
+	"github.com/fjordhq/fjord/mirror"
 	"github.com/fjordhq/fjord/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -34,6 +35,8 @@ type serveOptions struct {
 	logLevel        string
 	shutdownTimeout time.Duration
 	limits          gitserver.Limits
+	mirrorWorkers   int
+	mirrorTimeout   time.Duration
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -61,6 +64,8 @@ on first start) and the admin socket DATA/fjord.sock used by the other commands.
 	f.Int64Var(&o.limits.MaxPushBytes, "max-push-size", 2<<30, "largest pack a push may send, in bytes")
 	f.IntVar(&o.limits.AuthFailures, "max-auth-failures", 10, "failed SSH logins per source address per --auth-window before it is refused")
 	f.DurationVar(&o.limits.AuthWindow, "auth-window", time.Minute, "window for --max-auth-failures")
+	f.IntVar(&o.mirrorWorkers, "mirror-concurrency", mirror.DefaultConcurrency, "mirror syncs running at once")
+	f.DurationVar(&o.mirrorTimeout, "mirror-sync-timeout", mirror.DefaultSyncTimeout, "longest a mirror sync may take")
 	return cmd
 }
 
@@ -117,12 +122,23 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mirrors, err := mirror.New(mirror.Config{
+		Store:       store,
+		Logger:      log,
+		Registerer:  reg,
+		Concurrency: o.mirrorWorkers,
+		SyncTimeout: o.mirrorTimeout,
+	})
+	if err != nil {
+		return err
+	}
 	gs, err := gitserver.New(ctx, gitserver.Config{
 		Store:      store,
 		HostKey:    hostKey,
 		Logger:     log,
 		Registerer: reg,
 		Limits:     o.limits,
+		PushGuard:  mirrors,
 	})
 	if err != nil {
 		return err
@@ -155,6 +171,7 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 		io.WriteString(w, "ok\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/hooks/", mirrors.WebhookHandler())
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	info := admin.Info{
@@ -165,12 +182,13 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 		HostKey:            string(gossh.MarshalAuthorizedKey(hostKey.PublicKey())),
 		HostKeyFingerprint: gossh.FingerprintSHA256(hostKey.PublicKey()),
 	}
-	adminSrv := admin.NewServer(store, info, log)
+	adminSrv := admin.NewServer(admin.Config{Store: store, Info: info, Logger: log, Mirrors: mirrors})
 
 	grp, gctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return ignoreClosed(gs.Serve(sshL)) })
 	grp.Go(func() error { return ignoreClosed(httpSrv.Serve(httpL)) })
 	grp.Go(func() error { return ignoreClosed(adminSrv.Serve(adminL)) })
+	grp.Go(func() error { return mirrors.Run(gctx) })
 	grp.Go(func() error {
 		<-gctx.Done()
 		ready.Store(false)

@@ -1,0 +1,199 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/fjordhq/fjord/storage"
+)
+
+// Mirrors is what the admin API needs of the mirror manager.
+type Mirrors interface {
+	Add(ctx context.Context, m storage.Mirror, creds map[string][]byte) (storage.MirrorSync, error)
+	Sync(ctx context.Context, repo string) (storage.MirrorSync, error)
+	Delete(ctx context.Context, repo string, keepRepo bool) error
+}
+
+// AddMirrorRequest is the body of POST /v1/mirrors. Credentials are file
+// contents keyed by ssh_key, known_hosts, token, webhook_secret.
+type AddMirrorRequest struct {
+	Repo        string            `json:"repo"`
+	Upstream    string            `json:"upstream"`
+	Interval    time.Duration     `json:"interval,omitempty"`
+	Retention   int               `json:"retention,omitempty"`
+	Credentials map[string][]byte `json:"credentials,omitempty"`
+}
+
+// MirrorStatus is a mirror as `fjord mirror list` shows it.
+type MirrorStatus struct {
+	storage.Mirror
+	HeadHash string `json:"headHash,omitempty"`
+	// Lag is how long the mirror may have been behind its upstream: zero
+	// when the last sync succeeded, else the time since the last success.
+	Lag time.Duration `json:"lag"`
+}
+
+func (s *Server) mirrorRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/mirrors", s.listMirrors)
+	mux.HandleFunc("POST /v1/mirrors", s.addMirror)
+	mux.HandleFunc("DELETE /v1/mirrors", s.deleteMirror)
+	mux.HandleFunc("POST /v1/mirrors/sync", s.syncMirror)
+	mux.HandleFunc("GET /v1/mirrors/syncs", s.mirrorSyncs)
+	mux.HandleFunc("GET /v1/mirrors/events", s.mirrorEvents)
+}
+
+func (s *Server) needMirrors(w http.ResponseWriter) bool {
+	if s.mirrors == nil {
+		writeError(w, http.StatusServiceUnavailable, "mirrors are not running on this server")
+		return false
+	}
+	return true
+}
+
+func (s *Server) listMirrors(w http.ResponseWriter, _ *http.Request) {
+	ms, err := s.store.Mirrors()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := make([]MirrorStatus, 0, len(ms))
+	now := time.Now()
+	for _, m := range ms {
+		st := MirrorStatus{Mirror: m}
+		if refs, ok := s.store.Refs(m.Repo); ok {
+			st.HeadHash = refs.HeadHash
+		}
+		if m.LastError != "" {
+			since := m.Created
+			if !m.LastSuccess.IsZero() {
+				since = m.LastSuccess
+			}
+			st.Lag = now.Sub(since).Round(time.Second)
+		}
+		out = append(out, st)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) addMirror(w http.ResponseWriter, r *http.Request) {
+	if !s.needMirrors(w) {
+		return
+	}
+	var req AddMirrorRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	for k := range req.Credentials {
+		switch k {
+		case "ssh_key", "known_hosts", "token", "webhook_secret":
+		default:
+			writeError(w, http.StatusBadRequest, "unknown credential "+strconv.Quote(k))
+			return
+		}
+	}
+	rec, err := s.mirrors.Add(r.Context(), storage.Mirror{Repo: req.Repo, Upstream: req.Upstream, Interval: req.Interval, Retention: req.Retention}, req.Credentials)
+	if err != nil {
+		s.failBadRequest(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, rec)
+}
+
+func (s *Server) deleteMirror(w http.ResponseWriter, r *http.Request) {
+	if !s.needMirrors(w) {
+		return
+	}
+	keep := r.URL.Query().Get("keep-repo") == "true"
+	if err := s.mirrors.Delete(r.Context(), r.URL.Query().Get("repo"), keep); err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) syncMirror(w http.ResponseWriter, r *http.Request) {
+	if !s.needMirrors(w) {
+		return
+	}
+	rec, err := s.mirrors.Sync(r.Context(), r.URL.Query().Get("repo"))
+	if err != nil && rec.Start.IsZero() {
+		s.fail(w, err)
+		return
+	}
+	// A failed sync is still a result: its error is in the record.
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *Server) mirrorSyncs(w http.ResponseWriter, r *http.Request) {
+	repo := r.URL.Query().Get("repo")
+	if _, err := s.store.Mirror(repo); err != nil {
+		s.fail(w, err)
+		return
+	}
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	recs, err := s.store.MirrorSyncs(repo, n)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if recs == nil {
+		recs = []storage.MirrorSync{}
+	}
+	writeJSON(w, http.StatusOK, recs)
+}
+
+func (s *Server) mirrorEvents(w http.ResponseWriter, r *http.Request) {
+	repo := r.URL.Query().Get("repo")
+	if _, err := s.store.Mirror(repo); err != nil {
+		s.fail(w, err)
+		return
+	}
+	evs, err := s.store.MirrorEvents(repo, 0)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if evs == nil {
+		evs = []storage.MirrorEvent{}
+	}
+	writeJSON(w, http.StatusOK, evs)
+}
+
+// Mirror client calls.
+
+// Mirrors lists mirrors with their status.
+func (c *Client) Mirrors(ctx context.Context) ([]MirrorStatus, error) {
+	var out []MirrorStatus
+	return out, c.do(ctx, http.MethodGet, "/v1/mirrors", nil, &out)
+}
+
+// AddMirror adds a mirror and waits for its first sync.
+func (c *Client) AddMirror(ctx context.Context, req AddMirrorRequest) (storage.MirrorSync, error) {
+	var out storage.MirrorSync
+	return out, c.do(ctx, http.MethodPost, "/v1/mirrors", req, &out)
+}
+
+// DeleteMirror removes a mirror (and its repo unless keepRepo).
+func (c *Client) DeleteMirror(ctx context.Context, repo string, keepRepo bool) error {
+	return c.do(ctx, http.MethodDelete, "/v1/mirrors?repo="+queryEscape(repo)+"&keep-repo="+strconv.FormatBool(keepRepo), nil, nil)
+}
+
+// SyncMirror runs a sync now and returns its record.
+func (c *Client) SyncMirror(ctx context.Context, repo string) (storage.MirrorSync, error) {
+	var out storage.MirrorSync
+	return out, c.do(ctx, http.MethodPost, "/v1/mirrors/sync?repo="+queryEscape(repo), nil, &out)
+}
+
+// MirrorSyncs returns the last n syncs, newest first.
+func (c *Client) MirrorSyncs(ctx context.Context, repo string, n int) ([]storage.MirrorSync, error) {
+	var out []storage.MirrorSync
+	return out, c.do(ctx, http.MethodGet, "/v1/mirrors/syncs?repo="+queryEscape(repo)+"&n="+strconv.Itoa(n), nil, &out)
+}
+
+// MirrorEvents returns the history-protection events, newest first.
+func (c *Client) MirrorEvents(ctx context.Context, repo string) ([]storage.MirrorEvent, error) {
+	var out []storage.MirrorEvent
+	return out, c.do(ctx, http.MethodGet, "/v1/mirrors/events?repo="+queryEscape(repo), nil, &out)
+}

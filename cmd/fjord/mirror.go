@@ -1,0 +1,230 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/fjordhq/fjord/admin"
+	"github.com/fjordhq/fjord/mirror"
+	"github.com/fjordhq/fjord/storage"
+	"github.com/spf13/cobra"
+)
+
+func newMirrorCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "mirror", Short: "Pull mirrors of upstream repositories"}
+
+	var (
+		req                                          admin.AddMirrorRequest
+		sshKey, knownHosts, tokenFile, webhookSecret string
+		output                                       string
+	)
+	addCmd := &cobra.Command{
+		Use:   "add NAME --upstream URL",
+		Short: "Add a pull mirror and run its first sync",
+		Long: `add creates the repo NAME as a read-only mirror of URL and syncs it at once;
+if that first sync fails, nothing is added and the error says why.
+
+Upstreams: ssh://, git@host:path, https://, http://, git://, file://.
+Secrets are given as files, copied into the data dir (0600) and never shown:
+  --ssh-key and --known-hosts for ssh (host keys are always checked),
+  --token-file for https (sent as HTTP basic auth, never in the URL).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Repo = args[0]
+			req.Credentials = map[string][]byte{}
+			for name, path := range map[string]string{"ssh_key": sshKey, "known_hosts": knownHosts, "token": tokenFile, "webhook_secret": webhookSecret} {
+				if path == "" {
+					continue
+				}
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return fmt.Errorf("--%s: %w", strings.ReplaceAll(name, "_", "-"), err)
+				}
+				req.Credentials[name] = b
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "syncing %s from %s ...\n", req.Repo, mirror.Redact(req.Upstream))
+			rec, err := admin.NewClient(g.dataDir).AddMirror(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if done, err := printData(cmd.OutOrStdout(), output, rec); done {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "mirror %s added: %d refs in %s\n", req.Repo, len(rec.Changes), rec.Duration.Round(time.Millisecond))
+			return nil
+		},
+	}
+	f := addCmd.Flags()
+	f.StringVar(&req.Upstream, "upstream", "", "upstream URL (required)")
+	f.DurationVar(&req.Interval, "interval", time.Minute, "time between scheduled syncs")
+	f.IntVar(&req.Retention, "retention", 100, "history protection events (and backup refs) to keep")
+	f.StringVar(&sshKey, "ssh-key", "", "private key file for an ssh upstream")
+	f.StringVar(&knownHosts, "known-hosts", "", "known_hosts file with the ssh upstream's host key")
+	f.StringVar(&tokenFile, "token-file", "", "file holding an access token for an https upstream")
+	f.StringVar(&webhookSecret, "webhook-secret-file", "", "file holding the secret webhooks are signed with")
+	addCmd.MarkFlagRequired("upstream")
+	addOutputFlag(addCmd, &output)
+
+	var listOut string
+	listCmd := &cobra.Command{
+		Use:   "list",
+		Short: "List mirrors: upstream, interval, last success, lag, last error",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ms, err := admin.NewClient(g.dataDir).Mirrors(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if done, err := printData(cmd.OutOrStdout(), listOut, ms); done {
+				return err
+			}
+			tw := table(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "NAME\tUPSTREAM\tINTERVAL\tLAST SUCCESS\tLAG\tLAST ERROR")
+			for _, m := range ms {
+				lag := "in sync"
+				if m.LastError != "" {
+					lag = m.Lag.String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Repo, m.Upstream, m.Interval, ago(m.LastSuccess), lag, oneLine(m.LastError, 80))
+			}
+			return tw.Flush()
+		},
+	}
+	addOutputFlag(listCmd, &listOut)
+
+	var (
+		statusOut string
+		statusN   int
+	)
+	statusCmd := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show a mirror's last syncs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			recs, err := admin.NewClient(g.dataDir).MirrorSyncs(cmd.Context(), args[0], statusN)
+			if err != nil {
+				return err
+			}
+			if done, err := printData(cmd.OutOrStdout(), statusOut, recs); done {
+				return err
+			}
+			tw := table(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "START\tTRIGGER\tDURATION\tFETCHED\tREFS CHANGED\tERROR")
+			for _, r := range recs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%d\t%s\n", r.Start.Local().Format(time.DateTime), r.Trigger, r.Duration.Round(time.Millisecond), r.Fetched, len(r.Changes), oneLine(r.Error, 80))
+			}
+			return tw.Flush()
+		},
+	}
+	addOutputFlag(statusCmd, &statusOut)
+	statusCmd.Flags().IntVarP(&statusN, "last", "n", 20, "number of syncs to show")
+
+	var syncOut string
+	syncCmd := &cobra.Command{
+		Use:   "sync NAME",
+		Short: "Sync a mirror now, wait, and print what changed",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rec, err := admin.NewClient(g.dataDir).SyncMirror(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if done, err := printData(cmd.OutOrStdout(), syncOut, rec); done {
+				return err
+			}
+			printSync(cmd.OutOrStdout(), args[0], rec)
+			if rec.Error != "" {
+				return fmt.Errorf("sync of %s failed: %s", args[0], rec.Error)
+			}
+			return nil
+		},
+	}
+	addOutputFlag(syncCmd, &syncOut)
+
+	var histOut string
+	historyCmd := &cobra.Command{
+		Use:   "history NAME",
+		Short: "List upstream force-pushes and deletions, and the hidden refs that keep the old tips",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			evs, err := admin.NewClient(g.dataDir).MirrorEvents(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if done, err := printData(cmd.OutOrStdout(), histOut, evs); done {
+				return err
+			}
+			tw := table(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "TIME\tKIND\tREF\tOLD\tNEW\tKEPT AS")
+			for _, e := range evs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Kind, e.Ref, short(e.Old), short(e.New), e.BackupRef)
+			}
+			return tw.Flush()
+		},
+	}
+	addOutputFlag(historyCmd, &histOut)
+
+	var keepRepo bool
+	deleteCmd := &cobra.Command{
+		Use:   "delete NAME [--keep-repo]",
+		Short: "Stop mirroring; delete the repo too unless --keep-repo",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := admin.NewClient(g.dataDir).DeleteMirror(cmd.Context(), args[0], keepRepo); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "mirror %s deleted\n", args[0])
+			return nil
+		},
+	}
+	deleteCmd.Flags().BoolVar(&keepRepo, "keep-repo", false, "keep the repo as an ordinary hosted repo")
+
+	cmd.AddCommand(addCmd, listCmd, statusCmd, syncCmd, historyCmd, deleteCmd)
+	return cmd
+}
+
+func printSync(w io.Writer, name string, rec storage.MirrorSync) {
+	switch {
+	case rec.Error != "":
+		fmt.Fprintf(w, "%s: sync failed after %s\n", name, rec.Duration.Round(time.Millisecond))
+	case !rec.Fetched:
+		fmt.Fprintf(w, "%s: up to date (checked in %s)\n", name, rec.Duration.Round(time.Millisecond))
+	default:
+		fmt.Fprintf(w, "%s: %d refs changed in %s\n", name, len(rec.Changes), rec.Duration.Round(time.Millisecond))
+	}
+	for _, c := range rec.Changes {
+		switch {
+		case c.Old == "":
+			fmt.Fprintf(w, "  + %s %s\n", c.Ref, short(c.New))
+		case c.New == "":
+			fmt.Fprintf(w, "  - %s (was %s)\n", c.Ref, short(c.Old))
+		default:
+			fmt.Fprintf(w, "    %s %s..%s\n", c.Ref, short(c.Old), short(c.New))
+		}
+	}
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func oneLine(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}

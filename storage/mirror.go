@@ -1,0 +1,312 @@
+package storage
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Mirror buckets. Sync history and events are keyed by repo name, then a
+// big-endian sequence number, in nested buckets, so the newest are found
+// with one cursor seek and retention deletes from the front.
+var (
+	bucketMirrors     = []byte("mirrors")      // repo -> Mirror
+	bucketMirrorSyncs = []byte("mirror_syncs") // repo -> seq -> MirrorSync
+	bucketMirrorEvts  = []byte("mirror_events")
+	bucketPushMirrors = []byte("push_mirrors") // repo -> []PushMirror
+)
+
+// Mirror is the configuration and status of a pull mirror. The repo it
+// fills has the same name.
+type Mirror struct {
+	Repo string `json:"repo"`
+	// Upstream is the URL fetched from, without any userinfo password.
+	Upstream string `json:"upstream"`
+	// Interval is the time between scheduled syncs.
+	Interval time.Duration `json:"interval"`
+	// Credentials names the files under DATA/credentials/REPO that exist:
+	// "ssh_key", "known_hosts", "token", "webhook_secret". Their content
+	// never leaves the server.
+	Credentials []string `json:"credentials,omitempty"`
+	// Retention bounds how many history-protection events (and backup
+	// refs) are kept. Zero means 100.
+	Retention int       `json:"retention,omitempty"`
+	Created   time.Time `json:"created"`
+
+	// Status, updated after every sync.
+	LastAttempt time.Time `json:"lastAttempt,omitzero"`
+	LastSuccess time.Time `json:"lastSuccess,omitzero"`
+	LastError   string    `json:"lastError,omitempty"`
+	// Failures counts consecutive failed syncs (for backoff).
+	Failures int `json:"failures,omitempty"`
+	// UpstreamChanged is when the last sync saw the upstream move; with
+	// LastSuccess it bounds how far behind the mirror can be.
+	UpstreamChanged time.Time `json:"upstreamChanged,omitzero"`
+}
+
+// HasCredential reports whether the mirror has the named credential file.
+func (m Mirror) HasCredential(name string) bool {
+	for _, c := range m.Credentials {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+// MirrorSync is one sync attempt, for `fjord mirror status`.
+type MirrorSync struct {
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration"`
+	// Fetched is false when the upstream's refs had not changed and no
+	// fetch was needed.
+	Fetched bool        `json:"fetched"`
+	Changes []RefChange `json:"changes,omitempty"`
+	Error   string      `json:"error,omitempty"`
+	Trigger string      `json:"trigger"` // schedule, webhook, manual, start
+}
+
+// MirrorEvent records history protection at work: an upstream force-push
+// or ref deletion, and the hidden ref that still holds the old tip.
+type MirrorEvent struct {
+	Time      time.Time `json:"time"`
+	Ref       string    `json:"ref"`
+	Kind      string    `json:"kind"` // force-push or delete
+	Old       string    `json:"old"`
+	New       string    `json:"new,omitempty"`
+	BackupRef string    `json:"backupRef"`
+}
+
+// maxSyncHistory is how many sync records are kept per mirror.
+const maxSyncHistory = 50
+
+// CredentialDir is where a mirror's or push mirror's secrets live (0700).
+func (s *Store) CredentialDir(kind, repo string) string {
+	return filepath.Join(s.dir, "credentials", kind, filepath.FromSlash(repo))
+}
+
+// WriteCredentials stores secret files for a repo with mode 0600 in a
+// 0700 directory, replacing what was there.
+func (s *Store) WriteCredentials(kind, repo string, files map[string][]byte) error {
+	dir := s.CredentialDir(kind, repo)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("credentials for %q: %w", repo, err)
+	}
+	for name, data := range files {
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			return fmt.Errorf("credentials for %q: %w", repo, err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("credentials for %q: %w", repo, err)
+		}
+	}
+	return nil
+}
+
+// CreateMirror stores a mirror's configuration. The repo must exist.
+func (s *Store) CreateMirror(m Mirror) error {
+	if m.Created.IsZero() {
+		m.Created = time.Now().UTC()
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketRepos).Get([]byte(m.Repo)) == nil {
+			return fmt.Errorf("repo %q: %w", m.Repo, ErrNotFound)
+		}
+		if tx.Bucket(bucketMirrors).Get([]byte(m.Repo)) != nil {
+			return fmt.Errorf("mirror %q: %w", m.Repo, ErrExists)
+		}
+		return putJSON(tx, bucketMirrors, m.Repo, m)
+	})
+}
+
+// Mirror returns a mirror, or ErrNotFound.
+func (s *Store) Mirror(repo string) (Mirror, error) {
+	var m Mirror
+	err := s.db.View(func(tx *bolt.Tx) error { return getJSON(tx, bucketMirrors, repo, &m) })
+	if err != nil {
+		return Mirror{}, fmt.Errorf("mirror %q: %w", repo, err)
+	}
+	return m, nil
+}
+
+// Mirrors returns every mirror, sorted by repo.
+func (s *Store) Mirrors() ([]Mirror, error) {
+	var out []Mirror
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMirrors).ForEach(func(k, _ []byte) error {
+			var m Mirror
+			if err := getJSON(tx, bucketMirrors, string(k), &m); err != nil {
+				return err
+			}
+			out = append(out, m)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Repo < out[j].Repo })
+	return out, err
+}
+
+// UpdateMirror applies fn to a stored mirror in one transaction.
+func (s *Store) UpdateMirror(repo string, fn func(*Mirror) error) (Mirror, error) {
+	var m Mirror
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := getJSON(tx, bucketMirrors, repo, &m); err != nil {
+			return fmt.Errorf("mirror %q: %w", repo, err)
+		}
+		if err := fn(&m); err != nil {
+			return err
+		}
+		m.Repo = repo
+		return putJSON(tx, bucketMirrors, repo, m)
+	})
+	return m, err
+}
+
+// RecordMirrorSync updates a mirror's status and appends the sync to its
+// history in one transaction, keeping the newest maxSyncHistory.
+func (s *Store) RecordMirrorSync(repo string, rec MirrorSync, update func(*Mirror)) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var m Mirror
+		if err := getJSON(tx, bucketMirrors, repo, &m); err != nil {
+			return fmt.Errorf("mirror %q: %w", repo, err)
+		}
+		update(&m)
+		if err := putJSON(tx, bucketMirrors, repo, m); err != nil {
+			return err
+		}
+		return appendLog(tx, bucketMirrorSyncs, repo, rec, maxSyncHistory)
+	})
+}
+
+// RecordMirrorEvents appends history-protection events, keeping the newest
+// keep; it returns the events dropped so their backup refs can go too.
+func (s *Store) RecordMirrorEvents(repo string, evs []MirrorEvent, keep int) ([]MirrorEvent, error) {
+	var dropped []MirrorEvent
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, ev := range evs {
+			if err := appendLog(tx, bucketMirrorEvts, repo, ev, 0); err != nil {
+				return err
+			}
+		}
+		b := tx.Bucket(bucketMirrorEvts).Bucket([]byte(repo))
+		if b == nil || keep <= 0 {
+			return nil
+		}
+		for b.Stats().KeyN > keep {
+			c := b.Cursor()
+			k, v := c.First()
+			var ev MirrorEvent
+			if json.Unmarshal(v, &ev) == nil {
+				dropped = append(dropped, ev)
+			}
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return dropped, err
+}
+
+// MirrorSyncs returns up to n recent syncs, newest first.
+func (s *Store) MirrorSyncs(repo string, n int) ([]MirrorSync, error) {
+	var out []MirrorSync
+	err := readLog(s.db, bucketMirrorSyncs, repo, n, func(v []byte) error {
+		var r MirrorSync
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// MirrorEvents returns up to n recent history-protection events, newest
+// first.
+func (s *Store) MirrorEvents(repo string, n int) ([]MirrorEvent, error) {
+	var out []MirrorEvent
+	err := readLog(s.db, bucketMirrorEvts, repo, n, func(v []byte) error {
+		var r MirrorEvent
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// DeleteMirror removes a mirror's configuration, history and credentials;
+// the repo stays, as an ordinary hosted repo.
+func (s *Store) DeleteMirror(repo string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMirrors).Get([]byte(repo)) == nil {
+			return fmt.Errorf("mirror %q: %w", repo, ErrNotFound)
+		}
+		for _, b := range [][]byte{bucketMirrorSyncs, bucketMirrorEvts} {
+			if tx.Bucket(b).Bucket([]byte(repo)) != nil {
+				if err := tx.Bucket(b).DeleteBucket([]byte(repo)); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Bucket(bucketMirrors).Delete([]byte(repo))
+	})
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(s.CredentialDir("mirror", repo))
+}
+
+// appendLog adds v under the next sequence number of repo's nested
+// bucket, dropping the oldest entries beyond keep (0 keeps all).
+func appendLog(tx *bolt.Tx, bucket []byte, repo string, v any, keep int) error {
+	b, err := tx.Bucket(bucket).CreateBucketIfNotExists([]byte(repo))
+	if err != nil {
+		return err
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), raw); err != nil {
+		return err
+	}
+	for keep > 0 && b.Stats().KeyN > keep {
+		k, _ := b.Cursor().First()
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readLog(db *bolt.DB, bucket []byte, repo string, n int, fn func([]byte) error) error {
+	return db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket).Bucket([]byte(repo))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		i := 0
+		for k, v := c.Last(); k != nil && (n <= 0 || i < n); k, v = c.Prev() {
+			if err := fn(v); err != nil {
+				return err
+			}
+			i++
+		}
+		return nil
+	})
+}
