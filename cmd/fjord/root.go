@@ -72,6 +72,7 @@ Every command finds the running server through the data directory
 		newMirrorCmd(g),
 		newHostkeyCmd(g),
 		newVersionCmd(),
+		newBenchCmd(),
 	)
 	return root
 }
