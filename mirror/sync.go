@@ -313,7 +313,8 @@ func explainFetchError(up Upstream, err error) error {
 		strings.Contains(s, "404"), strings.Contains(s, "No such file or directory"):
 		hint = "the upstream has no repository at that path: check the URL"
 	case strings.Contains(s, "Could not resolve host"), strings.Contains(s, "Connection refused"), strings.Contains(s, "timed out"),
-		strings.Contains(s, "unable to connect"), strings.Contains(s, "Connection reset"):
+		strings.Contains(s, "unable to connect"), strings.Contains(s, "Connection reset"),
+		strings.Contains(s, "Failed to connect"), strings.Contains(s, "Could not connect"), strings.Contains(s, "Couldn't connect"):
 		hint = "the upstream is unreachable: fjord keeps serving the last synced state and retries with backoff"
 	}
 	if hint == "" {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
 )
 
 // maxWebhookBody bounds a webhook payload; GitHub caps theirs at 25 MB.
@@ -177,4 +176,3 @@ func validHMAC(secret, body []byte, header string) bool {
 	mac.Write(body)
 	return hmac.Equal(got, mac.Sum(nil))
 }
-
