@@ -184,6 +184,12 @@ func start(ctx context.Context, bins Binaries, opts Options) (_ *Env, err error)
 		// Without it kube-apiserver looks for a host interface with a
 		// default route to advertise, and fails on a machine with none.
 		"--advertise-address=127.0.0.1",
+		// The default reconciler would write 127.0.0.1 into the Endpoints
+		// of the default/kubernetes Service every ten seconds, which
+		// validation refuses for a loopback address, logging an error each
+		// time. Nothing in a test reaches the API server through that
+		// Service, so it is not reconciled at all.
+		"--endpoint-reconciler-type=none",
 		"--secure-port=" + strconv.Itoa(ports[2]),
 		// --cert-dir is where kube-apiserver would write certificates it
 		// makes; the serving certificate is given below, so nothing lands

@@ -58,11 +58,9 @@ data:
 // TestStartStop starts a second environment of its own to check startup,
 // the admin credential and that Stop leaves nothing behind.
 func TestStartStop(t *testing.T) {
-	if os.Getenv(testenv.EnvSkip) == "1" {
-		t.Skipf("%s=1", testenv.EnvSkip)
-	}
+	bins := binaries(t)
 	start := time.Now()
-	env, err := testenv.Start(t.Context(), testenv.Options{Dir: t.TempDir()})
+	env, err := testenv.Start(t.Context(), testenv.Options{Binaries: bins, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,11 +106,9 @@ func TestStartStop(t *testing.T) {
 // TestStartFailureShowsLog checks that a kube-apiserver that will not start
 // is reported with its own words, and that nothing is left running.
 func TestStartFailureShowsLog(t *testing.T) {
-	if os.Getenv(testenv.EnvSkip) == "1" {
-		t.Skipf("%s=1", testenv.EnvSkip)
-	}
+	bins := binaries(t)
 	dir := t.TempDir()
-	_, err := testenv.Start(t.Context(), testenv.Options{Dir: dir, APIServerArgs: []string{"--no-such-flag"}})
+	_, err := testenv.Start(t.Context(), testenv.Options{Binaries: bins, Dir: dir, APIServerArgs: []string{"--no-such-flag"}})
 	if err == nil {
 		t.Fatal("Start with an unknown kube-apiserver flag succeeded")
 	}
@@ -184,6 +180,20 @@ func TestVersionsMatchTools(t *testing.T) {
 			t.Errorf("tools/kube-apiserver/go.mod: %s => %s %s, want %s", r[1], r[2], r[3], staging)
 		}
 	}
+}
+
+// binaries finds the binaries for a test that starts an Env of its own,
+// skipping or failing as Shared does.
+func binaries(t *testing.T) testenv.Binaries {
+	t.Helper()
+	if os.Getenv(testenv.EnvSkip) == "1" {
+		t.Skipf("%s=1: skipping a test that needs kube-apiserver", testenv.EnvSkip)
+	}
+	bins, err := testenv.FindBinaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins
 }
 
 // lookKubectl finds kubectl, failing the test when it is missing: it is

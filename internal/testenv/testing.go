@@ -79,7 +79,7 @@ func Shared(t testing.TB) *Env {
 		shared.env, shared.err = Start(context.Background(), Options{})
 	}
 	if shared.err != nil {
-		t.Fatalf("testenv: start shared environment: %v", shared.err)
+		t.Fatalf("start kube-apiserver and etcd: %v", shared.err)
 	}
 	return shared.env
 }

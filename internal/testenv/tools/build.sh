@@ -23,9 +23,21 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cache="${FJORD_TESTENV_CACHE:-$HOME/.cache/fjord/testenv}"
 go="${GO:-go}"
 
-# build NAME MODULE_DIR OUT builds the main package of MODULE_DIR to OUT.
+# kube-apiserver reports its version (GET /version, kubectl version) from
+# variables that Kubernetes' own build stamps with -X; a plain go build
+# would report v0.0.0-master. Both copies are stamped, as upstream does.
+k8s_minor="${K8S_VERSION#v1.}"
+k8s_minor="${k8s_minor%%.*}"
+k8s_ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	k8s_ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
+	k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit="
+done
+
+# build NAME MODULE_DIR OUT [LDFLAGS] builds the main package of MODULE_DIR
+# to OUT, with LDFLAGS added to the ones that strip the binary.
 build() {
-	local name="$1" dir="$2" out="$3"
+	local name="$1" dir="$2" out="$3" ldflags="${4:-}"
 	if [[ -x "$out" ]]; then
 		echo "testenv: $name is cached at $out"
 		return
@@ -52,7 +64,7 @@ build() {
 	# C toolchain is needed. -buildvcs=false: the binary must not depend on
 	# the state of fjord's work tree.
 	(cd "$dir" && GOWORK=off CGO_ENABLED=0 "$go" build -mod=readonly -trimpath -buildvcs=false \
-		-ldflags='-s -w' -o "$tmp" .)
+		-ldflags="-s -w$ldflags" -o "$tmp" .)
 	mv -f "$tmp" "$out"
 	trap - EXIT
 	echo "testenv: built $name in $((SECONDS - start))s ($(du -h "$out" | cut -f1))"
@@ -62,4 +74,4 @@ build() {
 }
 
 build etcd "$here/etcd" "$cache/etcd-$ETCD_VERSION/etcd"
-build kube-apiserver "$here/kube-apiserver" "$cache/k8s-$K8S_VERSION/kube-apiserver"
+build kube-apiserver "$here/kube-apiserver" "$cache/k8s-$K8S_VERSION/kube-apiserver" "$k8s_ldflags"
