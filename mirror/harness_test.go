@@ -115,11 +115,7 @@ func (f *fixture) localRefs(repo string) string {
 // password.
 func httpUpstream(t testing.TB, root, token string) (url string, stop func()) {
 	t.Helper()
-	execPath := git(t, "", "--exec-path")
-	h := &cgi.Handler{
-		Path: filepath.Join(execPath, "git-http-backend"),
-		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1"},
-	}
+	h := newCGI(t, root)
 	var handler http.Handler = h
 	if token != "" {
 		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -139,6 +135,16 @@ func httpUpstream(t testing.TB, root, token string) (url string, stop func()) {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + l.Addr().String(), func() { srv.Close() }
+}
+
+// newCGI returns git http-backend behind net/http/cgi for the repos in
+// root, receive-pack enabled.
+func newCGI(t testing.TB, root string) *cgi.Handler {
+	return &cgi.Handler{
+		Path: filepath.Join(git(t, "", "--exec-path"), "git-http-backend"),
+		Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1",
+			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.receivepack", "GIT_CONFIG_VALUE_0=true"},
+	}
 }
 
 // gitDaemon runs `git daemon` on root and returns its git:// base URL.
