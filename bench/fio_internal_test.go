@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -51,5 +52,26 @@ func TestMedianRound(t *testing.T) {
 	l, iops := medianRound([]FioRound{r(100, 1000), r(5000, 50), r(110, 900)}, func(r FioRound) (Latency, float64) { return r.Fio, r.FioIOPS })
 	if l.P50 != 110 || iops != 900 || l.Samples != 30 {
 		t.Errorf("median p50 %v iops %v samples %d, want 110, 900, 30", l.P50, iops, l.Samples)
+	}
+}
+
+func TestFioVerdict(t *testing.T) {
+	round := func(fio50, fio99, fjord50, fjord99 time.Duration) FioRound {
+		return FioRound{Fio: Latency{P50: fio50, P99: fio99}, Fjord: Latency{P50: fjord50, P99: fjord99}}
+	}
+	c := &FioComparison{
+		Rounds: []FioRound{round(100, 1000, 100, 1000), round(100, 3000, 100, 1000), round(100, 2000, 100, 1000)},
+		Fio:    Latency{P50: 100, P99: 2000}, Fjord: Latency{P50: 100, P99: 1000},
+	}
+	if v := fioVerdict(c); !strings.Contains(v, "inside the range fio itself spans") {
+		t.Errorf("fjord's p99 inside fio's own spread: %q", v)
+	}
+	c.Fjord.P99 = 500
+	if v := fioVerdict(c); !strings.Contains(v, "beyond the range") {
+		t.Errorf("fjord's p99 outside fio's own spread: %q", v)
+	}
+	c.Agree = true
+	if v := fioVerdict(c); !strings.Contains(v, "within ±10%") {
+		t.Errorf("agreeing: %q", v)
 	}
 }

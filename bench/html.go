@@ -24,16 +24,18 @@ func WriteHTML(w io.Writer, rep *DiskReport) error {
 		page.Charts = append(page.Charts, chartFor(r, lines))
 	}
 	t, err := template.New("report").Funcs(template.FuncMap{
-		"latency": formatLatency,
-		"count":   formatCount,
-		"int":     func(n int64) string { return formatCount(float64(n)) },
-		"bytes":   func(n uint64) string { return formatBytes(int64(n)) },
-		"pct":     func(f float64) string { return fmt.Sprintf("%+.1f%%", 100*f) },
-		"upper":   strings.ToUpper,
-		"rfc3339": func(t time.Time) string { return t.Format(time.RFC3339) },
-		"join":    strings.Join,
-		"diff":    func(a, b time.Duration) string { return fmt.Sprintf("%+.1f%%", 100*relDiff(b, a)) },
-		"deref":   func(b *bool) bool { return b != nil && *b },
+		"latency":    formatLatency,
+		"count":      formatCount,
+		"int":        func(n int64) string { return formatCount(float64(n)) },
+		"bytes":      func(n uint64) string { return formatBytes(int64(n)) },
+		"pct":        func(f float64) string { return fmt.Sprintf("%+.1f%%", 100*f) },
+		"upper":      strings.ToUpper,
+		"rfc3339":    func(t time.Time) string { return t.Format(time.RFC3339) },
+		"join":       strings.Join,
+		"diff":       func(a, b time.Duration) string { return fmt.Sprintf("%+.1f%%", 100*relDiff(b, a)) },
+		"deref":      func(b *bool) bool { return b != nil && *b },
+		"fioVerdict": fioVerdict,
+		"inc":        func(i int) int { return i + 1 },
 	}).Parse(htmlTemplate)
 	if err != nil {
 		return fmt.Errorf("bench: html template: %w", err)
@@ -273,7 +275,8 @@ ul.notes li { margin: .2rem 0; }
 <tr><td>max</td><td class="num">{{latency .Fio.Max}}</td><td class="num">{{latency .Fjord.Max}}</td><td class="num">{{diff .Fio.Max .Fjord.Max}}</td></tr>
 <tr><td>IOPS</td><td class="num">{{count .FioIOPS}}</td><td class="num">{{count .FjordIOPS}}</td><td></td></tr>
 </table>
-<p>{{if .Agree}}fjord's p50 and p99 are within ±10% of fio's.{{else}}fjord's p50 or p99 is more than 10% away from fio's: the disk's latency moved between runs; run again to tell.{{end}}</p>
+<p>By round (p50 / p99):{{range $i, $r := .Rounds}} {{inc $i}}: fio {{latency $r.Fio.P50}} / {{latency $r.Fio.P99}}, fjord {{latency $r.Fjord.P50}} / {{latency $r.Fjord.P99}};{{end}}</p>
+<p>{{fioVerdict .}}.</p>
 {{- end}}
 
 {{- if or $r.Device.Notes $r.Notes}}

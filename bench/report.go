@@ -67,11 +67,11 @@ func WriteText(w io.Writer, rep *DiskReport) error {
 		row("max", c.Fio.Max, c.Fjord.Max)
 		t.add("IOPS", formatCount(c.FioIOPS), formatCount(c.FjordIOPS), fmt.Sprintf("%+.1f%%", 100*(c.FjordIOPS-c.FioIOPS)/c.FioIOPS))
 		t.write(p)
-		if c.Agree {
-			p.f("  fjord's p50 and p99 are within ±10%% of fio's\n")
-		} else {
-			p.f("  fjord's p50 or p99 is more than 10%% away from fio's: the disk's latency moved between the two runs, or one of them is wrong; run again to tell which\n")
+		p.f("  by round (p50 / p99):\n")
+		for i, r := range c.Rounds {
+			p.f("    %d  fio %s / %s   fjord %s / %s\n", i+1, formatLatency(r.Fio.P50), formatLatency(r.Fio.P99), formatLatency(r.Fjord.P50), formatLatency(r.Fjord.P99))
 		}
+		p.f("  %s\n", fioVerdict(c))
 	}
 
 	notes := append(append([]string{}, rep.Device.Notes...), rep.Notes...)
@@ -82,6 +82,34 @@ func WriteText(w io.Writer, rep *DiskReport) error {
 		}
 	}
 	return p.err
+}
+
+// fioVerdict says whether fjord and fio agree and, when they do not, whether
+// the gap is larger than fio's own spread from round to round.
+func fioVerdict(c *FioComparison) string {
+	if c.Agree {
+		return "fjord's p50 and p99 are within ±10% of fio's"
+	}
+	spread := func(pick func(Latency) time.Duration) (lo, hi time.Duration) {
+		for i, r := range c.Rounds {
+			v := pick(r.Fio)
+			if i == 0 || v < lo {
+				lo = v
+			}
+			hi = max(hi, v)
+		}
+		return lo, hi
+	}
+	p50lo, p50hi := spread(func(l Latency) time.Duration { return l.P50 })
+	p99lo, p99hi := spread(func(l Latency) time.Duration { return l.P99 })
+	within := func(v, lo, hi time.Duration) bool { return v >= lo && v <= hi }
+	msg := "fjord's p50 or p99 is more than 10% away from fio's"
+	if within(c.Fjord.P50, p50lo, p50hi) && within(c.Fjord.P99, p99lo, p99hi) {
+		return msg + fmt.Sprintf(", but inside the range fio itself spans from round to round (p50 %s to %s, p99 %s to %s): the disk moved, not the tools; run again on a quieter machine",
+			formatLatency(p50lo), formatLatency(p50hi), formatLatency(p99lo), formatLatency(p99hi))
+	}
+	return msg + fmt.Sprintf(", beyond the range fio itself spans from round to round (p50 %s to %s, p99 %s to %s): run again; if it persists, report it",
+		formatLatency(p50lo), formatLatency(p50hi), formatLatency(p99lo), formatLatency(p99hi))
 }
 
 // writeDevice writes the device block of the text report.
