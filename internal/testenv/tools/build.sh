@@ -7,8 +7,9 @@
 #   ${FJORD_TESTENV_CACHE:-$HOME/.cache/fjord/testenv}/etcd-v3.6.4/etcd
 #
 # A binary that is already there is not built again, so `make test` pays the
-# build (about 4 minutes for kube-apiserver on 2 cores) once per machine and
-# version. Each binary is built under a temporary name and renamed into place,
+# build once per machine and version: 7 to 12 minutes for kube-apiserver on
+# two cores shared with other builds, under 2 for etcd. Each binary is built
+# under a temporary name and renamed into place,
 # so an interrupted build never leaves a half-written binary that looks done.
 #
 # The versions here must match the tools modules' go.mod files and the
