@@ -25,9 +25,9 @@ const (
 	EnvEtcd = "FJORD_ETCD"
 	// EnvCache names the build cache directory; tools/build.sh reads it too.
 	EnvCache = "FJORD_TESTENV_CACHE"
-	// EnvSkip, set to 1, makes Shared skip the test instead of failing it
-	// when the binaries are missing: for developers who do not want to build
-	// them. CI never sets it.
+	// EnvSkip, set to 1, makes Shared skip every test that needs the API
+	// server, where it would otherwise fail when the binaries are missing:
+	// for developers who have not built them. CI never sets it.
 	EnvSkip = "FJORD_SKIP_KUBE"
 )
 
