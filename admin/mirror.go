@@ -14,6 +14,16 @@ type Mirrors interface {
 	Add(ctx context.Context, m storage.Mirror, creds map[string][]byte) (storage.MirrorSync, error)
 	Sync(ctx context.Context, repo string) (storage.MirrorSync, error)
 	Delete(ctx context.Context, repo string, keepRepo bool) error
+	AddPush(ctx context.Context, p storage.PushMirror, creds map[string][]byte) (storage.PushMirror, error)
+	DeletePush(ctx context.Context, repo, remote string) error
+}
+
+// AddPushMirrorRequest is the body of POST /v1/pushmirrors.
+type AddPushMirrorRequest struct {
+	Repo        string            `json:"repo"`
+	Remote      string            `json:"remote"`
+	Interval    time.Duration     `json:"interval,omitempty"`
+	Credentials map[string][]byte `json:"credentials,omitempty"`
 }
 
 // AddMirrorRequest is the body of POST /v1/mirrors. Credentials are file
@@ -42,6 +52,74 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/mirrors/sync", s.syncMirror)
 	mux.HandleFunc("GET /v1/mirrors/syncs", s.mirrorSyncs)
 	mux.HandleFunc("GET /v1/mirrors/events", s.mirrorEvents)
+	mux.HandleFunc("GET /v1/pushmirrors", s.listPushMirrors)
+	mux.HandleFunc("POST /v1/pushmirrors", s.addPushMirror)
+	mux.HandleFunc("DELETE /v1/pushmirrors", s.deletePushMirror)
+}
+
+func (s *Server) listPushMirrors(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.store.PushMirrors(r.URL.Query().Get("repo"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if ps == nil {
+		ps = []storage.PushMirror{}
+	}
+	writeJSON(w, http.StatusOK, ps)
+}
+
+func (s *Server) addPushMirror(w http.ResponseWriter, r *http.Request) {
+	if !s.needMirrors(w) {
+		return
+	}
+	var req AddPushMirrorRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	for k := range req.Credentials {
+		switch k {
+		case "ssh_key", "known_hosts", "token":
+		default:
+			writeError(w, http.StatusBadRequest, "unknown credential "+strconv.Quote(k))
+			return
+		}
+	}
+	p, err := s.mirrors.AddPush(r.Context(), storage.PushMirror{Repo: req.Repo, Remote: req.Remote, Interval: req.Interval}, req.Credentials)
+	if err != nil && p.ID == "" {
+		s.failBadRequest(w, err)
+		return
+	}
+	// Added; a failed first push is in LastError and will be retried.
+	writeJSON(w, http.StatusCreated, p)
+}
+
+func (s *Server) deletePushMirror(w http.ResponseWriter, r *http.Request) {
+	if !s.needMirrors(w) {
+		return
+	}
+	if err := s.mirrors.DeletePush(r.Context(), r.URL.Query().Get("repo"), r.URL.Query().Get("remote")); err != nil {
+		s.failBadRequest(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// PushMirrors lists push mirrors (of one repo, or all when repo is "").
+func (c *Client) PushMirrors(ctx context.Context, repo string) ([]storage.PushMirror, error) {
+	var out []storage.PushMirror
+	return out, c.do(ctx, http.MethodGet, "/v1/pushmirrors?repo="+queryEscape(repo), nil, &out)
+}
+
+// AddPushMirror adds a push mirror and runs its first push.
+func (c *Client) AddPushMirror(ctx context.Context, req AddPushMirrorRequest) (storage.PushMirror, error) {
+	var out storage.PushMirror
+	return out, c.do(ctx, http.MethodPost, "/v1/pushmirrors", req, &out)
+}
+
+// DeletePushMirror removes a push mirror.
+func (c *Client) DeletePushMirror(ctx context.Context, repo, remote string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/pushmirrors?repo="+queryEscape(repo)+"&remote="+queryEscape(remote), nil, nil)
 }
 
 func (s *Server) needMirrors(w http.ResponseWriter) bool {

@@ -128,7 +128,19 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		m.schedule(mir.Repo, wait)
 	}
-	m.log.Info("mirrors scheduled", "count", len(mirrors))
+	pushes, err := m.store.PushMirrors("")
+	if err != nil {
+		return fmt.Errorf("mirror: load push mirrors: %w", err)
+	}
+	for _, p := range pushes {
+		// A push may have been accepted while fjord was down: a full
+		// pass soon after start catches up.
+		m.schedule(pushKey(p.Repo, p.ID), time.Duration(rand.Int64N(int64(5*time.Second)))+1)
+	}
+	sub := m.store.Subscribe()
+	defer sub.Close()
+	go m.watchPushes(sub)
+	m.log.Info("mirrors scheduled", "pull", len(mirrors), "push", len(pushes))
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -238,7 +250,7 @@ func (m *Manager) Sync(ctx context.Context, repo string) (storage.MirrorSync, er
 	}
 }
 
-// run performs one sync with the concurrency bound, records it, schedules
+// run performs one sync (or push mirror pass) with the concurrency bound, records it, schedules
 // the next one and starts the queued sync, if any.
 func (m *Manager) run(ctx context.Context, repo string, c *call) {
 	defer func() {
@@ -263,6 +275,10 @@ func (m *Manager) run(ctx context.Context, repo string, c *call) {
 		return
 	}
 	defer m.sem.Release(1)
+	if r, id, ok := parsePushKey(repo); ok {
+		c.rec, c.err = m.pushAndRecord(ctx, r, id, c.trigger)
+		return
+	}
 	c.rec, c.err = m.syncAndRecord(ctx, repo, c.trigger)
 }
 
@@ -398,7 +414,7 @@ func (m *Manager) Add(ctx context.Context, mir storage.Mirror, creds map[string]
 			m.log.Error("undo mirror add", "mirror", name, "err", err)
 		}
 	}
-	if err := m.store.WriteCredentials("mirror", name, creds); err != nil {
+	if err := m.store.WriteCredentials(m.store.CredentialDir("mirror", name), name, creds); err != nil {
 		undo()
 		return storage.MirrorSync{}, err
 	}

@@ -1,9 +1,11 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,14 +89,20 @@ type MirrorEvent struct {
 const maxSyncHistory = 50
 
 // CredentialDir is where a mirror's or push mirror's secrets live (0700).
+// The repo name is escaped into one path segment, so the secrets of
+// "team" and "team/app" never nest.
 func (s *Store) CredentialDir(kind, repo string) string {
-	return filepath.Join(s.dir, "credentials", kind, filepath.FromSlash(repo))
+	return filepath.Join(s.dir, "credentials", kind, url.PathEscape(repo))
 }
 
-// WriteCredentials stores secret files for a repo with mode 0600 in a
-// 0700 directory, replacing what was there.
-func (s *Store) WriteCredentials(kind, repo string, files map[string][]byte) error {
-	dir := s.CredentialDir(kind, repo)
+// PushCredentialDir is where one push mirror's secrets live.
+func (s *Store) PushCredentialDir(repo, id string) string {
+	return filepath.Join(s.CredentialDir("push", repo), id)
+}
+
+// WriteCredentials stores secret files with mode 0600 in dir (one of
+// CredentialDir or PushCredentialDir), 0700, replacing what was there.
+func (s *Store) WriteCredentials(dir, repo string, files map[string][]byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("credentials for %q: %w", repo, err)
 	}
@@ -309,4 +317,109 @@ func readLog(db *bolt.DB, bucket []byte, repo string, n int, fn func([]byte) err
 		}
 		return nil
 	})
+}
+
+// PushMirror copies a repo's branches and tags to a remote after every
+// accepted change, plus a periodic full pass.
+type PushMirror struct {
+	Repo string `json:"repo"`
+	// Remote is the URL pushed to, without secrets.
+	Remote string `json:"remote"`
+	// ID names the push mirror's credential directory: a hash of Remote.
+	ID string `json:"id"`
+	// Interval is the time between full passes.
+	Interval    time.Duration `json:"interval"`
+	Credentials []string      `json:"credentials,omitempty"`
+	Created     time.Time     `json:"created"`
+
+	LastAttempt time.Time `json:"lastAttempt,omitzero"`
+	LastSuccess time.Time `json:"lastSuccess,omitzero"`
+	LastError   string    `json:"lastError,omitempty"`
+	Failures    int       `json:"failures,omitempty"`
+}
+
+func pushMirrorKey(repo, id string) []byte { return []byte(repo + "\x00" + id) }
+
+// CreatePushMirror stores a push mirror. The repo must exist.
+func (s *Store) CreatePushMirror(p PushMirror) error {
+	if p.Created.IsZero() {
+		p.Created = time.Now().UTC()
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketRepos).Get([]byte(p.Repo)) == nil {
+			return fmt.Errorf("repo %q: %w", p.Repo, ErrNotFound)
+		}
+		k := pushMirrorKey(p.Repo, p.ID)
+		if tx.Bucket(bucketPushMirrors).Get(k) != nil {
+			return fmt.Errorf("push mirror of %q to %s: %w", p.Repo, p.Remote, ErrExists)
+		}
+		raw, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPushMirrors).Put(k, raw)
+	})
+}
+
+// PushMirrors returns the push mirrors of repo, or of every repo if repo
+// is empty, ordered by repo.
+func (s *Store) PushMirrors(repo string) ([]PushMirror, error) {
+	var out []PushMirror
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPushMirrors).Cursor()
+		prefix := []byte(repo + "\x00")
+		k, v := c.First()
+		if repo != "" {
+			k, v = c.Seek(prefix)
+		}
+		for ; k != nil; k, v = c.Next() {
+			if repo != "" && !bytes.HasPrefix(k, prefix) {
+				break
+			}
+			var p PushMirror
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("decode push mirror %q: %w", k, err)
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// UpdatePushMirror applies fn to a stored push mirror in one transaction.
+func (s *Store) UpdatePushMirror(repo, id string, fn func(*PushMirror)) (PushMirror, error) {
+	var p PushMirror
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		k := pushMirrorKey(repo, id)
+		raw := tx.Bucket(bucketPushMirrors).Get(k)
+		if raw == nil {
+			return fmt.Errorf("push mirror of %q: %w", repo, ErrNotFound)
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return err
+		}
+		fn(&p)
+		raw, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPushMirrors).Put(k, raw)
+	})
+	return p, err
+}
+
+// DeletePushMirror removes a push mirror and its credentials.
+func (s *Store) DeletePushMirror(repo, id string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		k := pushMirrorKey(repo, id)
+		if tx.Bucket(bucketPushMirrors).Get(k) == nil {
+			return fmt.Errorf("push mirror of %q: %w", repo, ErrNotFound)
+		}
+		return tx.Bucket(bucketPushMirrors).Delete(k)
+	})
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(s.PushCredentialDir(repo, id))
 }

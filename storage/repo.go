@@ -169,6 +169,13 @@ func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 		if err := tx.Bucket(bucketMirrors).Delete([]byte(name)); err != nil {
 			return err
 		}
+		c := tx.Bucket(bucketPushMirrors).Cursor()
+		prefix := []byte(name + "\x00")
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
 		for _, b := range [][]byte{bucketMirrorSyncs, bucketMirrorEvts} {
 			if tx.Bucket(b).Bucket([]byte(name)) != nil {
 				if err := tx.Bucket(b).DeleteBucket([]byte(name)); err != nil {
@@ -197,8 +204,10 @@ func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("delete repo %q: %w", name, err)
 	}
-	if err := os.RemoveAll(s.CredentialDir("mirror", name)); err != nil {
-		return fmt.Errorf("delete repo %q: credentials: %w", name, err)
+	for _, kind := range []string{"mirror", "push"} {
+		if err := os.RemoveAll(s.CredentialDir(kind, name)); err != nil {
+			return fmt.Errorf("delete repo %q: credentials: %w", name, err)
+		}
 	}
 	s.log.Info("repo deleted", "repo", name)
 	return nil

@@ -70,6 +70,7 @@ Every command finds the running server through the data directory
 		newUserCmd(g),
 		newGrantCmd(g),
 		newMirrorCmd(g),
+		newPushMirrorCmd(g),
 		newHostkeyCmd(g),
 		newVersionCmd(),
 		newBenchCmd(),
