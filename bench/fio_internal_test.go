@@ -66,6 +66,10 @@ func TestFioVerdict(t *testing.T) {
 	if v := fioVerdict(c); !strings.Contains(v, "inside the range fio itself spans") {
 		t.Errorf("fjord's p99 inside fio's own spread: %q", v)
 	}
+	c.Fjord.P50 = 99 // a hair under fio's best round is still inside
+	if v := fioVerdict(c); !strings.Contains(v, "inside the range fio itself spans") {
+		t.Errorf("fjord's p50 level with fio's best round: %q", v)
+	}
 	c.Fjord.P99 = 500
 	if v := fioVerdict(c); !strings.Contains(v, "beyond the range") {
 		t.Errorf("fjord's p99 outside fio's own spread: %q", v)

@@ -102,7 +102,11 @@ func fioVerdict(c *FioComparison) string {
 	}
 	p50lo, p50hi := spread(func(l Latency) time.Duration { return l.P50 })
 	p99lo, p99hi := spread(func(l Latency) time.Duration { return l.P99 })
-	within := func(v, lo, hi time.Duration) bool { return v >= lo && v <= hi }
+	// Widened by the agreement margin, so a figure level with fio's best
+	// round counts as inside.
+	within := func(v, lo, hi time.Duration) bool {
+		return float64(v) >= float64(lo)*(1-fioAgreement) && float64(v) <= float64(hi)*(1+fioAgreement)
+	}
 	msg := "fjord's p50 or p99 is more than 10% away from fio's"
 	if within(c.Fjord.P50, p50lo, p50hi) && within(c.Fjord.P99, p99lo, p99hi) {
 		return msg + fmt.Sprintf(", but inside the range fio itself spans from round to round (p50 %s to %s, p99 %s to %s): the disk moved, not the tools; run again on a quieter machine",
