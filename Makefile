@@ -29,8 +29,18 @@ test: build testenv
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 
+# bench prints the repo-server table (fjord against OpenSSH sshd on the same
+# repo in the same run: openssh-server comes from Debian's packages when
+# missing), the mirror benchmarks, and the disk workload benchmarks.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+	@command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		echo "installing openssh-server from Debian's packages (for the OpenSSH column)"; \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q openssh-server; }
+	$(GO) test -run '^$$' -bench 'AnythingNew|GitCLI' -benchtime 200x -timeout 30m ./gitserver/
+	$(GO) test -run '^$$' -bench 'WebhookToServed' -benchtime 1x -timeout 30m ./mirror/
+	$(GO) test -run '^$$' -bench 'IdleCheckPass' -benchtime 3x -timeout 30m ./mirror/
+	$(GO) test -run '^$$' -bench . -timeout 30m ./bench/
 
 # bench-compare runs fio's etcd job (IBM/etcd recipe) and fjord's own version
 # of it side by side, with the rest of `fjord bench disk`, on the disk under
