@@ -114,7 +114,8 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 func (s *Store) initSchema() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketRepos, bucketUsers, bucketKeys, bucketGrants, bucketRefs,
-			bucketMirrors, bucketMirrorSyncs, bucketMirrorEvts, bucketPushMirrors} {
+			bucketMirrors, bucketMirrorSyncs, bucketMirrorEvts, bucketPushMirrors,
+			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}

@@ -1,0 +1,50 @@
+package reconciler
+
+import (
+	"context"
+	"sort"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+
+	"github.com/fjordhq/fjord/storage"
+)
+
+// healthRank orders kstatus results from best to worst; an app is as
+// healthy as its least healthy object.
+var healthRank = map[status.Status]int{
+	status.CurrentStatus:     0,
+	status.UnknownStatus:     1,
+	status.InProgressStatus:  2,
+	status.NotFoundStatus:    3,
+	status.TerminatingStatus: 4,
+	status.FailedStatus:      5,
+}
+
+// health computes each inventory object's kstatus from the watch cache
+// and the app's, the worst of them. An app with no objects is Current.
+func (r *Reconciler) health(ctx context.Context, inv Inventory) (string, []storage.ObjectHealth) {
+	worst := status.CurrentStatus
+	out := make([]storage.ObjectHealth, 0, len(inv))
+	for ref, e := range inv {
+		h := storage.ObjectHealth{ID: ref.String()}
+		s, msg := status.UnknownStatus, ""
+		if m, err := r.mapping(e.GVK()); err == nil {
+			if live, watched, err := r.watch.get(ctx, m.Resource, ref.Namespace, ref.Name); err == nil && watched {
+				if live == nil {
+					s, msg = status.NotFoundStatus, "not in the cluster"
+				} else if res, err := status.Compute(live); err == nil {
+					s, msg = res.Status, res.Message
+				} else {
+					msg = err.Error()
+				}
+			}
+		}
+		h.Status, h.Message = string(s), msg
+		if healthRank[s] > healthRank[worst] {
+			worst = s
+		}
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return string(worst), out
+}

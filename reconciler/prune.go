@@ -1,0 +1,97 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Prune decision for one live object.
+type pruneVerdict int
+
+const (
+	pruneDelete   pruneVerdict = iota
+	pruneGone                  // already deleted: drop from the inventory
+	pruneNotOurs               // not this app's: never touch, drop from the inventory
+	pruneDisabled              // fjord.dev/prune: disabled: keep, report as orphan
+)
+
+// judgePrune decides what may happen to a stale inventory entry's live
+// object. It is pure, so the rules are tested without a cluster: only an
+// object that carries this app's label and this exact tracking ID is ever
+// deleted.
+func judgePrune(app string, ref ObjectRef, live *unstructured.Unstructured) (pruneVerdict, string) {
+	if live == nil {
+		return pruneGone, ""
+	}
+	if owner := ownedBy(live); owner != app {
+		if owner == "" {
+			return pruneNotOurs, "no longer carries fjord's tracking label"
+		}
+		return pruneNotOurs, fmt.Sprintf("now owned by app %q", owner)
+	}
+	if id := live.GetAnnotations()[AnnotationTracking]; id != trackingID(app, ref) {
+		return pruneNotOurs, fmt.Sprintf("tracking annotation %q is not this object's", id)
+	}
+	if live.GetAnnotations()[AnnotationPrune] == "disabled" {
+		return pruneDisabled, AnnotationPrune + ": disabled"
+	}
+	return pruneDelete, ""
+}
+
+// prune deletes (when enabled) the stale entries whose live objects are
+// this app's. It returns the changes and the entries kept as orphans.
+func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, enabled bool) (ChangeSet, []Entry) {
+	var (
+		cs   ChangeSet
+		kept []Entry
+	)
+	for _, e := range stale {
+		m, err := r.mapping(e.GVK())
+		if err != nil {
+			// The kind is gone (its CRD was deleted): so are its objects.
+			continue
+		}
+		res := r.resource(m, e.Ref.Namespace)
+		live, err := res.Get(ctx, e.Ref.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			live, err = nil, nil
+		}
+		if err != nil {
+			cs = append(cs, Change{Ref: e.Ref, Action: Skipped, Reason: "read before prune: " + err.Error()})
+			kept = append(kept, e)
+			continue
+		}
+		verdict, why := judgePrune(app, e.Ref, live)
+		switch verdict {
+		case pruneGone:
+			continue
+		case pruneNotOurs:
+			cs = append(cs, Change{Ref: e.Ref, Action: Skipped, Reason: why})
+			continue
+		case pruneDisabled:
+			cs = append(cs, Change{Ref: e.Ref, Action: Skipped, Reason: why})
+			kept = append(kept, e)
+			continue
+		}
+		if !enabled {
+			kept = append(kept, e)
+			continue
+		}
+		// Only delete the object fjord saw: a same-named object created
+		// since has another UID.
+		uid := live.GetUID()
+		policy := metav1.DeletePropagationBackground
+		err = res.Delete(ctx, e.Ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy})
+		if err != nil && !apierrors.IsNotFound(err) {
+			cs = append(cs, Change{Ref: e.Ref, Action: Skipped, Reason: "delete: " + err.Error()})
+			kept = append(kept, e)
+			continue
+		}
+		cs = append(cs, Change{Ref: e.Ref, Action: Deleted})
+	}
+	return cs, kept
+}

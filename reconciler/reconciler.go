@@ -1,0 +1,392 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/fjordhq/fjord/storage"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultResyncInterval     = 3 * time.Minute
+	DefaultFieldManager       = "fjord"
+	DefaultInventoryNamespace = "kube-system"
+	defaultWorkers            = 2
+)
+
+// Tracking marks on every object fjord applies. The label selects the
+// objects the watches see; the annotation pins the object's identity, so
+// a copy of the object (same label, other name or kind) is never pruned.
+const (
+	LabelApp           = "fjord.dev/app"
+	AnnotationTracking = "fjord.dev/tracking-id"
+	// AnnotationPrune set to "disabled" keeps an object when git drops it.
+	AnnotationPrune = "fjord.dev/prune"
+)
+
+// Config configures a Reconciler. Store and RESTConfig are required.
+type Config struct {
+	Store *storage.Store
+	// RESTConfig reaches the destination cluster.
+	RESTConfig *rest.Config
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// ResyncInterval is the period of the full reconcile that backs up
+	// the push notifications. Zero means DefaultResyncInterval.
+	ResyncInterval time.Duration
+	// SSHAddr is fjord's SSH listen address; a repoURL ssh://HOST:PORT/NAME
+	// with its port names a local repo. Empty accepts names and mirror
+	// upstreams only.
+	SSHAddr string
+	// InventoryNamespace holds the ConfigMaps that copy each app's
+	// inventory into the cluster. Empty means kube-system.
+	InventoryNamespace string
+	// FieldManager is the server-side apply field manager. Empty means
+	// "fjord".
+	FieldManager string
+	// Workers is how many apps sync at once. Zero means 2.
+	Workers int
+}
+
+// Reconciler syncs Applications from fjord's repos to a cluster. Create it
+// with New, drive it with Run; its methods are safe for concurrent use.
+type Reconciler struct {
+	store        *storage.Store
+	log          *slog.Logger
+	dyn          dynamic.Interface
+	mapper       *restmapper.DeferredDiscoveryRESTMapper
+	fieldManager string
+	invNamespace string
+	sshPort      string
+	resync       time.Duration
+	workers      int
+
+	queue  workqueue.TypedInterface[string]
+	driftQ workqueue.TypedInterface[driftKey]
+	watch  *watcher
+
+	mu       sync.Mutex
+	apps     map[string]*appState
+	triggers map[string]string // pending trigger per queued app
+}
+
+// appState is what the reconciler keeps in memory for one app.
+type appState struct {
+	name   string
+	syncMu sync.Mutex // one sync of an app at a time
+
+	mu       sync.Mutex // guards the fields below
+	app      *Application
+	repo     string
+	desired  map[ObjectRef]*unstructured.Unstructured // as last applied, for drift
+	reported map[ObjectRef]string                     // last drift reported, to report once
+	deleting bool
+	// render cache: the same commit and path render the same objects.
+	renderKey  string
+	renderObjs []*unstructured.Unstructured
+}
+
+// New returns a Reconciler. It does not contact the cluster until Run or a
+// sync.
+func New(cfg Config) (*Reconciler, error) {
+	if cfg.Store == nil || cfg.RESTConfig == nil {
+		return nil, errors.New("reconciler: Config.Store and Config.RESTConfig are required")
+	}
+	rc := rest.CopyConfig(cfg.RESTConfig)
+	// Apply bursts (hundreds of objects on a first sync) must not queue
+	// behind client-go's default 5 QPS limit.
+	if rc.QPS == 0 {
+		rc.QPS, rc.Burst = 200, 400
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: dynamic client: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: discovery client: %w", err)
+	}
+	r := &Reconciler{
+		store:        cfg.Store,
+		log:          cfg.Logger,
+		dyn:          dyn,
+		mapper:       restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		fieldManager: cfg.FieldManager,
+		invNamespace: cfg.InventoryNamespace,
+		resync:       cfg.ResyncInterval,
+		workers:      cfg.Workers,
+		queue:        workqueue.NewTyped[string](),
+		driftQ:       workqueue.NewTyped[driftKey](),
+		apps:         map[string]*appState{},
+		triggers:     map[string]string{},
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.fieldManager == "" {
+		r.fieldManager = DefaultFieldManager
+	}
+	if r.invNamespace == "" {
+		r.invNamespace = DefaultInventoryNamespace
+	}
+	if r.resync <= 0 {
+		r.resync = DefaultResyncInterval
+	}
+	if r.workers <= 0 {
+		r.workers = defaultWorkers
+	}
+	if cfg.SSHAddr != "" {
+		if _, port, err := net.SplitHostPort(cfg.SSHAddr); err == nil {
+			r.sshPort = port
+		}
+	}
+	r.watch = newWatcher(r, dyn)
+	return r, nil
+}
+
+// Run loads the stored apps, syncs each once, then syncs on every ref
+// change of their repos and every ResyncInterval, and reverts drift, until
+// ctx is done. It returns nil on cancellation.
+func (r *Reconciler) Run(ctx context.Context) error {
+	sub := r.store.Subscribe()
+	defer sub.Close()
+	defer r.watch.stop()
+	defer r.queue.ShutDown()
+	defer r.driftQ.ShutDown()
+
+	apps, err := r.store.Apps()
+	if err != nil {
+		return fmt.Errorf("reconciler: load apps: %w", err)
+	}
+	for _, a := range apps {
+		app, err := ParseApplication([]byte(a.Manifest))
+		if err != nil {
+			// A newer fjord wrote it, or the rules tightened: say so on
+			// the app and keep the objects as they are.
+			r.log.Error("stored app no longer parses; leaving its objects alone", "app", a.Name, "err", err)
+			st := a.Status
+			st.Sync, st.Error = "Error", err.Error()
+			_ = r.store.SetAppStatus(a.Name, st)
+			continue
+		}
+		r.state(app.Metadata.Name, app)
+		r.enqueue(app.Metadata.Name, "start")
+	}
+
+	var wg sync.WaitGroup
+	for range r.workers {
+		wg.Go(func() { r.worker(ctx) })
+	}
+	for range 2 {
+		wg.Go(func() { r.driftWorker(ctx) })
+	}
+	defer wg.Wait()
+
+	tick := time.NewTicker(r.resync)
+	defer tick.Stop()
+	r.log.Info("reconciler running", "apps", len(apps), "resync", r.resync, "fieldManager", r.fieldManager)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c, ok := <-sub.C:
+			if !ok {
+				return nil
+			}
+			r.onRefChange(c)
+		case <-tick.C:
+			for _, name := range r.appNames() {
+				r.enqueue(name, "resync")
+			}
+		}
+	}
+}
+
+// onRefChange queues the apps whose repo moved and whose revision now
+// resolves to a commit other than the one they last rendered.
+func (r *Reconciler) onRefChange(c storage.RefChange) {
+	refs, ok := r.store.Refs(c.Repo)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, st := range r.apps {
+		st.mu.Lock()
+		match := st.repo == c.Repo || st.repo == ""
+		app := st.app
+		last := st.renderKey
+		st.mu.Unlock()
+		if !match || app == nil {
+			continue
+		}
+		commit, err := ResolveRevision(refs, app.Revision())
+		if err == nil && last != "" && last == renderKey(commit, app.Spec.Source.Path) {
+			continue
+		}
+		if _, queued := r.triggers[name]; !queued {
+			r.triggers[name] = "push"
+		}
+		r.queue.Add(name)
+	}
+}
+
+func (r *Reconciler) enqueue(name, trigger string) {
+	r.mu.Lock()
+	if _, queued := r.triggers[name]; !queued {
+		r.triggers[name] = trigger
+	}
+	r.mu.Unlock()
+	r.queue.Add(name)
+}
+
+func (r *Reconciler) worker(ctx context.Context) {
+	for {
+		name, quit := r.queue.Get()
+		if quit {
+			return
+		}
+		r.mu.Lock()
+		trigger := r.triggers[name]
+		delete(r.triggers, name)
+		st := r.apps[name]
+		r.mu.Unlock()
+		if st != nil {
+			if _, err := r.syncApp(ctx, st, trigger, SyncOptions{}); err != nil && ctx.Err() == nil {
+				r.log.Warn("sync failed", "app", name, "trigger", trigger, "err", err)
+			}
+		}
+		r.queue.Done(name)
+	}
+}
+
+// state returns the in-memory state of an app, creating or updating it.
+func (r *Reconciler) state(name string, app *Application) *appState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.apps[name]
+	if !ok {
+		st = &appState{name: name, desired: map[ObjectRef]*unstructured.Unstructured{}, reported: map[ObjectRef]string{}}
+		r.apps[name] = st
+	}
+	if app != nil {
+		st.mu.Lock()
+		st.app = app
+		st.renderKey, st.renderObjs = "", nil
+		st.mu.Unlock()
+	}
+	return st
+}
+
+func (r *Reconciler) lookup(name string) *appState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.apps[name]
+}
+
+func (r *Reconciler) appNames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.apps))
+	for n := range r.apps {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Apply stores an Application (YAML or JSON) and, if its sync policy is
+// automated, syncs it before returning. A document fjord refuses is an
+// error wrapping ErrInvalidApp and changes nothing.
+func (r *Reconciler) Apply(ctx context.Context, manifest []byte) (storage.App, error) {
+	app, err := ParseApplication(manifest)
+	if err != nil {
+		return storage.App{}, err
+	}
+	if _, err := r.resolveRepo(app.Spec.Source.RepoURL); err != nil {
+		return storage.App{}, fmt.Errorf("%w %s: spec.source.repoURL: %v", ErrInvalidApp, app.Metadata.Name, err)
+	}
+	if _, err := r.store.PutApp(app.Metadata.Name, string(manifest)); err != nil {
+		return storage.App{}, err
+	}
+	st := r.state(app.Metadata.Name, app)
+	trigger := "apply"
+	if _, err := r.syncApp(ctx, st, trigger, SyncOptions{}); err != nil && ctx.Err() != nil {
+		return storage.App{}, err
+	}
+	return r.store.App(app.Metadata.Name)
+}
+
+// SyncOptions change one sync.
+type SyncOptions struct {
+	// Manual applies even when the app has no automated policy.
+	Manual bool
+	// Prune deletes objects git dropped even when the policy does not.
+	Prune bool
+}
+
+// Sync syncs an app now, as `fjord app sync` does, and returns the record
+// it added to the app's history.
+func (r *Reconciler) Sync(ctx context.Context, name string, opts SyncOptions) (storage.AppSync, error) {
+	st := r.lookup(name)
+	if st == nil {
+		return storage.AppSync{}, fmt.Errorf("app %q: %w", name, storage.ErrNotFound)
+	}
+	opts.Manual = true
+	return r.syncApp(ctx, st, "manual", opts)
+}
+
+// Delete removes an app. With cascade, the objects it applied (and that
+// still carry its tracking mark) are deleted too; without, they stay in
+// the cluster, unmanaged but still labelled.
+func (r *Reconciler) Delete(ctx context.Context, name string, cascade bool) (ChangeSet, error) {
+	st := r.lookup(name)
+	if st == nil {
+		return nil, fmt.Errorf("app %q: %w", name, storage.ErrNotFound)
+	}
+	st.syncMu.Lock()
+	defer st.syncMu.Unlock()
+	st.mu.Lock()
+	st.deleting = true
+	st.desired = map[ObjectRef]*unstructured.Unstructured{}
+	st.mu.Unlock()
+
+	var cs ChangeSet
+	if cascade {
+		inv, err := r.previousInventory(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		stale := Diff(inv, Inventory{})
+		var kept []Entry
+		cs, kept = r.prune(ctx, name, stale, true)
+		if len(kept) > 0 {
+			r.log.Info("app deleted; objects kept", "app", name, "kept", len(kept))
+		}
+	}
+	if err := r.deleteClusterInventory(ctx, name); err != nil {
+		return cs, err
+	}
+	if err := r.store.DeleteApp(name); err != nil {
+		return cs, err
+	}
+	r.mu.Lock()
+	delete(r.apps, name)
+	r.mu.Unlock()
+	return cs, nil
+}

@@ -1,0 +1,316 @@
+package reconciler
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"github.com/fjordhq/fjord/storage"
+)
+
+// maxTreeBytes bounds how much of a commit's tree is read into memory for
+// one render; a GitOps repo this large is almost certainly a mistake.
+const maxTreeBytes = 256 << 20
+
+// kustomizationFiles are the names kustomize looks for, in its order.
+var kustomizationFiles = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
+var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// ResolveRevision turns a targetRevision into a commit using the repo's
+// in-memory ref snapshot: HEAD, a branch, a tag (peeled), a full ref name
+// or a full 40-hex commit.
+func ResolveRevision(refs *storage.Refs, rev string) (string, error) {
+	switch {
+	case rev == "" || rev == "HEAD":
+		if refs.HeadHash == "" {
+			return "", fmt.Errorf("HEAD of the repo points at nothing yet: push a commit first")
+		}
+		return refs.HeadHash, nil
+	case fullSHA.MatchString(rev):
+		return rev, nil
+	}
+	for _, name := range []string{rev, "refs/heads/" + rev, "refs/tags/" + rev} {
+		if r, ok := refs.Lookup(name); ok {
+			if r.Peeled != "" {
+				return r.Peeled, nil
+			}
+			return r.Hash, nil
+		}
+	}
+	return "", fmt.Errorf("targetRevision %q is neither a branch, a tag nor a full commit hash of the repo", rev)
+}
+
+// Render builds the manifests at dir of commit in the bare repo at
+// repoPath. The commit's tree is copied into an in-memory filesystem (no
+// checkout), and kustomize runs over it with plugins, exec functions and
+// remote bases disabled. A dir without a kustomization file is read as
+// plain YAML files (not recursively).
+func Render(repoPath, commit, dir string) ([]*unstructured.Unstructured, error) {
+	fs, err := treeFS(repoPath, commit)
+	if err != nil {
+		return nil, err
+	}
+	root := "/" + strings.Trim(path.Clean("/"+dir), "/")
+	if !fs.IsDir(root) {
+		return nil, fmt.Errorf("path %q does not exist at commit %.12s: check spec.source.path", dir, commit)
+	}
+	if !hasKustomization(fs, root) {
+		if err := writePlainKustomization(fs, root); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkLocalOnly(fs, root); err != nil {
+		return nil, err
+	}
+	opts := krusty.MakeDefaultOptions()
+	opts.PluginConfig = types.DisabledPluginConfig()
+	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
+	resMap, err := krusty.MakeKustomizer(opts).Run(fs, root)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s at %.12s: %w", strings.TrimPrefix(root, "/"), commit, err)
+	}
+	var out []*unstructured.Unstructured
+	for _, r := range resMap.Resources() {
+		m, err := r.Map()
+		if err != nil {
+			return nil, fmt.Errorf("kustomize build %s: %w", root, err)
+		}
+		if m["apiVersion"] == nil || m["kind"] == nil {
+			return nil, fmt.Errorf("kustomize build %s: an object lacks apiVersion or kind: %.200v", root, m)
+		}
+		// Round-trip through JSON: YAML decodes integers as int, which
+		// unstructured's deep copy does not accept; JSON gives int64.
+		b, err := json.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("kustomize build %s: %w", root, err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(b); err != nil {
+			return nil, fmt.Errorf("kustomize build %s: %w", root, err)
+		}
+		if u.GetName() == "" {
+			return nil, fmt.Errorf("kustomize build %s: a %s has no metadata.name", root, u.GetKind())
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// treeFS copies the tree of a commit into an in-memory filesystem rooted
+// at "/". Symlinks and submodules are left out: they could point outside
+// the tree.
+func treeFS(repoPath, commit string) (filesys.FileSystem, error) {
+	repo, err := git.PlainOpen(repoPath)
+	if err != nil {
+		return nil, fmt.Errorf("open repo %s: %w", repoPath, err)
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		return nil, fmt.Errorf("read commit %.12s: %w", commit, err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("read tree of %.12s: %w", commit, err)
+	}
+	fs := filesys.MakeFsInMemory()
+	var total int64
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	for {
+		name, entry, err := walker.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("walk tree of %.12s: %w", commit, err)
+		}
+		if entry.Mode == filemode.Dir {
+			if err := fs.MkdirAll("/" + name); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if entry.Mode != filemode.Regular && entry.Mode != filemode.Executable {
+			continue
+		}
+		blob, err := repo.BlobObject(entry.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("read %s at %.12s: %w", name, commit, err)
+		}
+		total += blob.Size
+		if total > maxTreeBytes {
+			return nil, fmt.Errorf("the tree of %.12s holds more than %d MiB: keep the manifests in a smaller repo", commit, maxTreeBytes>>20)
+		}
+		r, err := blob.Reader()
+		if err != nil {
+			return nil, fmt.Errorf("read %s at %.12s: %w", name, commit, err)
+		}
+		data, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s at %.12s: %w", name, commit, err)
+		}
+		if err := fs.WriteFile("/"+name, data); err != nil {
+			return nil, err
+		}
+	}
+	return fs, nil
+}
+
+func hasKustomization(fs filesys.FileSystem, dir string) bool {
+	for _, n := range kustomizationFiles {
+		if fs.Exists(path.Join(dir, n)) {
+			return true
+		}
+	}
+	return false
+}
+
+// writePlainKustomization lists the YAML and JSON files of dir as
+// resources, so a plain directory renders like Argo CD's directory source.
+func writePlainKustomization(fs filesys.FileSystem, dir string) error {
+	names, err := fs.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	var res []string
+	for _, n := range names {
+		switch strings.ToLower(path.Ext(n)) {
+		case ".yaml", ".yml", ".json":
+			if !fs.IsDir(path.Join(dir, n)) {
+				res = append(res, n)
+			}
+		}
+	}
+	sort.Strings(res)
+	b, err := yaml.Marshal(map[string]any{"resources": res})
+	if err != nil {
+		return err
+	}
+	return fs.WriteFile(path.Join(dir, "kustomization.yaml"), b)
+}
+
+// remoteLooking matches what kustomize would fetch over the network.
+var remoteLooking = regexp.MustCompile(`^([a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/|bitbucket\.org/)|\?ref=|\.git(//|$)`)
+
+// checkLocalOnly refuses kustomizations, reachable from root, that would
+// reach outside the commit: a resource, base or component that is not a
+// path in the tree, or a file entry with a URL. kustomize has no switch to
+// turn remote loading off, so fjord makes sure it is never asked to.
+func checkLocalOnly(fs filesys.FileSystem, root string) error {
+	var problems []string
+	seen := map[string]bool{}
+	var visit func(dir string) error
+	visit = func(dir string) error {
+		if seen[dir] {
+			return nil
+		}
+		seen[dir] = true
+		var p string
+		for _, n := range kustomizationFiles {
+			if fs.Exists(path.Join(dir, n)) {
+				p = path.Join(dir, n)
+				break
+			}
+		}
+		if p == "" {
+			return nil
+		}
+		data, err := fs.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var k map[string]any
+		if yaml.Unmarshal(data, &k) != nil {
+			return nil // kustomize reports the syntax error with more detail
+		}
+		rel := strings.TrimPrefix(p, "/")
+		for _, key := range []string{"resources", "bases", "components"} {
+			for _, e := range stringList(k[key]) {
+				target := path.Join(dir, e)
+				switch {
+				case remoteLooking.MatchString(e) && !fs.Exists(target):
+					problems = append(problems, fmt.Sprintf("%s: %s entry %q is remote; remote bases are disabled in fjord: vendor it into the repo", rel, key, e))
+				case !fs.Exists(target):
+					problems = append(problems, fmt.Sprintf("%s: %s entry %q is not a file or directory in this commit", rel, key, e))
+				case fs.IsDir(target):
+					if err := visit(target); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		for _, key := range []string{"crds", "configurations", "generators", "transformers", "validators", "patchesStrategicMerge"} {
+			for _, e := range stringList(k[key]) {
+				if remoteLooking.MatchString(e) {
+					problems = append(problems, fmt.Sprintf("%s: %s entry %q is remote, which fjord does not fetch: vendor it into the repo", rel, key, e))
+				}
+			}
+		}
+		if _, ok := k["helmCharts"]; ok {
+			problems = append(problems, fmt.Sprintf("%s: helmCharts runs helm, which fjord does not do: render the chart into the repo", rel))
+		}
+		for _, gen := range []string{"configMapGenerator", "secretGenerator"} {
+			for _, g := range mapList(k[gen]) {
+				for _, key := range []string{"files", "envs"} {
+					for _, e := range stringList(g[key]) {
+						if strings.Contains(e, "://") {
+							problems = append(problems, fmt.Sprintf("%s: %s %s entry %q is remote, which fjord does not fetch", rel, gen, key, e))
+						}
+					}
+				}
+			}
+		}
+		for _, pt := range mapList(k["patches"]) {
+			if s, ok := pt["path"].(string); ok && strings.Contains(s, "://") {
+				problems = append(problems, fmt.Sprintf("%s: patch path %q is remote, which fjord does not fetch", rel, s))
+			}
+		}
+		return nil
+	}
+	if err := visit(root); err != nil {
+		return fmt.Errorf("check kustomizations: %w", err)
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func stringList(v any) []string {
+	l, _ := v.([]any)
+	var out []string
+	for _, e := range l {
+		if s, ok := e.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func mapList(v any) []map[string]any {
+	l, _ := v.([]any)
+	var out []map[string]any
+	for _, e := range l {
+		if m, ok := e.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}

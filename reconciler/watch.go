@@ -1,0 +1,110 @@
+package reconciler
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+)
+
+// watchSyncTimeout bounds the wait for a new watch's first list. A kind
+// fjord may not list (RBAC) is then read with GETs instead.
+const watchSyncTimeout = 30 * time.Second
+
+// watcher holds one informer per resource fjord manages, cluster-wide and
+// restricted to objects with the tracking label: the cache that makes a
+// no-op sync free and the event source of self-heal. Every app shares
+// them; events are routed by the label's value.
+type watcher struct {
+	r    *Reconciler
+	dyn  dynamic.Interface
+	done chan struct{}
+	once sync.Once
+
+	mu        sync.Mutex
+	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
+}
+
+func newWatcher(r *Reconciler, dyn dynamic.Interface) *watcher {
+	return &watcher{r: r, dyn: dyn, done: make(chan struct{}), informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
+}
+
+// stop ends every informer. Safe to call twice.
+func (w *watcher) stop() { w.once.Do(func() { close(w.done) }) }
+
+// informer returns the synced informer of gvr, starting it on first use;
+// ok is false if it could not sync in time.
+func (w *watcher) informer(ctx context.Context, gvr schema.GroupVersionResource) (cache.SharedIndexInformer, bool) {
+	w.mu.Lock()
+	inf, exists := w.informers[gvr]
+	if !exists {
+		inf = dynamicinformer.NewFilteredDynamicInformer(w.dyn, gvr, metav1.NamespaceAll, 0, cache.Indexers{},
+			func(o *metav1.ListOptions) { o.LabelSelector = LabelApp }).Informer()
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			UpdateFunc: func(_, obj any) { w.r.onUpdate(obj) },
+			DeleteFunc: func(obj any) { w.r.onDelete(obj) },
+		})
+		w.informers[gvr] = inf
+		go inf.Run(w.done)
+	}
+	w.mu.Unlock()
+	if inf.HasSynced() {
+		return inf, true
+	}
+	ctx, cancel := context.WithTimeout(ctx, watchSyncTimeout)
+	defer cancel()
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-w.done:
+		}
+		close(stop)
+	}()
+	return inf, cache.WaitForCacheSync(stop, inf.HasSynced)
+}
+
+// get returns the cached live object; watched is false when the resource
+// has no synced watch, so a nil object means "unknown", not "absent".
+func (w *watcher) get(ctx context.Context, gvr schema.GroupVersionResource, ns, name string) (live *unstructured.Unstructured, watched bool, err error) {
+	inf, ok := w.informer(ctx, gvr)
+	if !ok {
+		return nil, false, ctx.Err()
+	}
+	key := name
+	if ns != "" {
+		key = ns + "/" + name
+	}
+	obj, exists, err := inf.GetStore().GetByKey(key)
+	if err != nil || !exists {
+		return nil, true, err
+	}
+	u, _ := obj.(*unstructured.Unstructured)
+	return u, true, nil
+}
+
+// cached returns the cached object only if a watch for gvr already runs.
+func (w *watcher) cached(gvr schema.GroupVersionResource, ns, name string) (*unstructured.Unstructured, bool) {
+	w.mu.Lock()
+	inf, ok := w.informers[gvr]
+	w.mu.Unlock()
+	if !ok || !inf.HasSynced() {
+		return nil, false
+	}
+	key := name
+	if ns != "" {
+		key = ns + "/" + name
+	}
+	obj, exists, _ := inf.GetStore().GetByKey(key)
+	if !exists {
+		return nil, true
+	}
+	u, _ := obj.(*unstructured.Unstructured)
+	return u, true
+}

@@ -1,0 +1,284 @@
+package storage
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// App buckets. The reconciler owns their meaning; storage only keeps them
+// atomic. Sync history and drift events are nested logs keyed by app name
+// then a big-endian sequence (see appendLog), newest found with one seek.
+var (
+	bucketApps      = []byte("apps")          // app name -> App
+	bucketAppInv    = []byte("app_inventory") // app name -> AppInventory
+	bucketAppSyncs  = []byte("app_syncs")     // app name -> seq -> AppSync
+	bucketAppDrifts = []byte("app_drift")     // app name -> seq -> DriftEvent
+)
+
+// maxAppHistory and maxAppDrifts bound the per-app logs.
+const (
+	maxAppHistory = 100
+	maxAppDrifts  = 200
+)
+
+// App is an application's configuration, as the user applied it, and its
+// last known status.
+type App struct {
+	Name string `json:"name"`
+	// Manifest is the Application document exactly as applied; the
+	// reconciler parses it again on start, so a newer fjord reads what
+	// the user wrote rather than an older fjord's interpretation.
+	Manifest string    `json:"manifest"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+	Status   AppStatus `json:"status"`
+}
+
+// AppStatus is what `fjord app list` shows.
+type AppStatus struct {
+	// Repo is the fjord repo the source resolved to.
+	Repo string `json:"repo,omitempty"`
+	// Revision is the commit the last sync attempt rendered.
+	Revision string `json:"revision,omitempty"`
+	// SyncedCommit is the last commit applied without error.
+	SyncedCommit string `json:"syncedCommit,omitempty"`
+	// Sync is Synced, OutOfSync, Error or Unknown.
+	Sync string `json:"sync"`
+	// Health is the kstatus of the app: Current, InProgress, Failed,
+	// Terminating, NotFound or Unknown.
+	Health string `json:"health"`
+	// Error is why the last sync failed; empty after a success.
+	Error       string    `json:"error,omitempty"`
+	LastAttempt time.Time `json:"lastAttempt,omitzero"`
+	LastSynced  time.Time `json:"lastSynced,omitzero"`
+	// LastDrift is the newest drift event, if any.
+	LastDrift *DriftEvent `json:"lastDrift,omitempty"`
+	// Orphans are objects in the inventory that git no longer declares
+	// and that were kept (prune off, or fjord.dev/prune: disabled).
+	Orphans []string `json:"orphans,omitempty"`
+	// Objects is the health of each object, sorted by ID.
+	Objects []ObjectHealth `json:"objects,omitempty"`
+}
+
+// ObjectHealth is one managed object's kstatus.
+type ObjectHealth struct {
+	ID      string `json:"id"`
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+}
+
+// AppSync is one sync of an app, for `fjord app history`.
+type AppSync struct {
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration"`
+	// Trigger is what started it: push, resync, manual, apply, start.
+	Trigger  string `json:"trigger"`
+	Revision string `json:"revision,omitempty"`
+	// Changes lists every object that was not unchanged.
+	Changes []ObjectChange `json:"changes,omitempty"`
+	// Unchanged counts objects that needed nothing.
+	Unchanged int    `json:"unchanged"`
+	Error     string `json:"error,omitempty"`
+}
+
+// ObjectChange is what a sync did to one object.
+type ObjectChange struct {
+	ID     string `json:"id"`
+	Action string `json:"action"` // created, configured, deleted, skipped
+	// Reason says why an object was skipped or failed.
+	Reason string `json:"reason,omitempty"`
+}
+
+// DriftEvent is a change to a managed object made outside git.
+type DriftEvent struct {
+	Time   time.Time `json:"time"`
+	Object string    `json:"object"`
+	// Fields are the paths fjord owns that differed from git, such as
+	// "spec.replicas"; empty for a deletion.
+	Fields []string `json:"fields,omitempty"`
+	// Manager is the field manager that made the change (from
+	// managedFields), when it could be told.
+	Manager string `json:"manager,omitempty"`
+	// Deleted is true when the object was deleted rather than changed.
+	Deleted bool `json:"deleted,omitempty"`
+	// Action is reverted, recreated or reported (selfHeal off).
+	Action string `json:"action"`
+}
+
+// AppInventory is what an app applied last: the set that prune compares
+// the next render against.
+type AppInventory struct {
+	Commit  string           `json:"commit,omitempty"`
+	Entries []InventoryEntry `json:"entries"`
+}
+
+// InventoryEntry is one applied object.
+type InventoryEntry struct {
+	// ID is group_kind_namespace_name, the form Flux uses.
+	ID      string `json:"id"`
+	Version string `json:"v"`
+	// Hash is a digest of the rendered object as last applied.
+	Hash string `json:"hash,omitempty"`
+}
+
+// PutApp creates or replaces an app's configuration, keeping its status
+// and creation time if it exists.
+func (s *Store) PutApp(name, manifest string) (App, error) {
+	var a App
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		err := getJSON(tx, bucketApps, name, &a)
+		now := time.Now().UTC()
+		switch {
+		case err == ErrNotFound:
+			a = App{Name: name, Created: now}
+		case err != nil:
+			return err
+		}
+		a.Manifest, a.Updated = manifest, now
+		return putJSON(tx, bucketApps, name, a)
+	})
+	if err != nil {
+		return App{}, fmt.Errorf("save app %q: %w", name, err)
+	}
+	return a, nil
+}
+
+// App returns an app, or ErrNotFound.
+func (s *Store) App(name string) (App, error) {
+	var a App
+	if err := s.db.View(func(tx *bolt.Tx) error { return getJSON(tx, bucketApps, name, &a) }); err != nil {
+		return App{}, fmt.Errorf("app %q: %w", name, err)
+	}
+	return a, nil
+}
+
+// Apps returns every app, sorted by name.
+func (s *Store) Apps() ([]App, error) {
+	var out []App
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketApps).ForEach(func(k, v []byte) error {
+			var a App
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode app %q: %w", k, err)
+			}
+			out = append(out, a)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// SetAppStatus replaces an app's status.
+func (s *Store) SetAppStatus(name string, st AppStatus) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var a App
+		if err := getJSON(tx, bucketApps, name, &a); err != nil {
+			return fmt.Errorf("app %q: %w", name, err)
+		}
+		a.Status = st
+		return putJSON(tx, bucketApps, name, a)
+	})
+}
+
+// RecordAppSync stores an app's status, its inventory (when inv is not
+// nil) and appends the sync to its history, in one transaction, so the
+// inventory never disagrees with the history that explains it.
+func (s *Store) RecordAppSync(name string, st AppStatus, inv *AppInventory, rec AppSync) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var a App
+		if err := getJSON(tx, bucketApps, name, &a); err != nil {
+			return fmt.Errorf("app %q: %w", name, err)
+		}
+		a.Status = st
+		if err := putJSON(tx, bucketApps, name, a); err != nil {
+			return err
+		}
+		if inv != nil {
+			if err := putJSON(tx, bucketAppInv, name, inv); err != nil {
+				return err
+			}
+		}
+		return appendLog(tx, bucketAppSyncs, name, rec, maxAppHistory)
+	})
+}
+
+// AppInventory returns what an app applied last; ok is false if nothing
+// was recorded (a new app, or a data dir that lost it).
+func (s *Store) AppInventory(name string) (inv AppInventory, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error { return getJSON(tx, bucketAppInv, name, &inv) })
+	if err == ErrNotFound {
+		return AppInventory{}, false, nil
+	}
+	if err != nil {
+		return AppInventory{}, false, fmt.Errorf("inventory of app %q: %w", name, err)
+	}
+	return inv, true, nil
+}
+
+// RecordDrift appends a drift event and makes it the app's LastDrift.
+func (s *Store) RecordDrift(name string, ev DriftEvent) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var a App
+		if err := getJSON(tx, bucketApps, name, &a); err != nil {
+			return fmt.Errorf("app %q: %w", name, err)
+		}
+		a.Status.LastDrift = &ev
+		if err := putJSON(tx, bucketApps, name, a); err != nil {
+			return err
+		}
+		return appendLog(tx, bucketAppDrifts, name, ev, maxAppDrifts)
+	})
+}
+
+// AppSyncs returns up to n recent syncs of an app, newest first.
+func (s *Store) AppSyncs(name string, n int) ([]AppSync, error) {
+	var out []AppSync
+	err := readLog(s.db, bucketAppSyncs, name, n, func(v []byte) error {
+		var r AppSync
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// AppDrifts returns up to n recent drift events of an app, newest first.
+func (s *Store) AppDrifts(name string, n int) ([]DriftEvent, error) {
+	var out []DriftEvent
+	err := readLog(s.db, bucketAppDrifts, name, n, func(v []byte) error {
+		var r DriftEvent
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// DeleteApp removes an app's configuration, status, inventory and logs.
+func (s *Store) DeleteApp(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketApps).Get([]byte(name)) == nil {
+			return fmt.Errorf("app %q: %w", name, ErrNotFound)
+		}
+		for _, b := range [][]byte{bucketAppSyncs, bucketAppDrifts} {
+			if tx.Bucket(b).Bucket([]byte(name)) != nil {
+				if err := tx.Bucket(b).DeleteBucket([]byte(name)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.Bucket(bucketAppInv).Delete([]byte(name)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketApps).Delete([]byte(name))
+	})
+}
