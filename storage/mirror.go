@@ -204,21 +204,15 @@ func (s *Store) RecordMirrorEvents(repo string, evs []MirrorEvent, keep int) ([]
 			}
 		}
 		b := tx.Bucket(bucketMirrorEvts).Bucket([]byte(repo))
-		if b == nil || keep <= 0 {
+		if b == nil {
 			return nil
 		}
-		for b.Stats().KeyN > keep {
-			c := b.Cursor()
-			k, v := c.First()
+		return trimFront(b, keep, func(v []byte) {
 			var ev MirrorEvent
 			if json.Unmarshal(v, &ev) == nil {
 				dropped = append(dropped, ev)
 			}
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		})
 	})
 	return dropped, err
 }
@@ -292,11 +286,30 @@ func appendLog(tx *bolt.Tx, bucket []byte, repo string, v any, keep int) error {
 	if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), raw); err != nil {
 		return err
 	}
-	for keep > 0 && b.Stats().KeyN > keep {
-		k, _ := b.Cursor().First()
-		if err := b.Delete(k); err != nil {
+	return trimFront(b, keep, nil)
+}
+
+// trimFront deletes the oldest entries of a log bucket until at most keep
+// remain (keep <= 0 keeps all), passing each dropped value to dropped.
+// It counts with a cursor: Bucket.Stats does not see the writes of the
+// transaction it runs in.
+func trimFront(b *bolt.Bucket, keep int, dropped func([]byte)) error {
+	if keep <= 0 {
+		return nil
+	}
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	for k, v := c.First(); k != nil && n > keep; k, v = c.First() {
+		if dropped != nil {
+			dropped(v)
+		}
+		if err := c.Delete(); err != nil {
 			return err
 		}
+		n--
 	}
 	return nil
 }
