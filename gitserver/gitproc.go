@@ -24,6 +24,7 @@ func (s *Server) command(ctx context.Context, ch gossh.Channel, gitProtocol stri
 	// A client that vanishes must not leave git or the copy goroutines
 	// behind for long.
 	cmd.WaitDelay = 10 * time.Second
+	dieWithParent(cmd)
 	return cmd
 }
 

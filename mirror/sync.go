@@ -253,6 +253,7 @@ func (m *Manager) runGit(ctx context.Context, dir string, env []string, creds cr
 	cmd.Env = append(storage.GitEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.WaitDelay = 10 * time.Second
+	dieWithParent(cmd)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
