@@ -34,16 +34,11 @@ Secrets are given as files, copied into the data dir (0600) and never shown:
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Repo = args[0]
-			req.Credentials = map[string][]byte{}
-			for name, path := range map[string]string{"ssh_key": sshKey, "known_hosts": knownHosts, "token": tokenFile, "webhook_secret": webhookSecret} {
-				if path == "" {
-					continue
-				}
-				b, err := os.ReadFile(path)
-				if err != nil {
-					return fmt.Errorf("--%s: %w", strings.ReplaceAll(name, "_", "-"), err)
-				}
-				req.Credentials[name] = b
+			var err error
+			req.Credentials, err = readCredentials(map[string]string{mirror.CredSSHKey: sshKey, mirror.CredKnownHosts: knownHosts,
+				mirror.CredToken: tokenFile, mirror.CredWebhookSecret: webhookSecret})
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "syncing %s from %s ...\n", req.Repo, mirror.Redact(req.Upstream))
 			rec, err := admin.NewClient(g.dataDir).AddMirror(cmd.Context(), req)
@@ -184,6 +179,29 @@ Secrets are given as files, copied into the data dir (0600) and never shown:
 
 	cmd.AddCommand(addCmd, listCmd, statusCmd, syncCmd, historyCmd, deleteCmd)
 	return cmd
+}
+
+// readCredentials reads the secret files given on the command line, keyed
+// by credential name; empty paths are skipped. The flag is named after the
+// key (ssh_key -> --ssh-key) except the token and webhook secret files.
+func readCredentials(paths map[string]string) (map[string][]byte, error) {
+	flags := map[string]string{mirror.CredToken: "token-file", mirror.CredWebhookSecret: "webhook-secret-file"}
+	out := map[string][]byte{}
+	for name, path := range paths {
+		if path == "" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			flag, ok := flags[name]
+			if !ok {
+				flag = strings.ReplaceAll(name, "_", "-")
+			}
+			return nil, fmt.Errorf("--%s: %w", flag, err)
+		}
+		out[name] = b
+	}
+	return out, nil
 }
 
 func printSync(w io.Writer, name string, rec storage.MirrorSync) {

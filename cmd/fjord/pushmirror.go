@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/fjordhq/fjord/admin"
 	"github.com/fjordhq/fjord/mirror"
@@ -23,16 +21,10 @@ func newPushMirrorCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Repo = args[0]
-			req.Credentials = map[string][]byte{}
-			for name, path := range map[string]string{"ssh_key": sshKey, "known_hosts": knownHosts, "token": tokenFile} {
-				if path == "" {
-					continue
-				}
-				b, err := os.ReadFile(path)
-				if err != nil {
-					return fmt.Errorf("--%s: %w", strings.ReplaceAll(name, "_", "-"), err)
-				}
-				req.Credentials[name] = b
+			var err error
+			req.Credentials, err = readCredentials(map[string]string{mirror.CredSSHKey: sshKey, mirror.CredKnownHosts: knownHosts, mirror.CredToken: tokenFile})
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "pushing %s to %s ...\n", req.Repo, mirror.Redact(req.Remote))
 			p, err := admin.NewClient(g.dataDir).AddPushMirror(cmd.Context(), req)
