@@ -62,6 +62,21 @@ func LoadOrCreateHostKey(path string) (gossh.Signer, error) {
 	return gossh.NewSignerFromKey(priv)
 }
 
+// LoadHostKey reads an existing host key (OpenSSH format), such as one
+// mounted from a Kubernetes Secret. Unlike LoadOrCreateHostKey it never
+// generates one: a missing file given on purpose is an error.
+func LoadHostKey(path string) (gossh.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("host key %s: %w", path, err)
+	}
+	signer, err := gossh.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("host key %s: %w (it must be an unencrypted private key in OpenSSH or PEM format, e.g. from ssh-keygen -t ed25519 -N '')", path, err)
+	}
+	return signer, nil
+}
+
 // KnownHostsLine returns the line clients put in known_hosts for a server
 // reachable at host:port: "[host]:port ssh-ed25519 AAAA...", or without
 // brackets for port 22, as OpenSSH writes it.

@@ -346,3 +346,26 @@ func lastLine(s string) string {
 	}
 	return last
 }
+
+// TestHostKeyFlag serves with a host key from a file (as mounted from a
+// Kubernetes Secret) and refuses one that is not a private key.
+func TestHostKeyFlag(t *testing.T) {
+	s := newSession(t)
+	key := filepath.Join(s.dir, "secret_host_key")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	fp, _ := exec.Command("ssh-keygen", "-lf", key+".pub").Output()
+	s.start("--host-key", key)
+	if out := s.mustFjord("hostkey"); !strings.Contains(out, strings.Fields(string(fp))[1]) {
+		t.Fatalf("hostkey %q does not show the key from --host-key (%s)", out, fp)
+	}
+	if _, err := os.Stat(filepath.Join(s.data, "ssh_host_ed25519_key")); !os.IsNotExist(err) {
+		t.Fatalf("a host key was generated although --host-key was given: %v", err)
+	}
+	s.stop()
+	out, err := exec.Command(fjordBin, "serve", "--data", s.data, "--host-key", key+".pub", "--ssh-addr", freeAddr(t), "--http-addr", freeAddr(t)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--host-key") {
+		t.Fatalf("serve with a public key as --host-key: %v %s", err, out)
+	}
+}

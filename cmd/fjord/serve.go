@@ -31,6 +31,7 @@ type serveOptions struct {
 	sshAddr         string
 	httpAddr        string
 	adminKey        string
+	hostKey         string
 	logFormat       string
 	logLevel        string
 	shutdownTimeout time.Duration
@@ -56,6 +57,7 @@ on first start) and the admin socket DATA/fjord.sock used by the other commands.
 	f.StringVar(&o.sshAddr, "ssh-addr", "127.0.0.1:2222", "SSH listen address")
 	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address for /healthz, /readyz, /metrics")
 	f.StringVar(&o.adminKey, "admin-key", os.Getenv("FJORD_ADMIN_KEY"), "public key file of the first admin (env FJORD_ADMIN_KEY)")
+	f.StringVar(&o.hostKey, "host-key", os.Getenv("FJORD_HOST_KEY"), "SSH host private key file, e.g. mounted from a Secret (env FJORD_HOST_KEY; default DATA/ssh_host_ed25519_key, generated on first start)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight git sessions may take to finish")
@@ -115,9 +117,14 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 		log.Info("admin key registered", "user", u.Name, "key", key.Fingerprint)
 	}
 
-	hostKey, err := gitserver.LoadOrCreateHostKey(filepath.Join(dataDir, "ssh_host_ed25519_key"))
+	var hostKey gossh.Signer
+	if o.hostKey != "" {
+		hostKey, err = gitserver.LoadHostKey(o.hostKey)
+	} else {
+		hostKey, err = gitserver.LoadOrCreateHostKey(filepath.Join(dataDir, "ssh_host_ed25519_key"))
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("--host-key: %w", err)
 	}
 
 	reg := prometheus.NewRegistry()
