@@ -161,12 +161,18 @@ func (m *Manager) push(ctx context.Context, p storage.PushMirror) error {
 	if err != nil {
 		return err
 	}
+	// A repo with no branches or tags yet has nothing to send; pushing it
+	// with --prune would empty the remote, which is never what a DR copy
+	// of a new repo should do.
+	if snap, ok := m.store.Refs(p.Repo); !ok || len(localRefs(snap)) == 0 {
+		return nil
+	}
 	sctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
 	_, err = m.runGit(sctx, m.store.RepoPath(p.Repo), env, creds, "", "push", "--quiet", "--prune", "--", up.URL,
 		"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 	if err != nil {
-		return explainFetchError(up, err)
+		return explainGitError("push to", up, err)
 	}
 	return nil
 }

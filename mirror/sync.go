@@ -150,7 +150,7 @@ func (m *Manager) syncMirror(ctx context.Context, mir storage.Mirror) (syncResul
 	res.fetched = true
 	if _, err := run("", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", up.URL,
 		"+refs/heads/*:"+incomingPrefix+"heads/*", "+refs/tags/*:"+incomingPrefix+"tags/*"); err != nil {
-		return res, explainFetchError(up, err)
+		return res, explainGitError("fetch from", up, err)
 	}
 	out, err := run("", "for-each-ref", "--format=%(objectname) %(refname)", incomingPrefix)
 	if err != nil {
@@ -295,9 +295,9 @@ func (e *gitError) Error() string {
 
 func (e *gitError) Unwrap() error { return e.err }
 
-// explainFetchError turns git's fetch errors into what an operator should
-// do about them.
-func explainFetchError(up Upstream, err error) error {
+// explainGitError turns git's fetch and push errors into what an operator
+// should do about them. op is "fetch from" or "push to".
+func explainGitError(op string, up Upstream, err error) error {
 	var ge *gitError
 	if !errors.As(err, &ge) {
 		return err
@@ -306,20 +306,20 @@ func explainFetchError(up Upstream, err error) error {
 	hint := ""
 	switch {
 	case strings.Contains(s, "Host key verification failed"):
-		hint = "the upstream's host key is not in the mirror's --known-hosts file (or changed): check it with ssh-keyscan and re-add the mirror"
+		hint = "the server's host key is not in the --known-hosts file given (or it changed): check it with ssh-keyscan and add the mirror again"
 	case strings.Contains(s, "Permission denied"), strings.Contains(s, "Authentication failed"), strings.Contains(s, "could not read Username"),
 		strings.Contains(s, "401"), strings.Contains(s, "403"):
-		hint = "the upstream refused the credentials: check --ssh-key / --token-file and that they may read the repo"
+		hint = "the server refused the credentials: check --ssh-key / --token-file and that they grant access to the repo"
 	case strings.Contains(s, "not found"), strings.Contains(s, "does not appear to be a git repository"), strings.Contains(s, "not a git repository"),
 		strings.Contains(s, "404"), strings.Contains(s, "No such file or directory"):
-		hint = "the upstream has no repository at that path: check the URL"
+		hint = "there is no repository at that path: check the URL"
 	case strings.Contains(s, "Could not resolve host"), strings.Contains(s, "Connection refused"), strings.Contains(s, "timed out"),
 		strings.Contains(s, "unable to connect"), strings.Contains(s, "Connection reset"),
 		strings.Contains(s, "Failed to connect"), strings.Contains(s, "Could not connect"), strings.Contains(s, "Couldn't connect"):
-		hint = "the upstream is unreachable: fjord keeps serving the last synced state and retries with backoff"
+		hint = "the server is unreachable: fjord keeps serving the last good state and retries with backoff"
 	}
 	if hint == "" {
-		return fmt.Errorf("fetch from %s failed: %w", up.URL, err)
+		return fmt.Errorf("%s %s failed: %w", op, up.URL, err)
 	}
-	return fmt.Errorf("fetch from %s failed: %s (%w)", up.URL, hint, err)
+	return fmt.Errorf("%s %s failed: %s (%w)", op, up.URL, hint, err)
 }
