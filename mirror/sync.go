@@ -315,7 +315,8 @@ func explainGitError(op string, up Upstream, err error) error {
 		hint = "there is no repository at that path: check the URL"
 	case strings.Contains(s, "Could not resolve host"), strings.Contains(s, "Connection refused"), strings.Contains(s, "timed out"),
 		strings.Contains(s, "unable to connect"), strings.Contains(s, "Connection reset"),
-		strings.Contains(s, "Failed to connect"), strings.Contains(s, "Could not connect"), strings.Contains(s, "Couldn't connect"):
+		strings.Contains(s, "Failed to connect"), strings.Contains(s, "Could not connect"), strings.Contains(s, "Couldn't connect"),
+		strings.Contains(s, "Empty reply from server"), strings.Contains(s, "hung up unexpectedly"):
 		hint = "the server is unreachable: fjord keeps serving the last good state and retries with backoff"
 	}
 	if hint == "" {
