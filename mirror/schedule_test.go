@@ -216,7 +216,10 @@ func TestWebhooks(t *testing.T) {
 				t.Fatalf("status %d, want %d", resp.StatusCode, c.want)
 			}
 			if c.want == 202 {
-				waitFor(t, "the webhook's sync", func() bool { return f.localRefs("app") == up.refs() })
+				// Refs move before the sync is recorded: wait for both.
+				waitFor(t, "the webhook's sync", func() bool {
+					return f.localRefs("app") == up.refs() && len(syncs(t, f, "app")) > n0
+				})
 				return
 			}
 			// A refused webhook triggers nothing.
