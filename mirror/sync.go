@@ -303,21 +303,27 @@ func explainGitError(op string, up Upstream, err error) error {
 		return err
 	}
 	s := ge.stderr
+	has := func(subs ...string) bool {
+		for _, sub := range subs {
+			if strings.Contains(s, sub) {
+				return true
+			}
+		}
+		return false
+	}
 	hint := ""
 	switch {
-	case strings.Contains(s, "Host key verification failed"):
+	case has("Host key verification failed"):
 		hint = "the server's host key is not in the --known-hosts file given (or it changed): check it with ssh-keyscan and add the mirror again"
-	case strings.Contains(s, "Permission denied"), strings.Contains(s, "Authentication failed"), strings.Contains(s, "could not read Username"),
-		strings.Contains(s, "401"), strings.Contains(s, "403"):
+	case has("Permission denied", "Authentication failed", "could not read Username", "returned error: 401", "returned error: 403"):
 		hint = "the server refused the credentials: check --ssh-key / --token-file and that they grant access to the repo"
-	case strings.Contains(s, "not found"), strings.Contains(s, "does not appear to be a git repository"), strings.Contains(s, "not a git repository"),
-		strings.Contains(s, "404"), strings.Contains(s, "No such file or directory"):
-		hint = "there is no repository at that path: check the URL"
-	case strings.Contains(s, "Could not resolve host"), strings.Contains(s, "Connection refused"), strings.Contains(s, "timed out"),
-		strings.Contains(s, "unable to connect"), strings.Contains(s, "Connection reset"),
-		strings.Contains(s, "Failed to connect"), strings.Contains(s, "Could not connect"), strings.Contains(s, "Couldn't connect"),
-		strings.Contains(s, "Empty reply from server"), strings.Contains(s, "hung up unexpectedly"):
+	case has("Could not resolve host", "Connection refused", "timed out", "unable to connect", "Connection reset",
+		"Failed to connect", "Could not connect", "Couldn't connect", "Empty reply from server"):
 		hint = "the server is unreachable: fjord keeps serving the last good state and retries with backoff"
+	case has("not found", "does not appear to be a git repository", "not a git repository", "returned error: 404", "No such file or directory"):
+		hint = "there is no repository at that path: check the URL"
+	case has("hung up unexpectedly"):
+		hint = "the server closed the connection: it may be down or overloaded; fjord retries with backoff"
 	}
 	if hint == "" {
 		return fmt.Errorf("%s %s failed: %w", op, up.URL, err)
