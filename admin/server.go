@@ -24,6 +24,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Mirrors serves the /v1/mirrors endpoints; nil answers them with 503.
 	Mirrors Mirrors
+	// Apps serves the /v1/apps endpoints that need the reconciler; nil
+	// (no cluster) answers them with 503 saying how to turn it on.
+	Apps Apps
 }
 
 // Server serves the admin API for one store.
@@ -32,17 +35,19 @@ type Server struct {
 	info    Info
 	log     *slog.Logger
 	mirrors Mirrors
+	apps    Apps
 	http    *http.Server
 }
 
 // NewServer returns an admin API server.
 func NewServer(cfg Config) *Server {
-	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors}
+	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	mux := http.NewServeMux()
 	s.mirrorRoutes(mux)
+	s.appRoutes(mux)
 	mux.HandleFunc("GET /v1/info", s.getInfo)
 	mux.HandleFunc("GET /v1/repos", s.listRepos)
 	mux.HandleFunc("POST /v1/repos", s.createRepo)

@@ -166,8 +166,6 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	sub := r.store.Subscribe()
 	defer sub.Close()
 	defer r.watch.stop()
-	defer r.queue.ShutDown()
-	defer r.driftQ.ShutDown()
 
 	apps, err := r.store.Apps()
 	if err != nil {
@@ -195,7 +193,13 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	for range 2 {
 		wg.Go(func() { r.driftWorker(ctx) })
 	}
-	defer wg.Wait()
+	// Shutting the queues down ends the workers once their item is done;
+	// only then may Run return.
+	defer func() {
+		r.queue.ShutDown()
+		r.driftQ.ShutDown()
+		wg.Wait()
+	}()
 
 	tick := time.NewTicker(r.resync)
 	defer tick.Stop()
