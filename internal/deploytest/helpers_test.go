@@ -265,11 +265,7 @@ func ensureNamespaces(t *testing.T, kubectlPath string, env *testenv.Env, r *ren
 func dryRun(t *testing.T, kubectlPath string, env *testenv.Env, r *rendered, ns string) {
 	t.Helper()
 	ensureNamespaces(t, kubectlPath, env, r)
-	args := []string{"apply", "--server-side", "--dry-run=server", "--field-manager=fjord-deploytest", "-f", "-"}
-	if ns != "" {
-		args = append(args, "--namespace", ns)
-	}
-	out, stderr, err := kubectl(t, kubectlPath, env, r.yaml, args...)
+	out, stderr, err := dryRunYAML(t, kubectlPath, env, r.yaml, ns)
 	if err != nil {
 		t.Fatalf("%s: server-side dry run refused: %v", r.dir, err)
 	}
@@ -283,4 +279,14 @@ func dryRun(t *testing.T, kubectlPath string, env *testenv.Env, r *rendered, ns 
 			t.Errorf("%s: the dry run did not apply %s:\n%s", r.dir, o, out)
 		}
 	}
+}
+
+// dryRunYAML runs kubectl's server-side dry run of docs.
+func dryRunYAML(t *testing.T, kubectlPath string, env *testenv.Env, docs []byte, ns string) (stdout, stderr string, err error) {
+	t.Helper()
+	args := []string{"apply", "--server-side", "--dry-run=server", "--field-manager=fjord-deploytest", "-f", "-"}
+	if ns != "" {
+		args = append(args, "--namespace", ns)
+	}
+	return kubectl(t, kubectlPath, env, docs, args...)
 }

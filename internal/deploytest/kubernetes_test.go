@@ -25,6 +25,29 @@ func TestKubernetesDryRun(t *testing.T) {
 	}
 }
 
+// TestDryRunCatchesPodSecurity shows the dry run has teeth: the same
+// StatefulSet with privilege escalation allowed draws the warning of Pod
+// Security admission that fails TestKubernetesDryRun.
+func TestDryRunCatchesPodSecurity(t *testing.T) {
+	env, kc := needKube(t)
+	r := render(t, "kubernetes/overlays/prod")
+	ensureNamespaces(t, kc, env, r)
+	sts := r.one(t, "StatefulSet", "fjord")
+	c := mapAt(sts, "spec", "template", "spec", "containers", "name=fjord")
+	mapAt(c, "securityContext")["allowPrivilegeEscalation"] = true
+	doc, err := yaml.Marshal(sts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := dryRunYAML(t, kc, env, doc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "violate PodSecurity") || !strings.Contains(stderr, "allowPrivilegeEscalation") {
+		t.Errorf("no Pod Security warning for allowPrivilegeEscalation=true; kubectl said:\n%s", stderr)
+	}
+}
+
 // TestKubectlKustomize checks the command the docs give renders, and
 // renders the same objects as the kustomize library the other tests use.
 func TestKubectlKustomize(t *testing.T) {
@@ -78,7 +101,7 @@ func TestStatefulSet(t *testing.T) {
 			pod := mapAt(sts, "spec", "template", "spec")
 			checkPodSecurity(t, pod)
 			checkMainContainer(t, r, pod)
-			checkHostKeyInit(t, pod)
+			checkHostKey(t, pod)
 			checkVolumes(t, sts, pod)
 		})
 	}
@@ -221,28 +244,27 @@ func checkMainContainer(t *testing.T, r *rendered, pod map[string]any) {
 // dataDir is where the manifests put fjord's data volume.
 const dataDir = "/var/lib/fjord"
 
-// checkHostKeyInit checks that the host key Secret reaches
-// DATA/ssh_host_ed25519_key before fjord starts.
-func checkHostKeyInit(t *testing.T, pod map[string]any) {
+// checkHostKey checks that fjord reads its SSH host key from the Secret
+// (serve --host-key), so its identity does not depend on the volume.
+func checkHostKey(t *testing.T, pod map[string]any) {
 	t.Helper()
-	ic := mapAt(pod, "initContainers", "name=install-host-key")
-	if ic == nil {
-		t.Fatal("no init container install-host-key")
-	}
-	if str(ic, "image") != str(pod, "containers", "name=fjord", "image") {
-		t.Errorf("install-host-key runs %q, fjord %q: the same image keeps the tools and the uid consistent", str(ic, "image"), str(pod, "containers", "name=fjord", "image"))
-	}
-	script := strings.Join(stringList(list(ic, "command")), " ")
-	for _, want := range []string{dataDir + "/ssh_host_ed25519_key", "install -m 0600", "mv -f"} {
-		if !strings.Contains(script, want) {
-			t.Errorf("install-host-key script lacks %q:\n%s", want, script)
+	c := mapAt(pod, "containers", "name=fjord")
+	var key string
+	for _, a := range stringList(list(c, "args")) {
+		if v, ok := strings.CutPrefix(a, "--host-key="); ok {
+			key = v
 		}
 	}
-	if !mountedFrom(ic, pod, "/etc/fjord/host-key/ssh_host_ed25519_key", "fjord-host-key") {
-		t.Error("install-host-key does not mount Secret fjord-host-key at /etc/fjord/host-key")
+	if key == "" {
+		t.Fatal("fjord has no --host-key: it would generate a new identity on every new volume")
 	}
-	if !writableMount(ic, pod, dataDir) {
-		t.Errorf("install-host-key does not mount the data volume writable at %s", dataDir)
+	m, _ := mountOf(c, pod, key)
+	if !mountedFrom(c, pod, key, "fjord-host-key") || m["readOnly"] != true {
+		t.Errorf("--host-key %s is not a file of a read-only mount of Secret fjord-host-key", key)
+	}
+	v := mapAt(pod, "volumes", "name="+str(m, "name"))
+	if mode := num(get(v, "secret", "defaultMode")); mode < 0 || int(mode)&0o007 != 0 {
+		t.Errorf("the host key Secret is mounted with mode %o: a private key must not be world-readable", int(mode))
 	}
 }
 
