@@ -7,7 +7,7 @@ DATA    ?= ./data
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test bench lint testenv bench-compare
+.PHONY: all build run test bench lint testenv bench-compare deploy-check
 
 all: build
 
@@ -60,3 +60,19 @@ bench-compare: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# deploy-check checks what deploy/ ships: `kubectl kustomize` renders every
+# kustomization, internal/deploytest dry-runs them on the real kube-apiserver
+# of `make testenv` and runs `systemd-analyze verify` on the systemd unit
+# (systemd comes from Debian's packages when systemd-analyze is missing, here
+# and not in `make test`, because it pulls in a lot).
+deploy-check: testenv
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		echo "installing systemd from Debian's packages (for systemd-analyze verify)"; \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends systemd; }
+	@for k in $$(grep -L '^kind: Component' $$(find deploy -name kustomization.yaml | sort)); do \
+		echo "kubectl kustomize $$(dirname $$k)"; \
+		kubectl kustomize "$$(dirname $$k)" >/dev/null || exit 1; \
+	done
+	FJORD_REQUIRE_SYSTEMD=1 $(GO) test -count=1 ./internal/deploytest
