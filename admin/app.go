@@ -225,4 +225,3 @@ func (c *Client) DeleteApp(ctx context.Context, name string, cascade bool) ([]st
 	var out DeleteAppResult
 	return out.Objects, c.do(ctx, http.MethodDelete, "/v1/apps?name="+url.QueryEscape(name)+"&cascade="+strconv.FormatBool(cascade), nil, &out)
 }
-

@@ -18,6 +18,7 @@ import (
 	"github.com/fjordhq/fjord/admin"
 	"github.com/fjordhq/fjord/gitserver"
 	"github.com/fjordhq/fjord/mirror"
+	"github.com/fjordhq/fjord/reconciler"
 	"github.com/fjordhq/fjord/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -38,6 +39,8 @@ type serveOptions struct {
 	limits          gitserver.Limits
 	mirrorWorkers   int
 	mirrorTimeout   time.Duration
+	kubeconfig      string
+	resyncInterval  time.Duration
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -68,6 +71,8 @@ on first start) and the admin socket DATA/fjord.sock used by the other commands.
 	f.DurationVar(&o.limits.AuthWindow, "auth-window", time.Minute, "window for --max-auth-failures")
 	f.IntVar(&o.mirrorWorkers, "mirror-concurrency", mirror.DefaultConcurrency, "mirror syncs running at once")
 	f.DurationVar(&o.mirrorTimeout, "mirror-sync-timeout", mirror.DefaultSyncTimeout, "longest a mirror sync may take")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster apps deploy to (else $KUBECONFIG, else in-cluster; without one the reconciler is off)")
+	f.DurationVar(&o.resyncInterval, "resync-interval", reconciler.DefaultResyncInterval, "full reconcile of every app, the safety net behind push notifications")
 	return cmd
 }
 
@@ -189,13 +194,27 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 		HostKey:            string(gossh.MarshalAuthorizedKey(hostKey.PublicKey())),
 		HostKeyFingerprint: gossh.FingerprintSHA256(hostKey.PublicKey()),
 	}
-	adminSrv := admin.NewServer(admin.Config{Store: store, Info: info, Logger: log, Mirrors: mirrors})
+	rec, err := newReconciler(store, log, o, info.SSHAddr)
+	if err != nil {
+		sshL.Close()
+		httpL.Close()
+		adminL.Close()
+		return err
+	}
+	var apps admin.Apps
+	if rec != nil {
+		apps = appsAPI{rec}
+	}
+	adminSrv := admin.NewServer(admin.Config{Store: store, Info: info, Logger: log, Mirrors: mirrors, Apps: apps})
 
 	grp, gctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return ignoreClosed(gs.Serve(sshL)) })
 	grp.Go(func() error { return ignoreClosed(httpSrv.Serve(httpL)) })
 	grp.Go(func() error { return ignoreClosed(adminSrv.Serve(adminL)) })
 	grp.Go(func() error { return mirrors.Run(gctx) })
+	if rec != nil {
+		grp.Go(func() error { return rec.Run(gctx) })
+	}
 	grp.Go(func() error {
 		<-gctx.Done()
 		ready.Store(false)
@@ -256,4 +275,19 @@ Next, in another terminal:
   git clone ssh://%s/demo.git
 
 `, info.SSHAddr, info.HTTPAddr, info.HostKeyFingerprint, data, data, data, net.JoinHostPort(host, strconv.Itoa(p)))
+}
+
+// newReconciler starts nothing; it returns the reconciler when a cluster is
+// configured, and nil (after saying so) when none is.
+func newReconciler(store *storage.Store, log *slog.Logger, o *serveOptions, sshAddr string) (*reconciler.Reconciler, error) {
+	cfg, source, err := reconciler.LoadRESTConfig(o.kubeconfig)
+	if errors.Is(err, reconciler.ErrNoCluster) {
+		log.Warn("reconciler off: no cluster configured; give --kubeconfig FILE or set KUBECONFIG to deploy apps", "reason", err)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: %w", err)
+	}
+	log.Info("reconciler on", "cluster", cfg.Host, "from", source, "resync", o.resyncInterval)
+	return reconciler.New(reconciler.Config{Store: store, RESTConfig: cfg, Logger: log, ResyncInterval: o.resyncInterval, SSHAddr: sshAddr})
 }
