@@ -314,3 +314,53 @@ func TestLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestShutdownClosesIdleConnections checks that Shutdown closes a
+// connection with no running command at once and lets a running one
+// finish.
+func TestShutdownClosesIdleConnections(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ci := e.user("ci", true)
+	e.repo("app", false)
+	e.seed(ci, "app", 1)
+	idle := e.dial(ci)
+	busy := e.dial(ci)
+	s, _ := busy.NewSession()
+	stdin, _ := s.StdinPipe()
+	stdout, _ := s.StdoutPipe()
+	if err := s.Start("git-upload-pack 'app'"); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Read(make([]byte, 4)) // the command is running
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- e.srv.Shutdown(ctx) }()
+	idleDone := make(chan error, 1)
+	go func() { idleDone <- idle.Wait() }()
+	select {
+	case <-idleDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("idle connection still open during shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a command was running", err)
+	default:
+	}
+	// The running command finishes normally, then Shutdown returns.
+	stdin.Write([]byte("0000"))
+	stdin.Close()
+	if err := s.Wait(); err != nil {
+		t.Fatalf("running command cut by shutdown: %v", err)
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return after the last command ended")
+	}
+}

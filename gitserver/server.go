@@ -93,6 +93,7 @@ type Server struct {
 	metrics *metrics
 	auth    *authLimiter
 	slots   chan struct{} // one token per running git command
+	conns   conns
 	ssh     *ssh.Server
 }
 
@@ -138,6 +139,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		PublicKeyHandler:         s.acceptKey,
 		BannerHandler:            s.banner,
 		ServerConfigCallback:     s.serverConfig,
+		ConnCallback:             s.conns.wrap,
 		ConnectionFailedCallback: s.connFailed,
 	}
 	return s, nil
@@ -158,9 +160,11 @@ func (s *Server) ListenAndServe(addr string) error {
 	return s.Serve(l)
 }
 
-// Shutdown stops accepting connections and waits for open ones to finish
-// until ctx is done, then closes whatever is left.
+// Shutdown stops accepting connections, closes idle ones at once, lets
+// running git commands finish until ctx is done, then closes whatever is
+// left.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.conns.drain()
 	err := s.ssh.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		s.log.Warn("shutdown grace period over; closing remaining SSH connections")

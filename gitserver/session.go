@@ -84,6 +84,11 @@ func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan go
 			}
 			req.Reply(true, nil)
 			done = make(chan struct{})
+			// Counted until the channel is closed on both sides (the
+			// end of this function), so a draining server never cuts a
+			// connection while the client still reads the exit status.
+			s.conns.begin(ctx)
+			defer s.conns.end(ctx)
 			go func() {
 				defer close(done)
 				code := s.exec(ctx, conn, ch, p.Command, gitProtocol)
