@@ -99,3 +99,10 @@ func (t *conns) drain() {
 		c.Close()
 	}
 }
+
+// isDraining reports whether Shutdown has begun.
+func (t *conns) isDraining() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.draining
+}

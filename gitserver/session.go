@@ -30,6 +30,10 @@ func (s *Server) refuseForward(ctx ssh.Context, _ *ssh.Server, req *gossh.Reques
 // handleSession serves one session channel: it accepts GIT_PROTOCOL and
 // one exec of a git service, and refuses everything else with a message.
 func (s *Server) handleSession(_ *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
+	if s.conns.isDraining() {
+		newChan.Reject(gossh.ResourceShortage, "fjord: server is shutting down; retry in a moment")
+		return
+	}
 	select {
 	case s.slots <- struct{}{}:
 	default:
