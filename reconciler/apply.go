@@ -307,15 +307,32 @@ func (r *Reconciler) previousInventory(ctx context.Context, app string) (Invento
 // destination namespace where none is set, and the tracking marks.
 func (r *Reconciler) prepare(app *Application, rendered []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
 	name := app.Metadata.Name
+	// Kinds defined by CRDs in this very render are not served yet; their
+	// scope comes from the CRD.
+	crdScope := map[schema.GroupKind]string{}
+	for _, u := range rendered {
+		if u.GetKind() == "CustomResourceDefinition" && u.GroupVersionKind().Group == "apiextensions.k8s.io" {
+			g, _, _ := unstructured.NestedString(u.Object, "spec", "group")
+			k, _, _ := unstructured.NestedString(u.Object, "spec", "names", "kind")
+			sc, _, _ := unstructured.NestedString(u.Object, "spec", "scope")
+			crdScope[schema.GroupKind{Group: g, Kind: k}] = sc
+		}
+	}
 	seen := map[ObjectRef]bool{}
 	out := make([]*unstructured.Unstructured, 0, len(rendered))
 	for _, in := range rendered {
 		u := in.DeepCopy()
-		m, err := r.mapping(u.GroupVersionKind())
-		if err != nil {
-			return nil, err
+		namespaced := false
+		if sc, ok := crdScope[u.GroupVersionKind().GroupKind()]; ok {
+			namespaced = sc == "Namespaced"
+		} else {
+			m, err := r.mapping(u.GroupVersionKind())
+			if err != nil {
+				return nil, err
+			}
+			namespaced = m.Scope.Name() == meta.RESTScopeNameNamespace
 		}
-		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		if namespaced {
 			if u.GetNamespace() == "" {
 				if app.Spec.Destination.Namespace == "" {
 					return nil, fmt.Errorf("%s has no namespace and the app has no spec.destination.namespace: set one of them", RefOf(u))
