@@ -12,6 +12,12 @@ import (
 // overlays are the ways deploy/kubernetes is meant to be applied.
 var overlays = []string{"kubernetes/overlays/dev", "kubernetes/overlays/prod"}
 
+// overlayFlag is a flag each overlay adds to fjord's command line.
+var overlayFlag = map[string]string{
+	"kubernetes/overlays/dev":  "--log-level=debug",
+	"kubernetes/overlays/prod": "--log-format=json",
+}
+
 // TestKubernetesDryRun applies each overlay to a real kube-apiserver with
 // a server-side dry run: schema validation, defaulting, RBAC escalation
 // checks and Pod Security admission (the fjord namespace enforces
@@ -99,6 +105,11 @@ func TestStatefulSet(t *testing.T) {
 				t.Errorf("replicas = %v, want 1: fjord is one writer on one data dir", n)
 			}
 			pod := mapAt(sts, "spec", "template", "spec")
+			// The overlays append their flags to containers[0] by index.
+			args := stringList(list(pod, "containers", "name=fjord", "args"))
+			if want := overlayFlag[dir]; !slices.Contains(args, want) {
+				t.Errorf("fjord's args %v lack the overlay's %s", args, want)
+			}
 			checkPodSecurity(t, pod)
 			checkMainContainer(t, r, pod)
 			checkHostKey(t, pod)
