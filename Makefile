@@ -7,7 +7,7 @@ DATA    ?= ./data
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test bench lint testenv bench-compare deploy-check
+.PHONY: all build run test bench lint testenv bench-compare deploy-check demo
 
 all: build
 
@@ -24,6 +24,14 @@ run: build
 # once per version: minutes the first time, nothing after.
 testenv:
 	GO='$(GO)' bash internal/testenv/tools/build.sh
+
+# demo plays fjord's GitOps loop on this machine (deploy/demo/demo.sh): a
+# real kube-apiserver and etcd, fjord, the example GitOps repo; a release
+# pushed from "CI" goes live and a manual kubectl scale is reverted, each
+# with its measured latency. Everything runs in a temp dir removed on exit
+# and on Ctrl-C. Needs git, ssh, kubectl and curl.
+demo: build testenv
+	FJORD_BIN='$(BIN)' GO='$(GO)' bash deploy/demo/demo.sh
 
 test: build testenv
 	$(GO) vet ./...
