@@ -273,7 +273,10 @@ export GIT_COMMITTER_NAME="fjord demo" GIT_COMMITTER_EMAIL=demo@fjord.invalid
 printf -v GIT_SSH_COMMAND 'ssh -F /dev/null -i %q -o IdentitiesOnly=yes -o UserKnownHostsFile=%q -o StrictHostKeyChecking=yes -o BatchMode=yes' \
 	"$TMP/id_ed25519" "$TMP/known_hosts"
 export GIT_SSH_COMMAND
+# fjord likewise: its data dir is the demo's, and a host key the user's
+# environment names for their own fjord is not the demo's to use.
 export FJORD_DATA=$TMP/data
+unset FJORD_HOST_KEY FJORD_ADMIN_KEY
 
 # ---------------------------------------------------------------------------
 step "starting kube-apiserver and etcd (internal/testenv; no scheduler or kubelet, so no pods run)"
