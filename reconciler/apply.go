@@ -141,7 +141,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, 
 	if err != nil {
 		return fail(err)
 	}
-	prev, err := r.previousInventory(ctx, name)
+	prev, err := r.previousInventory(ctx, app)
 	if err != nil {
 		return fail(err)
 	}
@@ -196,7 +196,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, 
 
 	inv := next.toStorage(commit)
 	if !sameInventory(prev, next) {
-		if err := r.saveClusterInventory(ctx, name, inv); err != nil && applyErr == nil {
+		if err := r.saveClusterInventory(ctx, app, inv); err != nil && applyErr == nil {
 			applyErr = err
 		}
 	}
@@ -287,13 +287,14 @@ func (r *Reconciler) render(st *appState, repo, commit, path string) ([]*unstruc
 
 // previousInventory is the inventory in bbolt or, when the data dir lost
 // it, the copy in the cluster.
-func (r *Reconciler) previousInventory(ctx context.Context, app string) (Inventory, error) {
+func (r *Reconciler) previousInventory(ctx context.Context, a *Application) (Inventory, error) {
+	app := a.Metadata.Name
 	s, ok, err := r.store.AppInventory(app)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		if s, ok, err = r.loadClusterInventory(ctx, app); err != nil {
+		if s, ok, err = r.loadClusterInventory(ctx, a); err != nil {
 			return nil, err
 		}
 		if ok {
@@ -568,6 +569,11 @@ func (r *Reconciler) ensureNamespace(ctx context.Context, ns string, desired map
 	}
 	res := r.dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"})
 	if _, err := res.Get(ctx, ns, metav1.GetOptions{}); err == nil {
+		return nil
+	} else if apierrors.IsForbidden(err) {
+		// Namespaced RBAC: fjord may not read namespaces, so the
+		// namespace is the operator's to create; applies into it will
+		// say so if it is missing.
 		return nil
 	} else if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("read namespace %s: %w", ns, err)

@@ -72,7 +72,7 @@ func (r *Reconciler) Diff(ctx context.Context, name string) (string, error) {
 		}
 		b.WriteString(unifiedDiff(ref.String(), comparable(live), comparable(merged)))
 	}
-	prev, err := r.previousInventory(ctx, name)
+	prev, err := r.previousInventory(ctx, app)
 	if err != nil {
 		return "", err
 	}

@@ -63,7 +63,11 @@ func (r *Reconciler) onUpdate(obj any) {
 	st.mu.Lock()
 	want := st.desired[ref]
 	st.mu.Unlock()
-	if want == nil || len(r.drifted(want, u)) == 0 {
+	if want == nil {
+		return
+	}
+	r.healthChanged(st.name)
+	if len(r.drifted(want, u)) == 0 {
 		return
 	}
 	r.driftQ.Add(driftKey{app: st.name, ref: ref})
@@ -88,6 +92,7 @@ func (r *Reconciler) onDelete(obj any) {
 	want := st.desired[ref]
 	st.mu.Unlock()
 	if want != nil {
+		r.healthChanged(st.name)
 		r.driftQ.Add(driftKey{app: st.name, ref: ref})
 	}
 }

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"sort"
+	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 
@@ -47,4 +48,36 @@ func (r *Reconciler) health(ctx context.Context, inv Inventory) (string, []stora
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return string(worst), out
+}
+
+// healthDebounce gathers the watch events of a rollout into one health
+// update per app.
+const healthDebounce = 500 * time.Millisecond
+
+// healthChanged schedules a health update of an app whose object changed,
+// so status follows a rollout without waiting for the next sync.
+func (r *Reconciler) healthChanged(app string) { r.healthQ.AddAfter(app, healthDebounce) }
+
+func (r *Reconciler) healthWorker(ctx context.Context) {
+	for {
+		name, quit := r.healthQ.Get()
+		if quit {
+			return
+		}
+		st := r.lookup(name)
+		if st != nil {
+			st.mu.Lock()
+			app := st.app
+			st.mu.Unlock()
+			if app == nil {
+				r.healthQ.Done(name)
+				continue
+			}
+			if inv, err := r.previousInventory(ctx, app); err == nil {
+				h, objs := r.health(ctx, inv)
+				_ = r.store.UpdateAppStatus(name, func(s *storage.AppStatus) { s.Health, s.Objects = h, objs })
+			}
+		}
+		r.healthQ.Done(name)
+	}
 }

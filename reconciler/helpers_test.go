@@ -12,7 +12,7 @@ import (
 	"github.com/fjordhq/fjord/storage"
 )
 
-func openStore(t *testing.T, dir string) *storage.Store {
+func openStore(t testing.TB, dir string) *storage.Store {
 	t.Helper()
 	s, err := storage.Open(context.Background(), dir, nil)
 	if err != nil {
@@ -26,13 +26,13 @@ func openStore(t *testing.T, dir string) *storage.Store {
 // and pushes by file path; push then refreshes the store's snapshot, which
 // is what gitserver does after a push and fires the notification.
 type work struct {
-	t     *testing.T
+	t     testing.TB
 	store *storage.Store
 	repo  string
 	dir   string
 }
 
-func git(t *testing.T, dir string, args ...string) string {
+func git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
@@ -47,7 +47,7 @@ func git(t *testing.T, dir string, args ...string) string {
 
 // newWork creates repo in store and a clone holding the files under
 // testdata/src (if src is not empty), committed and pushed.
-func newWork(t *testing.T, store *storage.Store, repo, src string) *work {
+func newWork(t testing.TB, store *storage.Store, repo, src string) *work {
 	t.Helper()
 	if _, err := store.CreateRepo(context.Background(), storage.Repo{Name: repo}); err != nil {
 		t.Fatal(err)
@@ -116,11 +116,25 @@ func (w *work) sed(rel, old, new string) {
 // returns the new commit.
 func (w *work) commit(msg string) string {
 	w.t.Helper()
+	c := w.push(msg)
+	w.refresh()
+	return c
+}
+
+// push commits and pushes without telling the store: refresh is the
+// moment the push lands, as gitserver sees it.
+func (w *work) push(msg string) string {
+	w.t.Helper()
 	git(w.t, w.dir, "add", "-A")
 	git(w.t, w.dir, "commit", "-q", "-m", msg)
 	git(w.t, w.dir, "push", "-q", "origin", "HEAD:refs/heads/main")
+	return git(w.t, w.dir, "rev-parse", "HEAD")
+}
+
+// refresh is what gitserver does after a push: it fires the notification.
+func (w *work) refresh() {
+	w.t.Helper()
 	if _, err := w.store.RefreshRefs(context.Background(), w.repo); err != nil {
 		w.t.Fatal(err)
 	}
-	return git(w.t, w.dir, "rev-parse", "HEAD")
 }

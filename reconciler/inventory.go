@@ -124,9 +124,19 @@ func hashObject(u *unstructured.Unstructured) string {
 }
 
 // inventoryConfigMap is the cluster copy of an app's inventory, so that a
-// fjord whose data dir was lost still knows what it may prune.
-func (r *Reconciler) inventoryConfigMap(app string) (ns, name string) {
-	return r.invNamespace, "fjord-inventory." + app
+// fjord whose data dir was lost still knows what it may prune. It lives in
+// Config.InventoryNamespace if set, else in the app's destination
+// namespace (where fjord has rights even with namespaced RBAC), else in
+// kube-system.
+func (r *Reconciler) inventoryConfigMap(app *Application) (ns, name string) {
+	ns = r.invNamespace
+	if ns == "" {
+		ns = app.Spec.Destination.Namespace
+	}
+	if ns == "" {
+		ns = DefaultInventoryNamespace
+	}
+	return ns, "fjord-inventory." + app.Metadata.Name
 }
 
 // Label on the cluster copy of an inventory. It is not the tracking
@@ -134,8 +144,9 @@ func (r *Reconciler) inventoryConfigMap(app string) (ns, name string) {
 const labelInventory = "fjord.dev/inventory"
 
 // saveClusterInventory writes the inventory ConfigMap by server-side apply.
-func (r *Reconciler) saveClusterInventory(ctx context.Context, app string, inv storage.AppInventory) error {
-	ns, name := r.inventoryConfigMap(app)
+func (r *Reconciler) saveClusterInventory(ctx context.Context, a *Application, inv storage.AppInventory) error {
+	app := a.Metadata.Name
+	ns, name := r.inventoryConfigMap(a)
 	data, err := json.Marshal(inv)
 	if err != nil {
 		return err
@@ -159,8 +170,9 @@ func (r *Reconciler) saveClusterInventory(ctx context.Context, app string, inv s
 }
 
 // loadClusterInventory reads the cluster copy; ok is false if none exists.
-func (r *Reconciler) loadClusterInventory(ctx context.Context, app string) (storage.AppInventory, bool, error) {
-	ns, name := r.inventoryConfigMap(app)
+func (r *Reconciler) loadClusterInventory(ctx context.Context, a *Application) (storage.AppInventory, bool, error) {
+	app := a.Metadata.Name
+	ns, name := r.inventoryConfigMap(a)
 	u, err := r.dyn.Resource(corev1.SchemeGroupVersion.WithResource("configmaps")).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return storage.AppInventory{}, false, nil
@@ -177,8 +189,8 @@ func (r *Reconciler) loadClusterInventory(ctx context.Context, app string) (stor
 }
 
 // deleteClusterInventory removes the cluster copy, if any.
-func (r *Reconciler) deleteClusterInventory(ctx context.Context, app string) error {
-	ns, name := r.inventoryConfigMap(app)
+func (r *Reconciler) deleteClusterInventory(ctx context.Context, a *Application) error {
+	ns, name := r.inventoryConfigMap(a)
 	err := r.dyn.Resource(corev1.SchemeGroupVersion.WithResource("configmaps")).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete inventory ConfigMap %s/%s: %w", ns, name, err)

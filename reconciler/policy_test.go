@@ -239,7 +239,7 @@ func TestDeleteCascade(t *testing.T) {
 	if _, err := store.App(name); err == nil {
 		t.Error("app still stored")
 	}
-	if c.get(gvrCM, "kube-system", "fjord-inventory."+name) != nil {
+	if c.get(gvrCM, ns, "fjord-inventory."+name) != nil {
 		t.Error("inventory ConfigMap left behind")
 	}
 }

@@ -54,7 +54,8 @@ type Config struct {
 	// upstreams only.
 	SSHAddr string
 	// InventoryNamespace holds the ConfigMaps that copy each app's
-	// inventory into the cluster. Empty means kube-system.
+	// inventory into the cluster. Empty means each app's destination
+	// namespace, or kube-system for an app without one.
 	InventoryNamespace string
 	// FieldManager is the server-side apply field manager. Empty means
 	// "fjord".
@@ -76,9 +77,10 @@ type Reconciler struct {
 	resync       time.Duration
 	workers      int
 
-	queue  workqueue.TypedInterface[string]
-	driftQ workqueue.TypedInterface[driftKey]
-	watch  *watcher
+	queue   workqueue.TypedInterface[string]
+	driftQ  workqueue.TypedInterface[driftKey]
+	healthQ workqueue.TypedDelayingInterface[string]
+	watch   *watcher
 
 	mu       sync.Mutex
 	apps     map[string]*appState
@@ -132,6 +134,7 @@ func New(cfg Config) (*Reconciler, error) {
 		workers:      cfg.Workers,
 		queue:        workqueue.NewTyped[string](),
 		driftQ:       workqueue.NewTyped[driftKey](),
+		healthQ:      workqueue.NewTypedDelayingQueue[string](),
 		apps:         map[string]*appState{},
 		triggers:     map[string]string{},
 	}
@@ -140,9 +143,6 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if r.fieldManager == "" {
 		r.fieldManager = DefaultFieldManager
-	}
-	if r.invNamespace == "" {
-		r.invNamespace = DefaultInventoryNamespace
 	}
 	if r.resync <= 0 {
 		r.resync = DefaultResyncInterval
@@ -193,11 +193,13 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	for range 2 {
 		wg.Go(func() { r.driftWorker(ctx) })
 	}
+	wg.Go(func() { r.healthWorker(ctx) })
 	// Shutting the queues down ends the workers once their item is done;
 	// only then may Run return.
 	defer func() {
 		r.queue.ShutDown()
 		r.driftQ.ShutDown()
+		r.healthQ.ShutDown()
 		wg.Wait()
 	}()
 
@@ -366,13 +368,14 @@ func (r *Reconciler) Delete(ctx context.Context, name string, cascade bool) (Cha
 	st.syncMu.Lock()
 	defer st.syncMu.Unlock()
 	st.mu.Lock()
+	app := st.app
 	st.deleting = true
 	st.desired = map[ObjectRef]*unstructured.Unstructured{}
 	st.mu.Unlock()
 
 	var cs ChangeSet
 	if cascade {
-		inv, err := r.previousInventory(ctx, name)
+		inv, err := r.previousInventory(ctx, app)
 		if err != nil {
 			return nil, err
 		}
@@ -383,7 +386,7 @@ func (r *Reconciler) Delete(ctx context.Context, name string, cascade bool) (Cha
 			r.log.Info("app deleted; objects kept", "app", name, "kept", len(kept))
 		}
 	}
-	if err := r.deleteClusterInventory(ctx, name); err != nil {
+	if err := r.deleteClusterInventory(ctx, app); err != nil {
 		return cs, err
 	}
 	if err := r.store.DeleteApp(name); err != nil {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -17,7 +18,7 @@ import (
 // fjord may not list (RBAC) is then read with GETs instead.
 const watchSyncTimeout = 30 * time.Second
 
-// watcher holds one informer per resource fjord manages, cluster-wide and
+// watcher holds one informer per resource and namespace fjord manages,
 // restricted to objects with the tracking label: the cache that makes a
 // no-op sync free and the event source of self-heal. Every app shares
 // them; events are routed by the label's value.
@@ -28,32 +29,61 @@ type watcher struct {
 	once sync.Once
 
 	mu        sync.Mutex
-	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
+	informers map[watchKey]cache.SharedIndexInformer
+	denied    map[watchKey]bool // list forbidden: read with GETs
+}
+
+// watchKey is one informer: a resource in one namespace ("" for cluster
+// scoped resources). Watching per namespace rather than cluster-wide lets
+// fjord run with only namespaced RBAC for the namespaces it deploys to.
+type watchKey struct {
+	gvr schema.GroupVersionResource
+	ns  string
 }
 
 func newWatcher(r *Reconciler, dyn dynamic.Interface) *watcher {
-	return &watcher{r: r, dyn: dyn, done: make(chan struct{}), informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{}}
+	return &watcher{r: r, dyn: dyn, done: make(chan struct{}), informers: map[watchKey]cache.SharedIndexInformer{}, denied: map[watchKey]bool{}}
 }
 
 // stop ends every informer. Safe to call twice.
 func (w *watcher) stop() { w.once.Do(func() { close(w.done) }) }
 
-// informer returns the synced informer of gvr, starting it on first use;
-// ok is false if it could not sync in time.
-func (w *watcher) informer(ctx context.Context, gvr schema.GroupVersionResource) (cache.SharedIndexInformer, bool) {
+// informer returns the synced informer of gvr in ns, starting it on
+// first use; ok is false if fjord may not list it or it could not sync in
+// time.
+func (w *watcher) informer(ctx context.Context, gvr schema.GroupVersionResource, ns string) (cache.SharedIndexInformer, bool) {
+	k := watchKey{gvr, ns}
 	w.mu.Lock()
-	inf, exists := w.informers[gvr]
-	if !exists {
-		inf = dynamicinformer.NewFilteredDynamicInformer(w.dyn, gvr, metav1.NamespaceAll, 0, cache.Indexers{},
-			func(o *metav1.ListOptions) { o.LabelSelector = LabelApp }).Informer()
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			UpdateFunc: func(_, obj any) { w.r.onUpdate(obj) },
-			DeleteFunc: func(obj any) { w.r.onDelete(obj) },
-		})
-		w.informers[gvr] = inf
-		go inf.Run(w.done)
-	}
+	inf, exists := w.informers[k]
+	denied := w.denied[k]
 	w.mu.Unlock()
+	if denied {
+		return nil, false
+	}
+	if !exists {
+		// One cheap list first: an informer without list rights retries
+		// forever, and the sync would wait watchSyncTimeout for nothing.
+		_, err := w.dyn.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelApp, Limit: 1})
+		if apierrors.IsForbidden(err) {
+			w.mu.Lock()
+			w.denied[k] = true
+			w.mu.Unlock()
+			w.r.log.Warn("may not list; no self-heal for this resource, objects are read one by one", "resource", gvr.String(), "namespace", ns, "err", err)
+			return nil, false
+		}
+		w.mu.Lock()
+		if inf, exists = w.informers[k]; !exists {
+			inf = dynamicinformer.NewFilteredDynamicInformer(w.dyn, gvr, ns, 0, cache.Indexers{},
+				func(o *metav1.ListOptions) { o.LabelSelector = LabelApp }).Informer()
+			_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				UpdateFunc: func(_, obj any) { w.r.onUpdate(obj) },
+				DeleteFunc: func(obj any) { w.r.onDelete(obj) },
+			})
+			w.informers[k] = inf
+			go inf.Run(w.done)
+		}
+		w.mu.Unlock()
+	}
 	if inf.HasSynced() {
 		return inf, true
 	}
@@ -73,7 +103,7 @@ func (w *watcher) informer(ctx context.Context, gvr schema.GroupVersionResource)
 // get returns the cached live object; watched is false when the resource
 // has no synced watch, so a nil object means "unknown", not "absent".
 func (w *watcher) get(ctx context.Context, gvr schema.GroupVersionResource, ns, name string) (live *unstructured.Unstructured, watched bool, err error) {
-	inf, ok := w.informer(ctx, gvr)
+	inf, ok := w.informer(ctx, gvr, ns)
 	if !ok {
 		return nil, false, ctx.Err()
 	}
@@ -92,7 +122,7 @@ func (w *watcher) get(ctx context.Context, gvr schema.GroupVersionResource, ns, 
 // cached returns the cached object only if a watch for gvr already runs.
 func (w *watcher) cached(gvr schema.GroupVersionResource, ns, name string) (*unstructured.Unstructured, bool) {
 	w.mu.Lock()
-	inf, ok := w.informers[gvr]
+	inf, ok := w.informers[watchKey{gvr, ns}]
 	w.mu.Unlock()
 	if !ok || !inf.HasSynced() {
 		return nil, false

@@ -185,6 +185,19 @@ func (s *Store) SetAppStatus(name string, st AppStatus) error {
 	})
 }
 
+// UpdateAppStatus applies fn to an app's status in one transaction, so a
+// partial update (health) never overwrites a concurrent sync's result.
+func (s *Store) UpdateAppStatus(name string, fn func(*AppStatus)) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var a App
+		if err := getJSON(tx, bucketApps, name, &a); err != nil {
+			return fmt.Errorf("app %q: %w", name, err)
+		}
+		fn(&a.Status)
+		return putJSON(tx, bucketApps, name, a)
+	})
+}
+
 // RecordAppSync stores an app's status, its inventory (when inv is not
 // nil) and appends the sync to its history, in one transaction, so the
 // inventory never disagrees with the history that explains it.
