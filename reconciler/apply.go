@@ -217,6 +217,17 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, 
 		if len(status.Orphans) > 0 {
 			status.Sync = "OutOfSync"
 		}
+		// An object another app manages is not this app's to apply: the
+		// app cannot be in sync until one of the two lets go of it.
+		var conflicts []string
+		for _, c := range cs {
+			if c.Action == Skipped && strings.HasPrefix(c.Reason, "owned by app") {
+				conflicts = append(conflicts, c.Ref.String()+" is "+c.Reason)
+			}
+		}
+		if len(conflicts) > 0 {
+			status.Sync, status.Error = "OutOfSync", strings.Join(conflicts, "; ")
+		}
 		status.SyncedCommit = commit
 		status.LastSynced = time.Now().UTC()
 	}
