@@ -109,6 +109,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, 
 		}
 		rec.Error = err.Error()
 		rec.Duration = time.Since(start)
+		r.metrics.observeSync(rec)
 		if serr := r.store.RecordAppSync(name, status, nil, rec); serr != nil {
 			r.log.Error("record sync", "app", name, "err", serr)
 		}
@@ -231,6 +232,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, 
 		status.SyncedCommit = commit
 		status.LastSynced = time.Now().UTC()
 	}
+	r.metrics.observeSync(rec)
 	if err := r.store.RecordAppSync(name, status, &inv, rec); err != nil {
 		return rec, fmt.Errorf("record sync of app %q: %w", name, err)
 	}

@@ -22,6 +22,10 @@ type driftKey struct {
 	ref ObjectRef
 }
 
+// driftSeen is when each queued drift was first seen, for the revert
+// latency metric; guarded by Reconciler.mu.
+type driftSeen map[driftKey]time.Time
+
 // pathElem is one step of a field path: a map key, or a list item
 // matched by its "name" (the merge key of containers, ports, env, ...).
 type pathElem struct {
@@ -70,7 +74,16 @@ func (r *Reconciler) onUpdate(obj any) {
 	if len(r.drifted(want, u)) == 0 {
 		return
 	}
-	r.driftQ.Add(driftKey{app: st.name, ref: ref})
+	r.queueDrift(driftKey{app: st.name, ref: ref})
+}
+
+func (r *Reconciler) queueDrift(k driftKey) {
+	r.mu.Lock()
+	if _, ok := r.driftSeen[k]; !ok {
+		r.driftSeen[k] = time.Now()
+	}
+	r.mu.Unlock()
+	r.driftQ.Add(k)
 }
 
 // onDelete is the watch's delete handler: a managed object that git still
@@ -93,7 +106,7 @@ func (r *Reconciler) onDelete(obj any) {
 	st.mu.Unlock()
 	if want != nil {
 		r.healthChanged(st.name)
-		r.driftQ.Add(driftKey{app: st.name, ref: ref})
+		r.queueDrift(driftKey{app: st.name, ref: ref})
 	}
 }
 
@@ -103,7 +116,11 @@ func (r *Reconciler) driftWorker(ctx context.Context) {
 		if quit {
 			return
 		}
-		if err := r.heal(ctx, k); err != nil && ctx.Err() == nil {
+		r.mu.Lock()
+		seen := r.driftSeen[k]
+		delete(r.driftSeen, k)
+		r.mu.Unlock()
+		if err := r.heal(ctx, k, seen); err != nil && ctx.Err() == nil {
 			r.log.Warn("self-heal failed", "app", k.app, "object", k.ref.String(), "err", err)
 		}
 		r.driftQ.Done(k)
@@ -112,7 +129,7 @@ func (r *Reconciler) driftWorker(ctx context.Context) {
 
 // heal looks at the object again (the queue may have merged several
 // events) and reverts or reports its drift.
-func (r *Reconciler) heal(ctx context.Context, k driftKey) error {
+func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error {
 	st := r.lookup(k.app)
 	if st == nil {
 		return nil
@@ -153,6 +170,9 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey) error {
 		if live != nil && out.GetResourceVersion() == live.GetResourceVersion() {
 			return nil // the server normalised it to the same object: no drift
 		}
+		if !seen.IsZero() {
+			r.metrics.revert.Observe(time.Since(seen).Seconds())
+		}
 		ev.Action = "reverted"
 		if ev.Deleted {
 			ev.Action = "recreated"
@@ -173,6 +193,7 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey) error {
 		ev.Action = "reported"
 		r.log.Info("drift reported (selfHeal off)", "app", k.app, "object", ev.Object, "fields", ev.Fields, "by", ev.Manager, "deleted", ev.Deleted)
 	}
+	r.metrics.drift.WithLabelValues(k.app, ev.Action).Inc()
 	return r.store.RecordDrift(k.app, ev)
 }
 

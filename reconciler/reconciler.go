@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fjordhq/fjord/storage"
 )
 
@@ -62,6 +64,8 @@ type Config struct {
 	FieldManager string
 	// Workers is how many apps sync at once. Zero means 2.
 	Workers int
+	// Registerer receives the reconciler's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Reconciler syncs Applications from fjord's repos to a cluster. Create it
@@ -76,15 +80,17 @@ type Reconciler struct {
 	sshPort      string
 	resync       time.Duration
 	workers      int
+	metrics      *metrics
 
 	queue   workqueue.TypedInterface[string]
 	driftQ  workqueue.TypedInterface[driftKey]
 	healthQ workqueue.TypedDelayingInterface[string]
 	watch   *watcher
 
-	mu       sync.Mutex
-	apps     map[string]*appState
-	triggers map[string]string // pending trigger per queued app
+	mu        sync.Mutex
+	apps      map[string]*appState
+	triggers  map[string]string // pending trigger per queued app
+	driftSeen driftSeen
 }
 
 // appState is what the reconciler keeps in memory for one app.
@@ -132,11 +138,13 @@ func New(cfg Config) (*Reconciler, error) {
 		invNamespace: cfg.InventoryNamespace,
 		resync:       cfg.ResyncInterval,
 		workers:      cfg.Workers,
+		metrics:      newMetrics(cfg.Registerer),
 		queue:        workqueue.NewTyped[string](),
 		driftQ:       workqueue.NewTyped[driftKey](),
 		healthQ:      workqueue.NewTypedDelayingQueue[string](),
 		apps:         map[string]*appState{},
 		triggers:     map[string]string{},
+		driftSeen:    driftSeen{},
 	}
 	if r.log == nil {
 		r.log = slog.Default()

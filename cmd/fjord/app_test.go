@@ -3,8 +3,10 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,6 +149,15 @@ spec:
 	}
 	if out := s.mustFjord("app", "get", "nordic-payment-gateway", "-o", "yaml"); !strings.Contains(out, "syncedCommit: "+head) {
 		t.Fatalf("app get -o yaml: %q", out)
+	}
+	resp, err := http.Get("http://" + s.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `fjord_app_sync_duration_seconds_count{outcome="ok",trigger="push"}`) {
+		t.Errorf("/metrics lacks the push syncs:\n%s", metrics)
 	}
 	// In sync: diff prints nothing and exits 0.
 	if out := s.mustFjord("app", "diff", "nordic-payment-gateway"); out != "" {

@@ -194,7 +194,7 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 		HostKey:            string(gossh.MarshalAuthorizedKey(hostKey.PublicKey())),
 		HostKeyFingerprint: gossh.FingerprintSHA256(hostKey.PublicKey()),
 	}
-	rec, err := newReconciler(store, log, o, info.SSHAddr)
+	rec, err := newReconciler(store, log, reg, o, info.SSHAddr)
 	if err != nil {
 		sshL.Close()
 		httpL.Close()
@@ -279,7 +279,7 @@ Next, in another terminal:
 
 // newReconciler starts nothing; it returns the reconciler when a cluster is
 // configured, and nil (after saying so) when none is.
-func newReconciler(store *storage.Store, log *slog.Logger, o *serveOptions, sshAddr string) (*reconciler.Reconciler, error) {
+func newReconciler(store *storage.Store, log *slog.Logger, reg prometheus.Registerer, o *serveOptions, sshAddr string) (*reconciler.Reconciler, error) {
 	cfg, source, err := reconciler.LoadRESTConfig(o.kubeconfig)
 	if errors.Is(err, reconciler.ErrNoCluster) {
 		log.Warn("reconciler off: no cluster configured; give --kubeconfig FILE or set KUBECONFIG to deploy apps", "reason", err)
@@ -289,5 +289,5 @@ func newReconciler(store *storage.Store, log *slog.Logger, o *serveOptions, sshA
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
 	log.Info("reconciler on", "cluster", cfg.Host, "from", source, "resync", o.resyncInterval)
-	return reconciler.New(reconciler.Config{Store: store, RESTConfig: cfg, Logger: log, ResyncInterval: o.resyncInterval, SSHAddr: sshAddr})
+	return reconciler.New(reconciler.Config{Store: store, RESTConfig: cfg, Logger: log, Registerer: reg, ResyncInterval: o.resyncInterval, SSHAddr: sshAddr})
 }

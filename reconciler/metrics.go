@@ -1,0 +1,51 @@
+package reconciler
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fjordhq/fjord/storage"
+)
+
+// metrics are the reconciler's Prometheus series.
+type metrics struct {
+	syncDuration *prometheus.HistogramVec // by trigger and outcome
+	objects      *prometheus.CounterVec   // objects changed, by action
+	drift        *prometheus.CounterVec   // by app and action
+	revert       prometheus.Histogram     // drift event seen -> reverted
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		syncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fjord_app_sync_duration_seconds",
+			Help:    "Duration of app syncs (render, apply, prune), by trigger (push, resync, manual, apply, start) and outcome (ok, error).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"trigger", "outcome"}),
+		objects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fjord_app_objects_changed_total", Help: "Objects created, configured, deleted or skipped by syncs.",
+		}, []string{"action"}),
+		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fjord_app_drift_total", Help: "Changes made outside git, by app and action (reverted, recreated, reported).",
+		}, []string{"app", "action"}),
+		revert: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "fjord_app_drift_revert_seconds",
+			Help:    "From the watch event of a drift to fjord's revert acknowledged by the API server.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.syncDuration, m.objects, m.drift, m.revert)
+	}
+	return m
+}
+
+func (m *metrics) observeSync(rec storage.AppSync) {
+	outcome := "ok"
+	if rec.Error != "" {
+		outcome = "error"
+	}
+	m.syncDuration.WithLabelValues(rec.Trigger, outcome).Observe(rec.Duration.Seconds())
+	for _, c := range rec.Changes {
+		m.objects.WithLabelValues(c.Action).Inc()
+	}
+}
