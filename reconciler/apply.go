@@ -25,11 +25,16 @@ type Action string
 
 // Actions, as in fluxcd/pkg/ssa.
 const (
-	Created    Action = "created"
+	// Created: the object did not exist.
+	Created Action = "created"
+	// Configured: the object existed (or was adopted) and changed.
 	Configured Action = "configured"
-	Unchanged  Action = "unchanged"
-	Deleted    Action = "deleted"
-	Skipped    Action = "skipped"
+	// Unchanged: nothing was sent, or the server changed nothing.
+	Unchanged Action = "unchanged"
+	// Deleted: pruned, or deleted with the app (--cascade).
+	Deleted Action = "deleted"
+	// Skipped: left alone; Change.Reason says why.
+	Skipped Action = "skipped"
 )
 
 // Change is the Action taken on one object, with why when skipped.

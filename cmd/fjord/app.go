@@ -51,8 +51,13 @@ not support are refused by name.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "app %s applied: %s, %s, commit %s\n", a.Name, a.Status.Sync, a.Status.Health, shortCommit(a.Status.SyncedCommit))
+			if a.Status.Sync == "Error" {
+				// Stored, but the cluster does not match git: CI should see
+				// a failure.
+				return fmt.Errorf("app %s is stored, but its sync failed (fix git and push, or `fjord app sync %s`): %s", a.Name, a.Name, a.Status.Error)
+			}
 			if a.Status.Error != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "error: %s\n", a.Status.Error)
+				fmt.Fprintf(cmd.OutOrStdout(), "warning: %s\n", a.Status.Error)
 			}
 			return nil
 		},
