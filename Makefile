@@ -39,8 +39,9 @@ test: build testenv
 
 # bench prints the repo-server table (fjord against OpenSSH sshd on the same
 # repo in the same run: openssh-server comes from Debian's packages when
-# missing), the mirror benchmarks, and the disk workload benchmarks.
-bench: build
+# missing), the mirror benchmarks, the disk workload benchmarks, and the
+# reconciler against `kubectl apply --server-side -k` on the test API server.
+bench: build testenv
 	@command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		echo "installing openssh-server from Debian's packages (for the OpenSSH column)"; \
@@ -49,6 +50,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'WebhookToServed' -benchtime 1x -timeout 30m ./mirror/
 	$(GO) test -run '^$$' -bench 'IdleCheckPass' -benchtime 3x -timeout 30m ./mirror/
 	$(GO) test -run '^$$' -bench . -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench 'Reconciler' -benchtime 1x -timeout 30m ./reconciler/
 
 # bench-compare runs fio's etcd job (IBM/etcd recipe) and fjord's own version
 # of it side by side, with the rest of `fjord bench disk`, on the disk under
