@@ -148,6 +148,13 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 	if !watched {
 		return nil
 	}
+	if live == nil {
+		// Gone from the label-scoped watch: deleted, or its tracking
+		// label removed (the watch reports that as a deletion too).
+		if got, err := r.resource(m, k.ref.Namespace).Get(ctx, k.ref.Name, metav1.GetOptions{}); err == nil {
+			live = got
+		}
+	}
 	ev := storage.DriftEvent{Time: time.Now().UTC(), Object: k.ref.String()}
 	var paths []fieldPath
 	if live == nil {
@@ -269,10 +276,12 @@ func diffValue(p fieldPath, want, live any, out *[]fieldPath) {
 	switch w := want.(type) {
 	case map[string]any:
 		l, ok := live.(map[string]any)
-		if !ok {
+		if !ok && live != nil {
 			*out = append(*out, p)
 			return
 		}
+		// An absent map is compared key by key, so the paths name the
+		// leaves git sets (metadata.labels.fjord.dev/app).
 		for _, k := range sortedKeys(w) {
 			diffValue(append(clonePath(p), pathElem{key: k}), w[k], l[k], out)
 		}
@@ -289,7 +298,12 @@ func diffValue(p fieldPath, want, live any, out *[]fieldPath) {
 			}
 			for _, e := range w {
 				n := e.(map[string]any)["name"].(string)
-				diffValue(append(clonePath(p), pathElem{item: true, name: n}), e, byName[n], out)
+				item := append(clonePath(p), pathElem{item: true, name: n})
+				if byName[n] == nil {
+					*out = append(*out, item) // the whole item is gone
+					continue
+				}
+				diffValue(item, e, byName[n], out)
 			}
 			return
 		}

@@ -243,3 +243,24 @@ func TestDeleteCascade(t *testing.T) {
 		t.Error("inventory ConfigMap left behind")
 	}
 }
+
+// Removing the tracking label takes the object out of the watch, which
+// reports it as deleted; fjord sees it is still there and puts the label
+// back, recording the label as the drifted field. (Who removed it cannot
+// be told: a manager left owning no field drops out of managedFields.)
+func TestTrackingLabelRemovedIsDrift(t *testing.T) {
+	c, store, _, rec, ns := setup(t, map[string]string{"app/cms.yaml": twoConfigMaps})
+	name := "label-" + ns[len(ns)-6:]
+	if _, err := rec.Apply(context.Background(), appDoc(name, "apps", "app", ns, true, true)); err != nil {
+		t.Fatal(err)
+	}
+	c.kubectl("-n", ns, "label", "configmap", "keep", reconciler.LabelApp+"-")
+	eventually(t, "the label back", func() (bool, string) {
+		l := c.get(gvrCM, ns, "keep").GetLabels()
+		return l[reconciler.LabelApp] == name, fmt.Sprint(l)
+	})
+	eventually(t, "the drift recorded", func() (bool, string) {
+		ds, _ := store.AppDrifts(name, 5)
+		return len(ds) == 1 && !ds[0].Deleted && ds[0].Action == "reverted" && strings.Contains(strings.Join(ds[0].Fields, ","), "metadata.labels.fjord.dev/app"), fmt.Sprintf("%+v", ds)
+	})
+}
