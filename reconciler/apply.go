@@ -78,6 +78,9 @@ func (cs ChangeSet) sort() {
 // applyConcurrency bounds requests in flight during one sync.
 const applyConcurrency = 16
 
+// syncTimeout bounds one sync, render to prune.
+const syncTimeout = 5 * time.Minute
+
 // crdWait bounds the wait for a new CRD to be Established.
 const crdWait = 60 * time.Second
 
@@ -89,6 +92,10 @@ func renderKey(commit, path string) string { return commit + "\x00" + path }
 func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, opts SyncOptions) (storage.AppSync, error) {
 	st.syncMu.Lock()
 	defer st.syncMu.Unlock()
+	parent := ctx
+	// A hung API server must not hold the app's lock forever.
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
 	start := time.Now()
 	rec := storage.AppSync{Start: start.UTC(), Trigger: trigger}
 
@@ -114,6 +121,11 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, 
 		}
 		rec.Error = err.Error()
 		rec.Duration = time.Since(start)
+		if parent.Err() != nil {
+			// Shutting down: the sync was cut short, not failed; the
+			// previous status stands and the next start syncs again.
+			return rec, err
+		}
 		r.metrics.observeSync(rec)
 		if serr := r.store.RecordAppSync(name, status, nil, rec); serr != nil {
 			r.log.Error("record sync", "app", name, "err", serr)
@@ -236,6 +248,9 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, 
 		}
 		status.SyncedCommit = commit
 		status.LastSynced = time.Now().UTC()
+	}
+	if parent.Err() != nil && applyErr != nil {
+		return rec, applyErr // cut short by shutdown; see fail
 	}
 	r.metrics.observeSync(rec)
 	if err := r.store.RecordAppSync(name, status, &inv, rec); err != nil {

@@ -31,6 +31,14 @@ func TestRenderSeedOverlays(t *testing.T) {
 			t.Errorf("ResolveRevision(%q) = %q, %v; want %s", rev, got, err, commit)
 		}
 	}
+	// An annotated tag resolves to the commit it points to.
+	git(t, w.dir, "tag", "-a", "v1.4.2", "-m", "release")
+	git(t, w.dir, "push", "-q", "origin", "v1.4.2")
+	w.refresh()
+	refs, _ = store.Refs("gitops-infra")
+	if got, err := reconciler.ResolveRevision(refs, "v1.4.2"); err != nil || got != commit {
+		t.Errorf("ResolveRevision(v1.4.2) = %q, %v; want %s", got, err, commit)
+	}
 	if _, err := reconciler.ResolveRevision(refs, "nope"); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("ResolveRevision(nope) = %v", err)
 	}
