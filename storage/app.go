@@ -173,13 +173,15 @@ func (s *Store) Apps() ([]App, error) {
 	return out, err
 }
 
-// SetAppStatus replaces an app's status.
+// SetAppStatus replaces an app's status, but for LastDrift (see
+// RecordDrift).
 func (s *Store) SetAppStatus(name string, st AppStatus) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		var a App
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
 		}
+		st.LastDrift = a.Status.LastDrift
 		a.Status = st
 		return putJSON(tx, bucketApps, name, a)
 	})
@@ -198,7 +200,7 @@ func (s *Store) UpdateAppStatus(name string, fn func(*AppStatus)) error {
 	})
 }
 
-// RecordAppSync stores an app's status, its inventory (when inv is not
+// RecordAppSync stores an app's status (but for LastDrift), its inventory (when inv is not
 // nil) and appends the sync to its history, in one transaction, so the
 // inventory never disagrees with the history that explains it.
 func (s *Store) RecordAppSync(name string, st AppStatus, inv *AppInventory, rec AppSync) error {
@@ -207,6 +209,9 @@ func (s *Store) RecordAppSync(name string, st AppStatus, inv *AppInventory, rec 
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
 		}
+		// LastDrift belongs to RecordDrift: a drift recorded while the
+		// sync ran must not be lost to the status the sync started from.
+		st.LastDrift = a.Status.LastDrift
 		a.Status = st
 		if err := putJSON(tx, bucketApps, name, a); err != nil {
 			return err
