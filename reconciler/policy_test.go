@@ -264,3 +264,40 @@ func TestTrackingLabelRemovedIsDrift(t *testing.T) {
 		return len(ds) == 1 && !ds[0].Deleted && ds[0].Action == "reverted" && strings.Contains(strings.Join(ds[0].Fields, ","), "metadata.labels.fjord.dev/app"), fmt.Sprintf("%+v", ds)
 	})
 }
+
+// Pruning a namespace would delete everything in it, so fjord prunes one
+// only when all it holds is the app's own.
+func TestPruneNamespaceOnlyWhenAllItHoldsIsTheApps(t *testing.T) {
+	c := newCluster(t)
+	base := c.env.Namespace(t)
+	suffix := base[len(base)-6:]
+	nsA, nsB := "prune-ns-a-"+suffix, "prune-ns-b-"+suffix
+	files := map[string]string{}
+	for _, ns := range []string{nsA, nsB} {
+		files["app/"+ns+".yaml"] = fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: %s\n", ns, ns)
+	}
+	files["app/keep.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n"
+	_, store, w, rec, _ := setup(t, files)
+	name := "prune-ns-" + suffix
+	if _, err := rec.Apply(context.Background(), appDoc(name, "apps", "app", base, true, true)); err != nil {
+		t.Fatal(err)
+	}
+	c.kubectl("-n", nsB, "create", "configmap", "unmanaged", "--from-literal=k=v")
+	w.remove("app/" + nsA + ".yaml")
+	w.remove("app/" + nsB + ".yaml")
+	commit := w.commit("drop both namespaces")
+	eventually(t, "the prune", func() (bool, string) {
+		st := appStatus(t, store, name)
+		return st.Revision == commit && st.SyncedCommit == commit, fmt.Sprintf("%+v", st)
+	})
+	if n := c.get(gvrNS, "", nsA); n != nil && n.GetDeletionTimestamp() == nil {
+		t.Errorf("%s, holding only the app's objects, was not pruned", nsA)
+	}
+	if n := c.get(gvrNS, "", nsB); n == nil || n.GetDeletionTimestamp() != nil {
+		t.Errorf("%s, holding an unmanaged ConfigMap, was pruned", nsB)
+	}
+	st := appStatus(t, store, name)
+	if len(st.Orphans) != 1 || !strings.Contains(st.Orphans[0], nsB) {
+		t.Errorf("orphans: %v", st.Orphans)
+	}
+}

@@ -3,10 +3,12 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // Prune decision for one live object.
@@ -81,6 +83,15 @@ func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, enabl
 			kept = append(kept, e)
 			continue
 		}
+		if e.Ref.Group == "" && e.Ref.Kind == "Namespace" {
+			// Deleting a namespace deletes everything in it: only when
+			// everything in it is this app's.
+			if other := r.namespaceHoldsOthers(ctx, app, e.Ref.Name); other != "" {
+				cs = append(cs, Change{Ref: e.Ref, Action: Skipped, Reason: "holds " + other + "; delete the namespace by hand once it is empty"})
+				kept = append(kept, e)
+				continue
+			}
+		}
 		// Only delete the object fjord saw: a same-named object created
 		// since has another UID.
 		uid := live.GetUID()
@@ -94,4 +105,57 @@ func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, enabl
 		cs = append(cs, Change{Ref: e.Ref, Action: Deleted})
 	}
 	return cs, kept
+}
+
+// namespaceHoldsOthers names an object in ns that is not this app's (an
+// unmanaged object, or another app's), or says why it cannot tell; "" when
+// everything in ns is this app's. Objects the cluster makes in every
+// namespace (events, endpoints, the default ServiceAccount, the root CA
+// ConfigMap) do not count.
+func (r *Reconciler) namespaceHoldsOthers(ctx context.Context, app, ns string) string {
+	lists, err := r.disco.ServerPreferredNamespacedResources()
+	if err != nil && len(lists) == 0 {
+		return "objects fjord could not list (" + err.Error() + ")"
+	}
+	for _, l := range lists {
+		gv, err := schema.ParseGroupVersion(l.GroupVersion)
+		if err != nil {
+			continue
+		}
+		for _, res := range l.APIResources {
+			if strings.Contains(res.Name, "/") || !hasVerb(res.Verbs, "list") {
+				continue
+			}
+			switch res.Name {
+			case "events", "endpoints", "endpointslices":
+				continue
+			}
+			got, err := r.dyn.Resource(gv.WithResource(res.Name)).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelApp + "!=" + app, Limit: 10})
+			if err != nil {
+				if apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
+					continue
+				}
+				return res.Kind + " objects fjord could not list (" + err.Error() + ")"
+			}
+			for _, u := range got.Items {
+				if (res.Kind == "ServiceAccount" && u.GetName() == "default") || (res.Kind == "ConfigMap" && u.GetName() == "kube-root-ca.crt") {
+					continue
+				}
+				if res.Kind == "ConfigMap" && u.GetLabels()[labelInventory] == app {
+					continue // this app's inventory copy
+				}
+				return fmt.Sprintf("%s %s, not this app's", res.Kind, u.GetName())
+			}
+		}
+	}
+	return ""
+}
+
+func hasVerb(verbs []string, v string) bool {
+	for _, x := range verbs {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }

@@ -74,6 +74,7 @@ type Reconciler struct {
 	store        *storage.Store
 	log          *slog.Logger
 	dyn          dynamic.Interface
+	disco        discovery.DiscoveryInterface
 	mapper       *restmapper.DeferredDiscoveryRESTMapper
 	fieldManager string
 	invNamespace string
@@ -133,6 +134,7 @@ func New(cfg Config) (*Reconciler, error) {
 		store:        cfg.Store,
 		log:          cfg.Logger,
 		dyn:          dyn,
+		disco:        dc,
 		mapper:       restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
 		fieldManager: cfg.FieldManager,
 		invNamespace: cfg.InventoryNamespace,
