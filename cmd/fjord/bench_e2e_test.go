@@ -1,0 +1,49 @@
+package main_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// TestBenchCommands runs `fjord bench disk` and `fjord bench git --self`
+// as the README shows them, with tiny durations, and checks their JSON.
+// The workloads themselves are tested in package bench.
+func TestBenchCommands(t *testing.T) {
+	dir := t.TempDir()
+	out, err := exec.Command(fjordBin, "bench", "disk", "--dir", dir, "--duration", "200ms", "--file-size", "8MiB",
+		"--workload", "etcd-wal,bbolt-commit,git-loose-objects", "--json").Output()
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) { // 3: a check failed on this disk, still a report
+		t.Fatalf("bench disk: %v\n%s", err, out)
+	}
+	var disk struct {
+		Schema    string `json:"schema"`
+		Workloads []struct {
+			Name string `json:"name"`
+		} `json:"workloads"`
+	}
+	if err := json.Unmarshal(out, &disk); err != nil {
+		t.Fatalf("bench disk --json: %v\n%s", err, out)
+	}
+	if disk.Schema != "fjord.bench.disk/v1" || len(disk.Workloads) != 3 {
+		t.Fatalf("bench disk report: %+v", disk)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("bench disk left files behind: %v", ents)
+	}
+
+	out, err = exec.Command(fjordBin, "--data", filepath.Join(t.TempDir(), "data"), "bench", "git", "--self", "--duration", "300ms", "--json").Output()
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) {
+		t.Fatalf("bench git --self: %v\n%s", err, out)
+	}
+	var git struct {
+		Schema string `json:"schema"`
+	}
+	if err := json.Unmarshal(out, &git); err != nil || git.Schema != "fjord.bench.git/v1" {
+		t.Fatalf("bench git --self --json: %v\n%s", err, out)
+	}
+}
