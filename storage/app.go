@@ -255,30 +255,12 @@ func (s *Store) RecordDrift(name string, ev DriftEvent) error {
 
 // AppSyncs returns up to n recent syncs of an app, newest first.
 func (s *Store) AppSyncs(name string, n int) ([]AppSync, error) {
-	var out []AppSync
-	err := readLog(s.db, bucketAppSyncs, name, n, func(v []byte) error {
-		var r AppSync
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
-	})
-	return out, err
+	return readLogJSON[AppSync](s.db, bucketAppSyncs, name, n)
 }
 
 // AppDrifts returns up to n recent drift events of an app, newest first.
 func (s *Store) AppDrifts(name string, n int) ([]DriftEvent, error) {
-	var out []DriftEvent
-	err := readLog(s.db, bucketAppDrifts, name, n, func(v []byte) error {
-		var r DriftEvent
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
-	})
-	return out, err
+	return readLogJSON[DriftEvent](s.db, bucketAppDrifts, name, n)
 }
 
 // DeleteApp removes an app's configuration, status, inventory and logs.

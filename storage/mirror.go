@@ -219,31 +219,13 @@ func (s *Store) RecordMirrorEvents(repo string, evs []MirrorEvent, keep int) ([]
 
 // MirrorSyncs returns up to n recent syncs, newest first.
 func (s *Store) MirrorSyncs(repo string, n int) ([]MirrorSync, error) {
-	var out []MirrorSync
-	err := readLog(s.db, bucketMirrorSyncs, repo, n, func(v []byte) error {
-		var r MirrorSync
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
-	})
-	return out, err
+	return readLogJSON[MirrorSync](s.db, bucketMirrorSyncs, repo, n)
 }
 
 // MirrorEvents returns up to n recent history-protection events, newest
 // first.
 func (s *Store) MirrorEvents(repo string, n int) ([]MirrorEvent, error) {
-	var out []MirrorEvent
-	err := readLog(s.db, bucketMirrorEvts, repo, n, func(v []byte) error {
-		var r MirrorEvent
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
-	})
-	return out, err
+	return readLogJSON[MirrorEvent](s.db, bucketMirrorEvts, repo, n)
 }
 
 // DeleteMirror removes a mirror's configuration, history and credentials;
@@ -312,6 +294,21 @@ func trimFront(b *bolt.Bucket, keep int, dropped func([]byte)) error {
 		n--
 	}
 	return nil
+}
+
+// readLogJSON decodes up to n entries of repo's log in bucket, newest
+// first.
+func readLogJSON[T any](db *bolt.DB, bucket []byte, repo string, n int) ([]T, error) {
+	var out []T
+	err := readLog(db, bucket, repo, n, func(v []byte) error {
+		var r T
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
 }
 
 func readLog(db *bolt.DB, bucket []byte, repo string, n int, fn func([]byte) error) error {
