@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -29,6 +30,11 @@ type DiskOptions struct {
 	// Dir is a directory on the filesystem to measure. The run works in a
 	// fresh subdirectory and removes everything it created.
 	Dir string
+
+	// MakeDir creates Dir, and any missing parents, when it does not
+	// exist, on the filesystem of its nearest existing parent, and removes
+	// what it created when the run ends. False refuses a missing Dir.
+	MakeDir bool
 
 	// Duration is how long each workload is measured, after its warmup.
 	// Zero means 10s.
@@ -280,13 +286,17 @@ func RunDisk(ctx context.Context, opts DiskOptions) (rep *DiskReport, err error)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := os.Stat(o.Dir)
+	made, err := ensureDir(o.Dir, o.MakeDir)
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w: create the directory on the disk you want to measure", err)
+		return nil, err
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("bench: %s is not a directory: name a directory on the disk to measure", o.Dir)
-	}
+	// Registered before the scratch directory's cleanup, so it runs after
+	// it, when the directories it removes are empty again.
+	defer func() {
+		if rerr := removeMade(made); rerr != nil {
+			rep, err = nil, errors.Join(err, rerr)
+		}
+	}()
 	free, _, err := diskSpace(o.Dir)
 	if err != nil {
 		return nil, err
@@ -305,6 +315,10 @@ func RunDisk(ctx context.Context, opts DiskOptions) (rep *DiskReport, err error)
 		Duration: o.Duration,
 		Warmup:   o.Warmup,
 		Device:   probeDevice(o.Dir),
+	}
+	if len(made) > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s did not exist: --mkdir created %s under the existing %s for this run and removed it afterwards",
+			o.Dir, strings.Join(made, ", "), filepath.Dir(made[0])))
 	}
 
 	s, err := newScratch(o.Dir)

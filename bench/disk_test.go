@@ -224,7 +224,7 @@ func TestRunDiskRejectsBadInput(t *testing.T) {
 		want string
 	}{
 		{"no dir", bench.DiskOptions{}, "no directory"},
-		{"missing dir", bench.DiskOptions{Dir: filepath.Join(dir, "nope")}, "no such file"},
+		{"missing dir", bench.DiskOptions{Dir: filepath.Join(dir, "nope", "etcd")}, "does not exist (its nearest existing parent is " + dir + "): create it on the disk you want to measure, or pass --mkdir"},
 		{"file", bench.DiskOptions{Dir: filepath.Join(dir, "keep.me")}, "not a directory"},
 		{"unknown workload", bench.DiskOptions{Dir: dir, Workloads: []string{"etcd"}}, "choose from etcd-wal, seq-8k-fdatasync"},
 	}
@@ -233,6 +233,36 @@ func TestRunDiskRejectsBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want it to say %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestRunDiskMakeDirCreatesUnderTheExistingParentAndRemovesIt(t *testing.T) {
+	dir, check := measureDir(t)
+	o := tinyOptions(filepath.Join(dir, "var", "lib", "etcd"))
+	o.Workloads = []string{bench.WorkloadEtcdWAL}
+	o.MakeDir = true
+	rep, err := bench.RunDisk(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Dir != o.Dir || len(rep.Workloads) != 1 || rep.Workloads[0].Ops == 0 {
+		t.Errorf("report %+v", rep)
+	}
+	want := fmt.Sprintf("--mkdir created %s, %s, %s under the existing %s", filepath.Join(dir, "var"), filepath.Join(dir, "var", "lib"), o.Dir, dir)
+	if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, want) }) {
+		t.Errorf("notes %q lack %q", rep.Notes, want)
+	}
+	check() // var/lib/etcd is gone again
+
+	// A directory that appears in the created tree meanwhile is kept,
+	// and the error says what to look at.
+	o.Progress = func(bench.Progress) { _ = os.MkdirAll(filepath.Join(o.Dir, "..", "theirs"), 0o755) }
+	_, err = bench.RunDisk(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "remove the directories --mkdir created") {
+		t.Errorf("err = %v, want it to name the directories left", err)
+	}
+	if _, serr := os.Stat(filepath.Join(dir, "var", "lib", "theirs")); serr != nil {
+		t.Errorf("a directory someone else made was removed: %v", serr)
 	}
 }
 

@@ -56,26 +56,45 @@ func TestMedianRound(t *testing.T) {
 }
 
 func TestFioVerdict(t *testing.T) {
-	round := func(fio50, fio99, fjord50, fjord99 time.Duration) FioRound {
-		return FioRound{Fio: Latency{P50: fio50, P99: fio99}, Fjord: Latency{P50: fjord50, P99: fjord99}}
+	const us = time.Microsecond
+	round := func(fio50, fio99 time.Duration) FioRound {
+		return FioRound{Fio: Latency{P50: fio50, P99: fio99}}
 	}
-	c := &FioComparison{
-		Rounds: []FioRound{round(100, 1000, 100, 1000), round(100, 3000, 100, 1000), round(100, 2000, 100, 1000)},
-		Fio:    Latency{P50: 100, P99: 2000}, Fjord: Latency{P50: 100, P99: 1000},
+	// fio's rounds span p50 181µs to 214µs and p99 354µs to 412µs, the
+	// figures of the run the issue reported.
+	rounds := []FioRound{round(181*us, 354*us), round(214*us, 412*us), round(190*us, 380*us)}
+	fio := Latency{P50: 190 * us, P99: 380 * us}
+	for _, tt := range []struct {
+		name             string
+		fjord50, fjord99 time.Duration
+		want             []string
+	}{
+		{"the reported run: both medians above fio's range", 216 * us, 434 * us,
+			[]string{"beyond the range", "p50 216µs is above fio's 181µs to 214µs", "p99 434µs is above fio's 354µs to 412µs", "+13.7%"}},
+		{"p50 one step above the range", 215 * us, 400 * us,
+			[]string{"beyond the range", "p50 215µs is above fio's 181µs to 214µs", "p99 400µs is inside fio's 354µs to 412µs"}},
+		{"p99 one step below the range", 200 * us, 353 * us,
+			[]string{"beyond the range", "p99 353µs is below fio's 354µs to 412µs"}},
+		{"both at the top of the range", 214 * us, 412 * us,
+			[]string{"inside the range fio itself spans", "p50 214µs is inside fio's 181µs to 214µs", "p99 412µs is inside"}},
+		{"both at the bottom of the range, off by less than shown", 181*us + 400, 354*us - 400,
+			[]string{"inside the range fio itself spans", "p50 181µs is inside", "p99 354µs is inside"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &FioComparison{Rounds: rounds, Fio: fio, Fjord: Latency{P50: tt.fjord50, P99: tt.fjord99}}
+			v := fioVerdict(c)
+			for _, w := range tt.want {
+				if !strings.Contains(v, w) {
+					t.Errorf("verdict lacks %q:\n%s", w, v)
+				}
+			}
+			if strings.Contains(v, "inside the range") == strings.Contains(v, "beyond the range") {
+				t.Errorf("verdict must say inside or beyond, not both or neither: %s", v)
+			}
+		})
 	}
-	if v := fioVerdict(c); !strings.Contains(v, "inside the range fio itself spans") {
-		t.Errorf("fjord's p99 inside fio's own spread: %q", v)
-	}
-	c.Fjord.P50 = 99 // a hair under fio's best round is still inside
-	if v := fioVerdict(c); !strings.Contains(v, "inside the range fio itself spans") {
-		t.Errorf("fjord's p50 level with fio's best round: %q", v)
-	}
-	c.Fjord.P99 = 500
-	if v := fioVerdict(c); !strings.Contains(v, "beyond the range") {
-		t.Errorf("fjord's p99 outside fio's own spread: %q", v)
-	}
-	c.Agree = true
-	if v := fioVerdict(c); !strings.Contains(v, "within ±10%") {
+	c := &FioComparison{Rounds: rounds, Fio: fio, Fjord: Latency{P50: 200 * us, P99: 400 * us}, Agree: true}
+	if v := fioVerdict(c); !strings.Contains(v, "within ±10%") || !strings.Contains(v, "p50 200µs against fio's 190µs (+5.3%)") {
 		t.Errorf("agreeing: %q", v)
 	}
 }

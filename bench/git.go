@@ -55,8 +55,9 @@ type GitOptions struct {
 	// (IdentitiesOnly). Empty means ssh's own configuration.
 	SSHKey string
 
-	// KnownHosts is a known_hosts file for ssh URLs, checked strictly.
-	// Empty means ssh's own configuration.
+	// KnownHosts is a known_hosts file for ssh URLs, checked strictly:
+	// a host key missing from it fails the run, it is never added on
+	// first use. Empty means ssh's own configuration.
 	KnownHosts string
 
 	// Git is the git binary. Empty means "git" from PATH.
@@ -210,7 +211,12 @@ func (o GitOptions) withDefaults() (GitOptions, error) {
 	}
 	if o.SSHKey != "" {
 		if _, err := os.Stat(o.SSHKey); err != nil {
-			return o, fmt.Errorf("bench: ssh key: %w", err)
+			return o, fmt.Errorf("bench: ssh key: %w: name the private key the server knows, such as --ssh-key ~/.ssh/id_ed25519", err)
+		}
+	}
+	if o.KnownHosts != "" {
+		if _, err := os.Stat(o.KnownHosts); err != nil {
+			return o, fmt.Errorf("bench: known_hosts file: %w: write the server's host key line to it first (on a fjord server: fjord hostkey > FILE)", err)
 		}
 	}
 	all := GitWorkloadNames()
@@ -226,9 +232,14 @@ func (o GitOptions) withDefaults() (GitOptions, error) {
 }
 
 // gitEnv returns the environment for git: no prompts, and the key and
-// known_hosts file for ssh when given.
+// known_hosts file for ssh when given. They are added to the caller's own
+// GIT_SSH_COMMAND when one is set, so a wrapper or extra options survive.
 func gitEnv(o GitOptions) []string {
 	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=", "SSH_ASKPASS=")
+	base := "ssh"
+	if c := strings.TrimSpace(os.Getenv("GIT_SSH_COMMAND")); c != "" {
+		base = c
+	}
 	var ssh []string
 	if o.SSHKey != "" {
 		ssh = append(ssh, "-i", shellQuote(o.SSHKey), "-o", "IdentitiesOnly=yes")
@@ -237,7 +248,7 @@ func gitEnv(o GitOptions) []string {
 		ssh = append(ssh, "-o", "UserKnownHostsFile="+shellQuote(o.KnownHosts), "-o", "StrictHostKeyChecking=yes")
 	}
 	if len(ssh) > 0 {
-		env = append(env, "GIT_SSH_COMMAND=ssh -o BatchMode=yes "+strings.Join(ssh, " "))
+		env = append(env, "GIT_SSH_COMMAND="+base+" -o BatchMode=yes "+strings.Join(ssh, " "))
 	}
 	return env
 }
@@ -272,7 +283,7 @@ func (r *gitRun) git(ctx context.Context, dir string, args ...string) ([]byte, e
 		if ctx.Err() != nil {
 			return nil, ctxErr(ctx)
 		}
-		msg := lastLine(stderr.String())
+		msg := complaint(stderr.String())
 		line := strings.ReplaceAll(strings.Join(args, " "), r.opts.URL, r.url)
 		return nil, fmt.Errorf("git %s: %w: %s%s", line, err, strings.ReplaceAll(msg, r.opts.URL, r.url), gitHint(stderr.String()))
 	}
@@ -283,7 +294,7 @@ func (r *gitRun) git(ctx context.Context, dir string, args ...string) ([]byte, e
 func gitHint(stderr string) string {
 	switch {
 	case strings.Contains(stderr, "Host key verification failed"):
-		return " (add the server's host key to known_hosts: ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts)"
+		return " (ssh does not know the server's host key: get its known_hosts line from the server's operator, on a fjord server `fjord hostkey > FILE`, check the fingerprint, and pass --known-hosts FILE)"
 	case strings.Contains(stderr, "Permission denied"):
 		return " (the server refused the key: pass the right one with --ssh-key)"
 	case strings.Contains(stderr, "Could not resolve host"), strings.Contains(stderr, "Connection refused"),
@@ -293,10 +304,26 @@ func gitHint(stderr string) string {
 	return ""
 }
 
-// lastLine returns the last non-empty line of s.
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
+// complaint returns the lines of git's stderr that say what went wrong,
+// joined on one line: its last three, once git's boilerplate after a failed
+// connection ("Could not read from remote repository. Please make sure you
+// have the correct access rights and the repository exists.") is dropped, so
+// ssh's own reason ("Host key verification failed.") shows whole.
+func complaint(stderr string) string {
+	var lines []string
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		switch l {
+		case "", "fatal: Could not read from remote repository.",
+			"Please make sure you have the correct access rights", "and the repository exists.":
+			continue
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) == 0 {
+		return strings.TrimSpace(stderr)
+	}
+	return strings.Join(lines[max(len(lines)-3, 0):], " ")
 }
 
 // defaultBranch asks the server for HEAD's branch and commit.

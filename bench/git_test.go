@@ -246,3 +246,56 @@ func TestRunGitErrorsNameTheProblemAndHideSecrets(t *testing.T) {
 		t.Errorf("missing key: %v", err)
 	}
 }
+
+func TestRunGitKnownHostsIsStrictAndNeverAdvisesTrustOnFirstUse(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Skip("ssh not installed")
+	}
+	hermetic(t)
+	ctx := context.Background()
+	self, err := bench.StartSelf(ctx, bench.SelfOptions{Dir: t.TempDir(), Shape: smallShape()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+
+	// A known_hosts file that lacks the server's key fails the run; the
+	// hint names --known-hosts and never ssh-keyscan.
+	other := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := tinyGit(t, self.URL)
+	o.SSHKey, o.KnownHosts = self.KeyFile, other
+	o.Workloads = []string{bench.GitLsRemote}
+	_, err = bench.RunGit(ctx, o)
+	if err == nil {
+		t.Fatal("RunGit trusted a host key missing from --known-hosts")
+	}
+	for _, want := range []string{"Host key verification failed", "--known-hosts FILE", "fjord hostkey"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "keyscan") || strings.Contains(err.Error(), ">>") {
+		t.Errorf("error advises trust on first use: %v", err)
+	}
+	if b, _ := os.ReadFile(other); len(b) != 0 {
+		t.Errorf("ssh added the host key to --known-hosts: %q", b)
+	}
+
+	o.KnownHosts = filepath.Join(t.TempDir(), "missing")
+	if _, err := bench.RunGit(ctx, o); err == nil || !strings.Contains(err.Error(), "known_hosts file") {
+		t.Errorf("missing known_hosts file: %v", err)
+	}
+
+	// A GIT_SSH_COMMAND of the caller's own is kept, with the key and
+	// the known_hosts file added to it.
+	t.Setenv("GIT_SSH_COMMAND", "ssh -o ConnectTimeout=7")
+	o.KnownHosts = self.KnownHosts
+	rep, err := bench.RunGit(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGitReport(t, rep, o.Workloads)
+}

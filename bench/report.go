@@ -85,35 +85,56 @@ func WriteText(w io.Writer, rep *DiskReport) error {
 }
 
 // fioVerdict says whether fjord and fio agree and, when they do not, whether
-// the gap is larger than fio's own spread from round to round.
+// fjord's figures lie inside the range fio's own rounds span. It judges the
+// very figures it prints: the medians of both sides and fio's lowest and
+// highest round, with no hidden margin.
 func fioVerdict(c *FioComparison) string {
+	figure := func(name string, fjord, fio time.Duration) string {
+		return fmt.Sprintf("%s %s against fio's %s (%+.1f%%)", name, formatLatency(fjord), formatLatency(fio), 100*relDiff(fjord, fio))
+	}
+	both := figure("p50", c.Fjord.P50, c.Fio.P50) + ", " + figure("p99", c.Fjord.P99, c.Fio.P99)
 	if c.Agree {
-		return "fjord's p50 and p99 are within ±10% of fio's"
+		return fmt.Sprintf("fjord's p50 and p99 are within ±%.0f%% of fio's: %s", 100*fioAgreement, both)
 	}
-	spread := func(pick func(Latency) time.Duration) (lo, hi time.Duration) {
-		for i, r := range c.Rounds {
-			v := pick(r.Fio)
-			if i == 0 || v < lo {
-				lo = v
-			}
-			hi = max(hi, v)
+	var inside, outside []string
+	for _, f := range []struct {
+		name string
+		pick func(Latency) time.Duration
+	}{{"p50", func(l Latency) time.Duration { return l.P50 }}, {"p99", func(l Latency) time.Duration { return l.P99 }}} {
+		// Compared as printed, to three significant digits, so the
+		// words never contradict the figures beside them.
+		lo, hi := fioRoundRange(c.Rounds, f.pick)
+		lo, hi, v := sig3Duration(lo), sig3Duration(hi), sig3Duration(f.pick(c.Fjord))
+		span := fmt.Sprintf("%s to %s", formatLatency(lo), formatLatency(hi))
+		switch {
+		case v < lo:
+			outside = append(outside, fmt.Sprintf("fjord's %s %s is below fio's %s", f.name, formatLatency(v), span))
+		case v > hi:
+			outside = append(outside, fmt.Sprintf("fjord's %s %s is above fio's %s", f.name, formatLatency(v), span))
+		default:
+			inside = append(inside, fmt.Sprintf("fjord's %s %s is inside fio's %s", f.name, formatLatency(v), span))
 		}
-		return lo, hi
 	}
-	p50lo, p50hi := spread(func(l Latency) time.Duration { return l.P50 })
-	p99lo, p99hi := spread(func(l Latency) time.Duration { return l.P99 })
-	// Widened by the agreement margin, so a figure level with fio's best
-	// round counts as inside.
-	within := func(v, lo, hi time.Duration) bool {
-		return float64(v) >= float64(lo)*(1-fioAgreement) && float64(v) <= float64(hi)*(1+fioAgreement)
+	msg := fmt.Sprintf("fjord and fio differ by more than %.0f%% (%s)", 100*fioAgreement, both)
+	if len(outside) == 0 {
+		return msg + ", but each of fjord's figures lies inside the range fio itself spans from round to round (" +
+			strings.Join(inside, "; ") + "): the disk moved, not the tools; run again on a quieter machine"
 	}
-	msg := "fjord's p50 or p99 is more than 10% away from fio's"
-	if within(c.Fjord.P50, p50lo, p50hi) && within(c.Fjord.P99, p99lo, p99hi) {
-		return msg + fmt.Sprintf(", but inside the range fio itself spans from round to round (p50 %s to %s, p99 %s to %s): the disk moved, not the tools; run again on a quieter machine",
-			formatLatency(p50lo), formatLatency(p50hi), formatLatency(p99lo), formatLatency(p99hi))
+	return msg + ", beyond the range fio itself spans from round to round (" +
+		strings.Join(append(outside, inside...), "; ") + "): run again; if it persists, report it"
+}
+
+// fioRoundRange returns the lowest and highest of one of fio's figures over
+// the rounds.
+func fioRoundRange(rounds []FioRound, pick func(Latency) time.Duration) (lo, hi time.Duration) {
+	for i, r := range rounds {
+		v := pick(r.Fio)
+		if i == 0 || v < lo {
+			lo = v
+		}
+		hi = max(hi, v)
 	}
-	return msg + fmt.Sprintf(", beyond the range fio itself spans from round to round (p50 %s to %s, p99 %s to %s): run again; if it persists, report it",
-		formatLatency(p50lo), formatLatency(p50hi), formatLatency(p99lo), formatLatency(p99hi))
+	return lo, hi
 }
 
 // writeDevice writes the device block of the text report.
@@ -235,6 +256,16 @@ func formatLatency(d time.Duration) string {
 		v, unit = v/1e3, "µs"
 	}
 	return sig3(v) + unit
+}
+
+// sig3Duration rounds d to the three significant digits formatLatency
+// shows.
+func sig3Duration(d time.Duration) time.Duration {
+	if d < 1000 {
+		return d
+	}
+	unit := math.Pow(10, math.Floor(math.Log10(float64(d)))-2)
+	return time.Duration(math.Round(float64(d)/unit) * unit)
 }
 
 // formatMillis formats a value in milliseconds with three significant

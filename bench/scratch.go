@@ -125,3 +125,58 @@ func (s *scratch) cleanup() error {
 	}
 	return nil
 }
+
+// ensureDir checks that dir is a directory. When it does not exist and mk is
+// set, it creates it and its missing parents, shallowest first, and returns
+// them in that order for removeMade; otherwise the error names the nearest
+// existing parent and both ways on.
+func ensureDir(dir string, mk bool) ([]string, error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil, nil
+	case err == nil:
+		return nil, fmt.Errorf("bench: %s is not a directory: name a directory on the disk to measure", dir)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	var missing []string
+	parent := filepath.Clean(dir)
+	for {
+		if _, err := os.Stat(parent); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		missing = append(missing, parent)
+		next := filepath.Dir(parent)
+		if next == parent {
+			break
+		}
+		parent = next
+	}
+	if !mk {
+		return nil, fmt.Errorf("bench: %s does not exist (its nearest existing parent is %s): create it on the disk you want to measure, or pass --mkdir to create it for this run and remove it afterwards", dir, parent)
+	}
+	var made []string
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o755); err != nil {
+			return nil, errors.Join(fmt.Errorf("bench: --mkdir: %w", err), removeMade(made))
+		}
+		made = append(made, missing[i])
+	}
+	return made, nil
+}
+
+// removeMade removes the directories ensureDir created, deepest first. One
+// that is not empty, because someone put a file there meanwhile, is kept.
+func removeMade(made []string) error {
+	var errs []error
+	for i := len(made) - 1; i >= 0; i-- {
+		if err := os.Remove(made[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bench: remove the directories --mkdir created (check what is left in them and remove them by hand): %w", errors.Join(errs...))
+	}
+	return nil
+}

@@ -64,6 +64,7 @@ Exit status: 0 when every check passes or warns, 3 when one fails, 1 when
 the benchmark could not run.`,
 		Example: `  fjord bench disk --dir /var/lib/etcd
   fjord bench disk --dir /srv/fjord --duration 30s --html report.html
+  fjord bench disk --dir /var/lib/etcd --mkdir   # before etcd is installed
   fjord bench disk --dir /var/lib/etcd --workload etcd-wal,bbolt-commit --compare-fio`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -106,6 +107,7 @@ the benchmark could not run.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Dir, "dir", "", "directory on the disk to measure (required)")
+	f.BoolVar(&opts.MakeDir, "mkdir", false, "create --dir (and missing parents) when it does not exist, and remove it afterwards")
 	f.DurationVar(&opts.Duration, "duration", 10*time.Second, "how long each workload is measured, after a warmup of a tenth of it (at most 1s)")
 	opts.ReadFileSize = 1 << 30
 	f.Var((*byteSize)(&opts.ReadFileSize), "file-size", "size of the random-I/O file (such as 4GiB, 512MiB); make it larger than the device's cache")
@@ -136,7 +138,7 @@ func newBenchGitCmd() *cobra.Command {
   clone-depth-1     shallow bare clone
 
 and reports p50/p99 latency, throughput and errors for each.`,
-		Example: `  fjord bench git --url ssh://git@fjord.example:2222/platform/apps.git --ssh-key ~/.ssh/id_ed25519
+		Example: `  fjord bench git --url ssh://git@fjord.example:2222/platform/apps.git --ssh-key ~/.ssh/id_ed25519 --known-hosts fjord.known_hosts
   fjord bench git --url https://github.com/fjordhq/fjord.git --concurrency 4 --duration 30s
   fjord bench git --self`,
 		Args: cobra.NoArgs,
@@ -171,6 +173,7 @@ and reports p50/p99 latency, throughput and errors for each.`,
 	f.IntVar(&opts.Concurrency, "concurrency", 1, "clients running at once")
 	f.DurationVar(&opts.Duration, "duration", 10*time.Second, "how long each workload is measured")
 	f.StringVar(&opts.SSHKey, "ssh-key", "", "private key for ssh:// URLs (passed to ssh -i with IdentitiesOnly)")
+	f.StringVar(&opts.KnownHosts, "known-hosts", "", "known_hosts file holding the server's host key for ssh:// URLs, checked strictly (on a fjord server: fjord hostkey > FILE)")
 	f.BoolVar(&jsonOut, "json", false, "print the report as JSON (schema "+bench.GitSchema+")")
 	f.BoolVar(&self, "self", false, "start a temporary fjord on a generated repository and measure it")
 	return cmd

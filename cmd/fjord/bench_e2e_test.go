@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -14,7 +15,12 @@ import (
 // The workloads themselves are tested in package bench.
 func TestBenchCommands(t *testing.T) {
 	dir := t.TempDir()
-	out, err := exec.Command(fjordBin, "bench", "disk", "--dir", dir, "--duration", "200ms", "--file-size", "8MiB",
+	etcd := filepath.Join(dir, "etcd") // not there yet, as before etcd is installed
+	out, err := exec.Command(fjordBin, "bench", "disk", "--dir", etcd).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "pass --mkdir") || !strings.Contains(string(out), "nearest existing parent is "+dir) {
+		t.Fatalf("bench disk on a missing --dir: %v\n%s", err, out)
+	}
+	out, err = exec.Command(fjordBin, "bench", "disk", "--dir", etcd, "--mkdir", "--duration", "200ms", "--file-size", "8MiB",
 		"--workload", "etcd-wal,bbolt-commit,git-loose-objects", "--json").Output()
 	var ee *exec.ExitError
 	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) { // 3: a check failed on this disk, still a report
