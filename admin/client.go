@@ -45,38 +45,11 @@ func NewClient(dataDir string) *Client {
 
 // do sends a request and decodes the JSON answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://fjord"+path, body)
+	resp, err := c.stream(ctx, method, path, in)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			abs, _ := filepath.Abs(c.dataDir)
-			return fmt.Errorf("%w on data dir %s (nothing answers on %s): start one with `fjord serve --data %s`, or pass the server's --data / FJORD_DATA", ErrNoServer, abs, c.socket, c.dataDir)
-		}
-		if errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("cannot open %s: %w (run as the user that runs `fjord serve`)", c.socket, err)
-		}
-		return fmt.Errorf("admin API: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var e errorBody
-		json.NewDecoder(resp.Body).Decode(&e)
-		if e.Error == "" {
-			e.Error = resp.Status
-		}
-		return &APIError{Status: resp.StatusCode, Message: e.Error}
-	}
 	if out == nil {
 		return nil
 	}
@@ -84,6 +57,44 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("admin API: decode %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// stream sends a request and returns the successful response, whose body
+// the caller reads and closes; an error status is returned as *APIError.
+func (c *Client) stream(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://fjord"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			abs, _ := filepath.Abs(c.dataDir)
+			return nil, fmt.Errorf("%w on data dir %s (nothing answers on %s): start one with `fjord serve --data %s`, or pass the server's --data / FJORD_DATA", ErrNoServer, abs, c.socket, c.dataDir)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("cannot open %s: %w (run as the user that runs `fjord serve`)", c.socket, err)
+		}
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e errorBody
+		json.NewDecoder(resp.Body).Decode(&e)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
+	}
+	return resp, nil
 }
 
 func queryEscape(s string) string { return url.QueryEscape(s) }

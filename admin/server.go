@@ -27,6 +27,9 @@ type Config struct {
 	// Apps serves the /v1/apps endpoints that need the reconciler; nil
 	// (no cluster) answers them with 503 saying how to turn it on.
 	Apps Apps
+	// HostKeyFile is the SSH host private key a backup includes; empty
+	// means DATA/ssh_host_ed25519_key.
+	HostKeyFile string
 }
 
 // Server serves the admin API for one store.
@@ -37,11 +40,13 @@ type Server struct {
 	mirrors Mirrors
 	apps    Apps
 	http    *http.Server
+
+	hostKeyFile string
 }
 
 // NewServer returns an admin API server.
 func NewServer(cfg Config) *Server {
-	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps}
+	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps, hostKeyFile: cfg.HostKeyFile}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -58,6 +63,7 @@ func NewServer(cfg Config) *Server {
 	mux.HandleFunc("DELETE /v1/users/{name}", s.deleteUser)
 	mux.HandleFunc("GET /v1/grants", s.listGrants)
 	mux.HandleFunc("PUT /v1/grants", s.setGrant)
+	mux.HandleFunc("POST /v1/backup", s.backup)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }

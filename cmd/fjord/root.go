@@ -73,6 +73,8 @@ Every command finds the running server through the data directory
 		newPushMirrorCmd(g),
 		newAppCmd(g),
 		newHostkeyCmd(g),
+		newBackupCmd(g),
+		newRestoreCmd(g),
 		newVersionCmd(),
 		newBenchCmd(),
 	)

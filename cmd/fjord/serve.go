@@ -205,7 +205,7 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 	if rec != nil {
 		apps = appsAPI{rec}
 	}
-	adminSrv := admin.NewServer(admin.Config{Store: store, Info: info, Logger: log, Mirrors: mirrors, Apps: apps})
+	adminSrv := admin.NewServer(admin.Config{Store: store, Info: info, Logger: log, Mirrors: mirrors, Apps: apps, HostKeyFile: o.hostKey})
 
 	grp, gctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return ignoreClosed(gs.Serve(sshL)) })
