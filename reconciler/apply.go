@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -15,9 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-
-	"github.com/fjordhq/fjord/storage"
 )
 
 // Action is what a sync did to one object.
@@ -42,6 +42,9 @@ type Change struct {
 	Ref    ObjectRef
 	Action Action
 	Reason string
+	// Owner is the other app that manages the object, when that is why
+	// it was skipped: a conflict the app cannot be in sync with.
+	Owner string
 }
 
 // ChangeSet is the result of a sync, sorted by object.
@@ -84,259 +87,6 @@ const syncTimeout = 5 * time.Minute
 // crdWait bounds the wait for a new CRD to be Established.
 const crdWait = 60 * time.Second
 
-func renderKey(commit, path string) string { return commit + "\x00" + path }
-
-// syncApp renders an app's revision and, when its policy (or opts) says
-// so, applies it, prunes, and records the result. It returns the history
-// record; the error is the sync's failure, already recorded on the status.
-func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, opts SyncOptions) (storage.AppSync, error) {
-	st.syncMu.Lock()
-	defer st.syncMu.Unlock()
-	parent := ctx
-	// A hung API server must not hold the app's lock forever.
-	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
-	defer cancel()
-	start := time.Now()
-	rec := storage.AppSync{Start: start.UTC(), Trigger: trigger}
-
-	st.mu.Lock()
-	app := st.app
-	deleting := st.deleting
-	st.mu.Unlock()
-	if app == nil || deleting {
-		return rec, fmt.Errorf("app %q: %w", st.name, storage.ErrNotFound)
-	}
-	name := app.Metadata.Name
-	prevStatus := storage.AppStatus{}
-	if a, err := r.store.App(name); err == nil {
-		prevStatus = a.Status
-	}
-	status := prevStatus
-	status.LastAttempt = start.UTC()
-
-	fail := func(err error) (storage.AppSync, error) {
-		status.Sync, status.Error = "Error", err.Error()
-		if status.Health == "" {
-			status.Health = "Unknown"
-		}
-		rec.Error = err.Error()
-		rec.Duration = time.Since(start)
-		if parent.Err() != nil {
-			// Shutting down: the sync was cut short, not failed; the
-			// previous status stands and the next start syncs again.
-			return rec, err
-		}
-		r.metrics.observeSync(rec)
-		if serr := r.store.RecordAppSync(name, status, nil, rec); serr != nil {
-			r.log.Error("record sync", "app", name, "err", serr)
-		}
-		return rec, err
-	}
-
-	repo, err := r.resolveRepo(app.Spec.Source.RepoURL)
-	if err != nil {
-		return fail(err)
-	}
-	st.mu.Lock()
-	st.repo = repo
-	st.mu.Unlock()
-	status.Repo = repo
-	refs, ok := r.store.Refs(repo)
-	if !ok {
-		return fail(fmt.Errorf("repo %q: %w", repo, storage.ErrNotFound))
-	}
-	commit, err := ResolveRevision(refs, app.Revision())
-	if err != nil {
-		return fail(fmt.Errorf("repo %q: %w", repo, err))
-	}
-	rec.Revision, status.Revision = commit, commit
-
-	objs, err := r.render(st, repo, commit, app.Spec.Source.Path)
-	if err != nil {
-		return fail(err)
-	}
-	objs, err = r.prepare(app, objs)
-	if err != nil {
-		return fail(err)
-	}
-	prev, err := r.previousInventory(ctx, app)
-	if err != nil {
-		return fail(err)
-	}
-
-	if !app.Auto() && !opts.Manual {
-		// Manual policy: report whether git and the last sync agree,
-		// touch nothing.
-		status.Sync = "Synced"
-		for _, u := range objs {
-			if e, ok := prev[RefOf(u)]; !ok || e.Hash != hashObject(u) {
-				status.Sync = "OutOfSync"
-				break
-			}
-		}
-		if len(Diff(prev, inventoryOf(objs))) > 0 {
-			status.Sync = "OutOfSync"
-		}
-		status.Error = ""
-		rec.Duration = time.Since(start)
-		status.Health, status.Objects = r.health(ctx, prev)
-		return rec, r.store.SetAppStatus(name, status)
-	}
-
-	cs, next, applyErr := r.applyAll(ctx, st, app, objs, prev)
-
-	// Prune only after a clean apply: a half-applied render is no basis
-	// for deleting anything.
-	var kept []Entry
-	pruneOn := app.Prune() || opts.Prune
-	stale := Diff(prev, next)
-	if applyErr == nil && len(stale) > 0 {
-		switch {
-		case len(objs) == 0 && !app.AllowEmpty():
-			kept = stale
-			applyErr = fmt.Errorf("the render of %s at %.12s is empty; not pruning %d objects (set spec.syncPolicy.automated.allowEmpty: true if that is intended)", pathOrRoot(app.Spec.Source.Path), commit, len(stale))
-		default:
-			var pcs ChangeSet
-			pcs, kept = r.prune(ctx, name, stale, pruneOn)
-			cs = append(cs, pcs...)
-		}
-	} else {
-		kept = stale
-	}
-	// Objects not pruned stay in the inventory: they are still this
-	// app's, reported as orphans, and a later prune may delete them.
-	status.Orphans = nil
-	for _, e := range kept {
-		next[e.Ref] = e
-		status.Orphans = append(status.Orphans, e.Ref.String())
-	}
-	cs.sort()
-
-	inv := next.toStorage(commit)
-	if !sameInventory(prev, next) {
-		if err := r.saveClusterInventory(ctx, app, inv); err != nil && applyErr == nil {
-			applyErr = err
-		}
-	}
-	for _, c := range cs {
-		if c.Action != Unchanged {
-			rec.Changes = append(rec.Changes, storage.ObjectChange{ID: c.Ref.String(), Action: string(c.Action), Reason: c.Reason})
-		} else {
-			rec.Unchanged++
-		}
-	}
-	status.Health, status.Objects = r.health(ctx, next)
-	rec.Duration = time.Since(start)
-	if applyErr != nil {
-		status.Sync, status.Error = "Error", applyErr.Error()
-		rec.Error = applyErr.Error()
-	} else {
-		status.Sync, status.Error = "Synced", ""
-		if len(status.Orphans) > 0 {
-			status.Sync = "OutOfSync"
-		}
-		// An object another app manages is not this app's to apply: the
-		// app cannot be in sync until one of the two lets go of it.
-		var conflicts []string
-		for _, c := range cs {
-			if c.Action == Skipped && strings.HasPrefix(c.Reason, "owned by app") {
-				conflicts = append(conflicts, c.Ref.String()+" is "+c.Reason)
-			}
-		}
-		if len(conflicts) > 0 {
-			status.Sync, status.Error = "OutOfSync", strings.Join(conflicts, "; ")
-		}
-		status.SyncedCommit = commit
-		status.LastSynced = time.Now().UTC()
-	}
-	if parent.Err() != nil && applyErr != nil {
-		return rec, applyErr // cut short by shutdown; see fail
-	}
-	r.metrics.observeSync(rec)
-	if err := r.store.RecordAppSync(name, status, &inv, rec); err != nil {
-		return rec, fmt.Errorf("record sync of app %q: %w", name, err)
-	}
-	if len(rec.Changes) > 0 || applyErr != nil {
-		r.log.Info("app synced", "app", name, "trigger", trigger, "commit", short(commit), "changed", len(rec.Changes), "unchanged", rec.Unchanged, "took", rec.Duration.Round(time.Millisecond), "err", applyErr)
-	}
-	return rec, applyErr
-}
-
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
-}
-
-func pathOrRoot(p string) string {
-	if p == "" || p == "." {
-		return "the repo root"
-	}
-	return p
-}
-
-func sameInventory(a, b Inventory) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for ref, e := range a {
-		if f, ok := b[ref]; !ok || f != e {
-			return false
-		}
-	}
-	return true
-}
-
-func inventoryOf(objs []*unstructured.Unstructured) Inventory {
-	inv := Inventory{}
-	for _, u := range objs {
-		inv[RefOf(u)] = Entry{Ref: RefOf(u), Version: u.GroupVersionKind().Version, Hash: hashObject(u)}
-	}
-	return inv
-}
-
-// render returns the objects of a commit, from the app's cache when the
-// commit and path have not changed (a resync of an unchanged repo renders
-// nothing). The objects returned must not be modified.
-func (r *Reconciler) render(st *appState, repo, commit, path string) ([]*unstructured.Unstructured, error) {
-	key := renderKey(commit, path)
-	st.mu.Lock()
-	if st.renderKey == key {
-		objs := st.renderObjs
-		st.mu.Unlock()
-		return objs, nil
-	}
-	st.mu.Unlock()
-	objs, err := Render(r.store.RepoPath(repo), commit, path)
-	if err != nil {
-		return nil, err
-	}
-	st.mu.Lock()
-	st.renderKey, st.renderObjs = key, objs
-	st.mu.Unlock()
-	return objs, nil
-}
-
-// previousInventory is the inventory in bbolt or, when the data dir lost
-// it, the copy in the cluster.
-func (r *Reconciler) previousInventory(ctx context.Context, a *Application) (Inventory, error) {
-	app := a.Metadata.Name
-	s, ok, err := r.store.AppInventory(app)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		if s, ok, err = r.loadClusterInventory(ctx, a); err != nil {
-			return nil, err
-		}
-		if ok {
-			r.log.Info("inventory restored from the cluster", "app", app, "objects", len(s.Entries))
-		}
-	}
-	return inventoryFrom(s)
-}
-
 // prepare copies the rendered objects and gives them what fjord adds: the
 // destination namespace where none is set, and the tracking marks.
 func (r *Reconciler) prepare(app *Application, rendered []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
@@ -345,11 +95,8 @@ func (r *Reconciler) prepare(app *Application, rendered []*unstructured.Unstruct
 	// scope comes from the CRD.
 	crdScope := map[schema.GroupKind]string{}
 	for _, u := range rendered {
-		if u.GetKind() == "CustomResourceDefinition" && u.GroupVersionKind().Group == "apiextensions.k8s.io" {
-			g, _, _ := unstructured.NestedString(u.Object, "spec", "group")
-			k, _, _ := unstructured.NestedString(u.Object, "spec", "names", "kind")
-			sc, _, _ := unstructured.NestedString(u.Object, "spec", "scope")
-			crdScope[schema.GroupKind{Group: g, Kind: k}] = sc
+		if gk, sc, ok := crdDefines(u); ok {
+			crdScope[gk] = sc
 		}
 	}
 	seen := map[ObjectRef]bool{}
@@ -377,7 +124,10 @@ func (r *Reconciler) prepare(app *Application, rendered []*unstructured.Unstruct
 			u.SetNamespace("")
 		}
 		ref := RefOf(u)
-		if seen[ref] {
+		if ref.Name == "" && u.GetGenerateName() == "" {
+			return nil, fmt.Errorf("%s has neither metadata.name nor metadata.generateName: name it in git", ref)
+		}
+		if ref.Name != "" && seen[ref] {
 			return nil, fmt.Errorf("%s is rendered twice: remove one copy from git", ref)
 		}
 		seen[ref] = true
@@ -418,7 +168,7 @@ func (r *Reconciler) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, er
 	}
 	if err != nil {
 		if meta.IsNoMatchError(err) {
-			return nil, fmt.Errorf("the cluster does not serve %s: install its CRD (in this app, or before it)", gvk)
+			return nil, fmt.Errorf("the cluster does not serve %s: install its CRD (in this app, or before it): %w", gvk, err)
 		}
 		return nil, fmt.Errorf("map %s: %w", gvk, err)
 	}
@@ -439,147 +189,273 @@ func isStage1(u *unstructured.Unstructured) bool {
 		(gk.Group == "apiextensions.k8s.io" && gk.Kind == "CustomResourceDefinition")
 }
 
-// applyAll applies objs in two stages (namespaces and CRDs, then the
-// rest), sending only objects whose rendered form changed since the last
-// sync or whose live form drifted. It returns the changes and the new
-// inventory of what is applied.
-func (r *Reconciler) applyAll(ctx context.Context, st *appState, app *Application, objs []*unstructured.Unstructured, prev Inventory) (ChangeSet, Inventory, error) {
-	name := app.Metadata.Name
-	next := Inventory{}
-	var (
-		mu   sync.Mutex
-		cs   ChangeSet
-		errs []error
-	)
-	// The desired state is published before anything is sent, so the
-	// watch events of fjord's own writes compare equal and are not drift.
-	desired := make(map[ObjectRef]*unstructured.Unstructured, len(objs))
-	for _, u := range objs {
-		desired[RefOf(u)] = u
-	}
-	st.mu.Lock()
-	st.desired = desired
-	for ref := range st.reported {
-		delete(st.reported, ref)
-	}
-	st.mu.Unlock()
+// Per-object sync options (argocd.argoproj.io/sync-options) fjord acts on.
+const (
+	optPruneFalse        = "Prune=false"
+	optDeleteFalse       = "Delete=false"
+	optReplace           = "Replace=true"
+	optForce             = "Force=true"
+	optSkipDryRunMissing = "SkipDryRunOnMissingResource=true"
+)
 
-	if app.CreateNamespace() {
-		if err := r.ensureNamespace(ctx, app.Spec.Destination.Namespace, desired); err != nil {
-			return nil, prev, err
-		}
-	}
-
-	var stage1, stage2 []*unstructured.Unstructured
-	for _, u := range objs {
-		if isStage1(u) {
-			stage1 = append(stage1, u)
-		} else {
-			stage2 = append(stage2, u)
-		}
-	}
-	run := func(list []*unstructured.Unstructured) {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(applyConcurrency)
-		for _, u := range list {
-			g.Go(func() error {
-				ref := RefOf(u)
-				e := Entry{Ref: ref, Version: u.GroupVersionKind().Version, Hash: hashObject(u)}
-				c, err := r.applyIfChanged(gctx, name, u, prev[ref])
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					errs = append(errs, fmt.Errorf("apply %s: %w", ref, err))
-					if old, ok := prev[ref]; ok {
-						next[ref] = old
-					} else {
-						e.Hash = ""
-						next[ref] = e
-					}
-					return nil
-				}
-				cs = append(cs, c)
-				if c.Action != Skipped {
-					next[ref] = e
-				}
-				return nil
-			})
-		}
-		_ = g.Wait()
-	}
-	run(stage1)
-	var crds []*unstructured.Unstructured
-	for _, u := range stage1 {
-		if u.GetKind() == "CustomResourceDefinition" {
-			crds = append(crds, u)
-		}
-	}
-	if len(crds) > 0 && len(errs) == 0 {
-		if err := r.waitEstablished(ctx, crds); err != nil {
-			errs = append(errs, err)
-		}
-		r.mapper.Reset()
-	}
-	if len(errs) == 0 {
-		run(stage2)
-	} else {
-		for _, u := range stage2 {
-			if e, ok := prev[RefOf(u)]; ok {
-				next[e.Ref] = e
-			}
-		}
-	}
-	return cs, next, errors.Join(errs...)
+// target is one resource of a sync: what git wants, what the cluster
+// holds, and whether it must be sent.
+type target struct {
+	u   *unstructured.Unstructured // as rendered and prepared
+	ref ObjectRef
+	// m is nil until the kind is served (a CRD of the same render).
+	m *meta.RESTMapping
+	// live is the object in the cluster before the sync, nil if absent
+	// or unknown.
+	live *unstructured.Unstructured
+	// send is false when the object needs nothing (change says what).
+	send    bool
+	skipped bool
+	change  Change
+	// applied is the API server's answer to fjord's write.
+	applied *unstructured.Unstructured
 }
 
-// applyIfChanged sends u by server-side apply unless the last sync sent
-// the same object and the live object (from the watch cache) still holds
-// it. Objects of another app are skipped.
-func (r *Reconciler) applyIfChanged(ctx context.Context, app string, u *unstructured.Unstructured, last Entry) (Change, error) {
-	ref := RefOf(u)
-	m, err := r.mapping(u.GroupVersionKind())
-	if err != nil {
-		return Change{}, err
-	}
-	live, watched, err := r.watch.get(ctx, m.Resource, u.GetNamespace(), u.GetName())
-	if err != nil {
-		return Change{}, err
-	}
-	if live != nil {
-		if owner := ownedBy(live); owner != "" && owner != app {
-			return Change{Ref: ref, Action: Skipped, Reason: fmt.Sprintf("owned by app %q; remove it from one of the two apps", owner)}, nil
-		}
-		if last.Hash != "" && last.Hash == hashObject(u) {
-			if d := r.drifted(u, live); len(d) == 0 {
-				return Change{Ref: ref, Action: Unchanged}, nil
-			}
+// classify looks every resource up (the watch cache first) and decides
+// whether it must be sent: only objects whose rendered form changed since
+// the last sync, or whose live form drifted, are. Kinds not served yet
+// are left for after the CRDs (when this render defines them, or the
+// object says SkipDryRunOnMissingResource=true).
+func (r *Reconciler) classify(ctx context.Context, app *Application, objs []*unstructured.Unstructured, prev Inventory) (map[ObjectRef]*target, error) {
+	crdKinds := map[schema.GroupKind]bool{}
+	for _, u := range objs {
+		if gk, _, ok := crdDefines(u); ok {
+			crdKinds[gk] = true
 		}
 	}
-	before := ""
-	if live != nil {
-		before = live.GetResourceVersion()
-	} else if !watched {
+	out := make(map[ObjectRef]*target, len(objs))
+	list := make([]*target, 0, len(objs))
+	for _, u := range objs {
+		t := &target{u: u, ref: RefOf(u)}
+		out[t.ref] = t
+		list = append(list, t)
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	each(ctx, applyConcurrency, list, func(ctx context.Context, t *target) {
+		err := r.classifyOne(ctx, app, t, prev[t.ref])
+		if meta.IsNoMatchError(err) && (crdKinds[t.ref.GroupKind()] || hasOption(t.u, AnnotationSyncOptions, optSkipDryRunMissing)) {
+			// Served once the CRDs are applied, or checked then.
+			t.send = true
+			return
+		}
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("%s: %w", t.ref, err))
+			mu.Unlock()
+		}
+	})
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return out, errors.Join(errs...)
+}
+
+// each runs fn on every item, at most limit at once, and returns when
+// all are done.
+func each[T any](ctx context.Context, limit int, items []T, fn func(context.Context, T)) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	for _, it := range items {
+		g.Go(func() error {
+			fn(gctx, it)
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+// crdDefines returns the kind a CustomResourceDefinition defines and its
+// scope; ok is false for any other object.
+func crdDefines(u *unstructured.Unstructured) (gk schema.GroupKind, scope string, ok bool) {
+	if u.GetKind() != "CustomResourceDefinition" || u.GroupVersionKind().Group != "apiextensions.k8s.io" {
+		return gk, "", false
+	}
+	g, _, _ := unstructured.NestedString(u.Object, "spec", "group")
+	k, _, _ := unstructured.NestedString(u.Object, "spec", "names", "kind")
+	scope, _, _ = unstructured.NestedString(u.Object, "spec", "scope")
+	return schema.GroupKind{Group: g, Kind: k}, scope, true
+}
+
+// classifyOne fills t from the cluster; t.m stays nil when the kind is
+// not served.
+func (r *Reconciler) classifyOne(ctx context.Context, app *Application, t *target, last Entry) error {
+	m, err := r.mapping(t.u.GroupVersionKind())
+	if err != nil {
+		return err
+	}
+	live, watched, err := r.watch.get(ctx, m.Resource, t.ref.Namespace, t.ref.Name)
+	if err != nil {
+		return err
+	}
+	if !watched {
 		// Not watchable (no list/watch rights): ask directly.
-		got, err := r.resource(m, u.GetNamespace()).Get(ctx, u.GetName(), metav1.GetOptions{})
-		if err == nil {
-			if owner := ownedBy(got); owner != "" && owner != app {
-				return Change{Ref: ref, Action: Skipped, Reason: fmt.Sprintf("owned by app %q", owner)}, nil
-			}
-			before = got.GetResourceVersion()
+		got, err := r.resource(m, t.ref.Namespace).Get(ctx, t.ref.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("read: %w", err)
+		default:
+			live = got
 		}
 	}
-	out, err := r.resource(m, u.GetNamespace()).Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: r.fieldManager, Force: true})
+	t.m, t.live = m, live
+	name := app.Metadata.Name
+	if live != nil {
+		if owner := ownedBy(live); owner != "" && owner != name {
+			if failOnShared(app) {
+				return fmt.Errorf("managed by app %q, and FailOnSharedResource=true: remove it from one of the two apps", owner)
+			}
+			t.skipped = true
+			t.change = Change{Ref: t.ref, Action: Skipped, Owner: owner, Reason: fmt.Sprintf("owned by app %q; remove it from one of the two apps", owner)}
+			return nil
+		}
+		if ownedBy(live) == "" && failOnShared(app) {
+			if other := adoptedFrom(live, r.fieldManager); other != "" {
+				return fmt.Errorf("exists and is managed by %q, not by this app, and FailOnSharedResource=true: delete it or drop the option to adopt it", other)
+			}
+		}
+		if last.Hash != "" && last.Hash == hashObject(t.u) && len(r.drifted(app, t.u, live)) == 0 {
+			t.change = Change{Ref: t.ref, Action: Unchanged}
+			return nil
+		}
+	}
+	t.send = true
+	return nil
+}
+
+// applyTarget sends t when it must be, by server-side apply, or by
+// replace (Replace=true), or by delete and create (Replace=true with
+// Force=true); Force=true alone recreates an object whose apply the
+// server refused as invalid (an immutable field changed).
+func (r *Reconciler) applyTarget(ctx context.Context, app *Application, t *target) (Change, error) {
+	if !t.send {
+		return t.change, nil
+	}
+	if t.m == nil {
+		m, err := r.mapping(t.u.GroupVersionKind())
+		if err != nil {
+			return Change{}, err
+		}
+		t.m = m
+	}
+	res := r.resource(t.m, t.ref.Namespace)
+	before := ""
+	if t.live != nil {
+		before = t.live.GetResourceVersion()
+	}
+	replace, force := hasOption(t.u, AnnotationSyncOptions, optReplace), hasOption(t.u, AnnotationSyncOptions, optForce)
+	var (
+		out *unstructured.Unstructured
+		err error
+	)
+	switch {
+	case replace && force && t.live != nil:
+		if err = r.deleteAndWait(ctx, app.Metadata.Name, t); err == nil {
+			before = ""
+			out, err = res.Create(ctx, t.u, metav1.CreateOptions{FieldManager: r.fieldManager, FieldValidation: fieldValidation(app)})
+		}
+	case replace && t.live != nil:
+		out, err = r.replace(ctx, app, t)
+	case replace:
+		out, err = res.Create(ctx, t.u, metav1.CreateOptions{FieldManager: r.fieldManager, FieldValidation: fieldValidation(app)})
+	default:
+		out, err = r.ssa(ctx, app, res, t.u, false)
+		if err != nil && force && t.live != nil && apierrors.IsInvalid(err) {
+			if err = r.deleteAndWait(ctx, app.Metadata.Name, t); err == nil {
+				before = ""
+				out, err = r.ssa(ctx, app, res, t.u, false)
+			}
+		}
+	}
 	if err != nil {
 		return Change{}, err
 	}
+	t.applied = out
 	switch {
 	case before == "" && adoptedFrom(out, r.fieldManager) == "":
-		return Change{Ref: ref, Action: Created}, nil
+		return Change{Ref: t.ref, Action: Created}, nil
 	case before == out.GetResourceVersion():
-		return Change{Ref: ref, Action: Unchanged}, nil
+		return Change{Ref: t.ref, Action: Unchanged}, nil
 	default:
-		return Change{Ref: ref, Action: Configured}, nil
+		return Change{Ref: t.ref, Action: Configured}, nil
 	}
+}
+
+// ssa server-side applies u as fjord's field manager, taking fields from
+// other managers (git wins); dryRun only asks the server.
+func (r *Reconciler) ssa(ctx context.Context, app *Application, res dynamic.ResourceInterface, u *unstructured.Unstructured, dryRun bool) (*unstructured.Unstructured, error) {
+	data, err := json.Marshal(u.Object)
+	if err != nil {
+		return nil, err
+	}
+	force := true
+	opts := metav1.PatchOptions{FieldManager: r.fieldManager, Force: &force, FieldValidation: fieldValidation(app)}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	return res.Patch(ctx, u.GetName(), types.ApplyPatchType, data, opts)
+}
+
+// fieldValidation is the server's check of unknown fields: Argo CD's
+// Validate=false turns it off; otherwise the server warns.
+func fieldValidation(app *Application) string {
+	if v, _ := appSyncOption(app, "Validate"); v == "false" {
+		return metav1.FieldValidationIgnore
+	}
+	return metav1.FieldValidationWarn
+}
+
+// failOnShared reports syncOption FailOnSharedResource=true: an object
+// another app or manager holds fails the sync instead of being skipped
+// or adopted.
+func failOnShared(app *Application) bool {
+	v, _ := appSyncOption(app, "FailOnSharedResource")
+	return v == "true"
+}
+
+// replace writes t.u over the live object (PUT), retrying once on a
+// write that raced with another.
+func (r *Reconciler) replace(ctx context.Context, app *Application, t *target) (*unstructured.Unstructured, error) {
+	res := r.resource(t.m, t.ref.Namespace)
+	live := t.live
+	for attempt := 0; ; attempt++ {
+		u := t.u.DeepCopy()
+		u.SetResourceVersion(live.GetResourceVersion())
+		out, err := res.Update(ctx, u, metav1.UpdateOptions{FieldManager: r.fieldManager, FieldValidation: fieldValidation(app)})
+		if !apierrors.IsConflict(err) || attempt > 0 {
+			return out, err
+		}
+		if live, err = res.Get(ctx, t.ref.Name, metav1.GetOptions{}); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// deleteAndWait deletes the live object of t (that very object: by UID)
+// and waits until it is gone, so that it can be created anew.
+func (r *Reconciler) deleteAndWait(ctx context.Context, app string, t *target) error {
+	res := r.resource(t.m, t.ref.Namespace)
+	uid := t.live.GetUID()
+	// Background: the object goes at once (its dependents after), so the
+	// name is free; foreground would hold it until they are gone.
+	policy := metav1.DeletePropagationBackground
+	err := res.Delete(ctx, t.ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete to recreate (Force=true): %w", err)
+	}
+	return r.waitUntil(ctx, app, func() (bool, string, error) {
+		got, err := res.Get(ctx, t.ref.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || (err == nil && got.GetUID() != uid) {
+			return true, "", nil
+		}
+		return false, fmt.Sprintf("%s is still not deleted after %s (a finalizer?), so it cannot be recreated", t.ref, r.waveTimeout), err
+	})
 }
 
 // adoptedFrom names another manager of an object fjord just applied for
@@ -640,13 +516,4 @@ func (r *Reconciler) waitEstablished(ctx context.Context, crds []*unstructured.U
 	return nil
 }
 
-func conditionTrue(u *unstructured.Unstructured, typ string) bool {
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
-		if m["type"] == typ && m["status"] == "True" {
-			return true
-		}
-	}
-	return false
-}
+func conditionTrue(u *unstructured.Unstructured, typ string) bool { return condition(u, typ) != nil }

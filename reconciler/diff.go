@@ -26,25 +26,11 @@ func (r *Reconciler) Diff(ctx context.Context, name string) (string, error) {
 	st.mu.Lock()
 	app := st.app
 	st.mu.Unlock()
-	repo, err := r.resolveRepo(app.Spec.Source.RepoURL)
+	p, err := r.plan(ctx, st, app)
 	if err != nil {
 		return "", err
 	}
-	refs, ok := r.store.Refs(repo)
-	if !ok {
-		return "", fmt.Errorf("repo %q: %w", repo, storage.ErrNotFound)
-	}
-	commit, err := ResolveRevision(refs, app.Revision())
-	if err != nil {
-		return "", fmt.Errorf("repo %q: %w", repo, err)
-	}
-	objs, err := r.render(st, repo, commit, app.Spec.Source.Path)
-	if err != nil {
-		return "", err
-	}
-	if objs, err = r.prepare(app, objs); err != nil {
-		return "", err
-	}
+	objs := p.objs
 	var b strings.Builder
 	for _, u := range objs {
 		ref := RefOf(u)
@@ -72,11 +58,7 @@ func (r *Reconciler) Diff(ctx context.Context, name string) (string, error) {
 		}
 		b.WriteString(unifiedDiff(ref.String(), comparable(live), comparable(merged)))
 	}
-	prev, err := r.previousInventory(ctx, app)
-	if err != nil {
-		return "", err
-	}
-	for _, e := range Diff(prev, inventoryOf(objs)) {
+	for _, e := range Diff(p.prev, inventoryOf(objs)) {
 		m, err := r.mapping(e.GVK())
 		if err != nil {
 			continue
@@ -85,7 +67,7 @@ func (r *Reconciler) Diff(ctx context.Context, name string) (string, error) {
 		if err != nil {
 			continue
 		}
-		if v, _ := judgePrune(name, e.Ref, live); v != pruneDelete {
+		if v, _ := judgePrune(name, e.Ref, live, false); v != pruneDelete {
 			continue
 		}
 		b.WriteString(unifiedDiff(e.Ref.String()+" (prune)", comparable(live), ""))

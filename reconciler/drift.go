@@ -65,13 +65,13 @@ func (r *Reconciler) onUpdate(obj any) {
 	}
 	ref := RefOf(u)
 	st.mu.Lock()
-	want := st.desired[ref]
+	want, app := st.desired[ref], st.app
 	st.mu.Unlock()
-	if want == nil {
+	if want == nil || app == nil {
 		return
 	}
 	r.healthChanged(st.name)
-	if len(r.drifted(want, u)) == 0 {
+	if len(r.drifted(app, want, u)) == 0 {
 		return
 	}
 	r.queueDrift(driftKey{app: st.name, ref: ref})
@@ -160,7 +160,7 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 	if live == nil {
 		ev.Deleted = true
 	} else {
-		if paths = r.drifted(want, live); len(paths) == 0 {
+		if paths = r.drifted(app, want, live); len(paths) == 0 {
 			return nil
 		}
 		for _, p := range paths {
@@ -232,7 +232,7 @@ func stripNoise(u *unstructured.Unstructured) *unstructured.Unstructured {
 // fjord does not own in live's managedFields. A difference in a field
 // fjord still owns is the server's normalisation ("0.5" CPU becomes
 // "500m") or an event older than fjord's last write, not drift.
-func (r *Reconciler) drifted(want, live *unstructured.Unstructured) []fieldPath {
+func (r *Reconciler) drifted(app *Application, want, live *unstructured.Unstructured) []fieldPath {
 	diffs := diffFields(want.Object, live.Object)
 	if len(diffs) == 0 {
 		return nil

@@ -60,13 +60,17 @@ func newCluster(t testing.TB) *cluster {
 
 // start runs a Reconciler on store until the test ends (or stop is
 // called).
-func (c *cluster) start(store *storage.Store) (rec *reconciler.Reconciler, stop func()) {
+func (c *cluster) start(store *storage.Store, opts ...func(*reconciler.Config)) (rec *reconciler.Reconciler, stop func()) {
 	c.t.Helper()
 	cfg, _, err := reconciler.LoadRESTConfig(c.kubeconfig)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	rec, err = reconciler.New(reconciler.Config{Store: store, RESTConfig: cfg, ResyncInterval: time.Hour})
+	rc := reconciler.Config{Store: store, RESTConfig: cfg, ResyncInterval: time.Hour}
+	for _, o := range opts {
+		o(&rc)
+	}
+	rec, err = reconciler.New(rc)
 	if err != nil {
 		c.t.Fatal(err)
 	}

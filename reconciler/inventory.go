@@ -32,6 +32,11 @@ func RefOf(u *unstructured.Unstructured) ObjectRef {
 	return ObjectRef{Group: gvk.Group, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
 }
 
+// GroupKind is the ref's group and kind.
+func (r ObjectRef) GroupKind() schema.GroupKind {
+	return schema.GroupKind{Group: r.Group, Kind: r.Kind}
+}
+
 // ID is the Flux-style inventory ID: namespace_name_group_kind.
 func (r ObjectRef) ID() string {
 	return r.Namespace + "_" + r.Name + "_" + r.Group + "_" + r.Kind

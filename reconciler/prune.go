@@ -18,14 +18,15 @@ const (
 	pruneDelete   pruneVerdict = iota
 	pruneGone                  // already deleted: drop from the inventory
 	pruneNotOurs               // not this app's: never touch, drop from the inventory
-	pruneDisabled              // fjord.dev/prune: disabled: keep, report as orphan
+	pruneDisabled              // fjord.dev/prune: disabled, Prune=false, Delete=false: keep, report as orphan
 )
 
 // judgePrune decides what may happen to a stale inventory entry's live
-// object. It is pure, so the rules are tested without a cluster: only an
-// object that carries this app's label and this exact tracking ID is ever
-// deleted.
-func judgePrune(app string, ref ObjectRef, live *unstructured.Unstructured) (pruneVerdict, string) {
+// object, on a prune (cascade false) or on the deletion of the app
+// (cascade true). It is pure, so the rules are tested without a cluster:
+// only an object that carries this app's label and this exact tracking ID
+// is ever deleted.
+func judgePrune(app string, ref ObjectRef, live *unstructured.Unstructured, cascade bool) (pruneVerdict, string) {
 	if live == nil {
 		return pruneGone, ""
 	}
@@ -41,16 +42,60 @@ func judgePrune(app string, ref ObjectRef, live *unstructured.Unstructured) (pru
 	if live.GetAnnotations()[AnnotationPrune] == "disabled" {
 		return pruneDisabled, AnnotationPrune + ": disabled"
 	}
+	if !cascade && hasOption(live, AnnotationSyncOptions, optPruneFalse) {
+		return pruneDisabled, AnnotationSyncOptions + ": " + optPruneFalse
+	}
+	if cascade && hasOption(live, AnnotationSyncOptions, optDeleteFalse) {
+		return pruneDisabled, AnnotationSyncOptions + ": " + optDeleteFalse
+	}
 	return pruneDelete, ""
 }
 
+// pruneOpts are the settings of one prune.
+type pruneOpts struct {
+	// enabled deletes; otherwise stale objects are only kept as orphans.
+	enabled bool
+	// cascade is the deletion of the app itself (Delete=false applies)
+	// rather than a prune (Prune=false applies).
+	cascade bool
+	// propagation of the deletes; "" means background.
+	propagation metav1.DeletionPropagation
+}
+
+// prunePropagation is the propagation of an app's prune deletes
+// (syncOption PrunePropagationPolicy). Unset, it is background, as fjord
+// always pruned: the object goes at once and the garbage collector
+// deletes its dependents after (foreground would keep the object, marked
+// for deletion, until they are gone).
+func prunePropagation(app *Application) metav1.DeletionPropagation {
+	switch v, _ := appSyncOption(app, "PrunePropagationPolicy"); v {
+	case "foreground":
+		return metav1.DeletePropagationForeground
+	case "orphan":
+		return metav1.DeletePropagationOrphan
+	default:
+		return metav1.DeletePropagationBackground
+	}
+}
+
+// pruneResult is what a prune did.
+type pruneResult struct {
+	cs ChangeSet
+	// kept are the entries kept as orphans; quiet among them those
+	// marked argocd.argoproj.io/compare-options: IgnoreExtraneous, which
+	// do not make the app OutOfSync.
+	kept  []Entry
+	quiet map[ObjectRef]bool
+}
+
 // prune deletes (when enabled) the stale entries whose live objects are
-// this app's. It returns the changes and the entries kept as orphans.
-func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, enabled bool) (ChangeSet, []Entry) {
+// this app's, and keeps the others it may not delete as orphans.
+func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, o pruneOpts) pruneResult {
 	var (
 		cs   ChangeSet
 		kept []Entry
 	)
+	quiet := map[ObjectRef]bool{}
 	for _, e := range stale {
 		m, err := r.mapping(e.GVK())
 		if err != nil {
@@ -67,7 +112,10 @@ func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, enabl
 			kept = append(kept, e)
 			continue
 		}
-		verdict, why := judgePrune(app, e.Ref, live)
+		verdict, why := judgePrune(app, e.Ref, live, o.cascade)
+		if live != nil && hasOption(live, AnnotationCompareOptions, "IgnoreExtraneous") {
+			quiet[e.Ref] = true
+		}
 		switch verdict {
 		case pruneGone:
 			continue
@@ -79,7 +127,7 @@ func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, enabl
 			kept = append(kept, e)
 			continue
 		}
-		if !enabled {
+		if !o.enabled {
 			kept = append(kept, e)
 			continue
 		}
@@ -95,7 +143,10 @@ func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, enabl
 		// Only delete the object fjord saw: a same-named object created
 		// since has another UID.
 		uid := live.GetUID()
-		policy := metav1.DeletePropagationBackground
+		policy := o.propagation
+		if policy == "" {
+			policy = metav1.DeletePropagationBackground
+		}
 		err = res.Delete(ctx, e.Ref.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &policy})
 		if err != nil && !apierrors.IsNotFound(err) {
 			cs = append(cs, Change{Ref: e.Ref, Action: Skipped, Reason: "delete: " + err.Error()})
@@ -104,7 +155,7 @@ func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, enabl
 		}
 		cs = append(cs, Change{Ref: e.Ref, Action: Deleted})
 	}
-	return cs, kept
+	return pruneResult{cs: cs, kept: kept, quiet: quiet}
 }
 
 // namespaceHoldsOthers names an object in ns that is not this app's (an

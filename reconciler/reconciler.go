@@ -66,6 +66,9 @@ type Config struct {
 	Workers int
 	// Registerer receives the reconciler's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// WaveTimeout bounds the wait for a sync wave to become healthy and
+	// for a hook to finish. Zero means DefaultWaveTimeout.
+	WaveTimeout time.Duration
 }
 
 // Reconciler syncs Applications from fjord's repos to a cluster. Create it
@@ -81,6 +84,7 @@ type Reconciler struct {
 	sshPort      string
 	resync       time.Duration
 	workers      int
+	waveTimeout  time.Duration
 	metrics      *metrics
 
 	queue   workqueue.TypedInterface[string]
@@ -117,10 +121,11 @@ func New(cfg Config) (*Reconciler, error) {
 		return nil, errors.New("reconciler: Config.Store and Config.RESTConfig are required")
 	}
 	rc := rest.CopyConfig(cfg.RESTConfig)
-	// Apply bursts (hundreds of objects on a first sync) must not queue
-	// behind client-go's default 5 QPS limit.
+	// Apply bursts (hundreds of objects on a first sync, each dry-run
+	// then applied) must not queue behind client-go's default 5 QPS
+	// limit; the API server's own in-flight limits protect it.
 	if rc.QPS == 0 {
-		rc.QPS, rc.Burst = 200, 400
+		rc.QPS, rc.Burst = 1000, 2000
 	}
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
@@ -140,6 +145,7 @@ func New(cfg Config) (*Reconciler, error) {
 		invNamespace: cfg.InventoryNamespace,
 		resync:       cfg.ResyncInterval,
 		workers:      cfg.Workers,
+		waveTimeout:  cfg.WaveTimeout,
 		metrics:      newMetrics(cfg.Registerer),
 		queue:        workqueue.NewTyped[string](),
 		driftQ:       workqueue.NewTyped[driftKey](),
@@ -159,6 +165,9 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if r.workers <= 0 {
 		r.workers = defaultWorkers
+	}
+	if r.waveTimeout <= 0 {
+		r.waveTimeout = DefaultWaveTimeout
 	}
 	if cfg.SSHAddr != "" {
 		if _, port, err := net.SplitHostPort(cfg.SSHAddr); err == nil {
@@ -389,11 +398,10 @@ func (r *Reconciler) Delete(ctx context.Context, name string, cascade bool) (Cha
 		if err != nil {
 			return nil, err
 		}
-		stale := Diff(inv, Inventory{})
-		var kept []Entry
-		cs, kept = r.prune(ctx, name, stale, true)
-		if len(kept) > 0 {
-			r.log.Info("app deleted; objects kept", "app", name, "kept", len(kept))
+		res := r.prune(ctx, name, Diff(inv, Inventory{}), pruneOpts{enabled: true, cascade: true})
+		cs = res.cs
+		if len(res.kept) > 0 {
+			r.log.Info("app deleted; objects kept", "app", name, "kept", len(res.kept))
 		}
 	}
 	if err := r.deleteClusterInventory(ctx, app); err != nil {

@@ -31,6 +31,9 @@ type watcher struct {
 	mu        sync.Mutex
 	informers map[watchKey]cache.SharedIndexInformer
 	denied    map[watchKey]bool // list forbidden: read with GETs
+	// notify is closed (and replaced) on every event of an app's
+	// objects: what a sync waiting for a wave or a hook selects on.
+	notify map[string]chan struct{}
 }
 
 // watchKey is one informer: a resource in one namespace ("" for cluster
@@ -42,7 +45,7 @@ type watchKey struct {
 }
 
 func newWatcher(r *Reconciler, dyn dynamic.Interface) *watcher {
-	return &watcher{r: r, dyn: dyn, done: make(chan struct{}), informers: map[watchKey]cache.SharedIndexInformer{}, denied: map[watchKey]bool{}}
+	return &watcher{r: r, dyn: dyn, done: make(chan struct{}), informers: map[watchKey]cache.SharedIndexInformer{}, denied: map[watchKey]bool{}, notify: map[string]chan struct{}{}}
 }
 
 // stop ends every informer. Safe to call twice.
@@ -76,8 +79,9 @@ func (w *watcher) informer(ctx context.Context, gvr schema.GroupVersionResource,
 			inf = dynamicinformer.NewFilteredDynamicInformer(w.dyn, gvr, ns, 0, cache.Indexers{},
 				func(o *metav1.ListOptions) { o.LabelSelector = LabelApp }).Informer()
 			_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-				UpdateFunc: func(_, obj any) { w.r.onUpdate(obj) },
-				DeleteFunc: func(obj any) { w.r.onDelete(obj) },
+				AddFunc:    func(obj any) { w.kick(obj) },
+				UpdateFunc: func(_, obj any) { w.kick(obj); w.r.onUpdate(obj) },
+				DeleteFunc: func(obj any) { w.kick(obj); w.r.onDelete(obj) },
 			})
 			w.informers[k] = inf
 			go inf.Run(w.done)
@@ -98,6 +102,37 @@ func (w *watcher) informer(ctx context.Context, gvr schema.GroupVersionResource,
 		close(stop)
 	}()
 	return inf, cache.WaitForCacheSync(stop, inf.HasSynced)
+}
+
+// changed returns a channel closed at the next watch event of an object
+// of app. Take it before looking at the cache, so no event is missed.
+func (w *watcher) changed(app string) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch, ok := w.notify[app]
+	if !ok {
+		ch = make(chan struct{})
+		w.notify[app] = ch
+	}
+	return ch
+}
+
+// kick wakes whoever waits on the app of obj's tracking label.
+func (w *watcher) kick(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	app := ownedBy(u)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ch, ok := w.notify[app]; ok {
+		close(ch)
+		delete(w.notify, app)
+	}
 }
 
 // get returns the cached live object; watched is false when the resource

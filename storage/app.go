@@ -62,6 +62,16 @@ type AppStatus struct {
 	Orphans []string `json:"orphans,omitempty"`
 	// Objects is the health of each object, sorted by ID.
 	Objects []ObjectHealth `json:"objects,omitempty"`
+	// Progress is where a running sync is; nil when none runs.
+	Progress *SyncProgress `json:"progress,omitempty"`
+}
+
+// SyncProgress is the phase (PreSync, Sync, PostSync, SyncFail) and sync
+// wave a running sync is in, and since when.
+type SyncProgress struct {
+	Phase string    `json:"phase"`
+	Wave  int       `json:"wave"`
+	Since time.Time `json:"since"`
 }
 
 // ObjectHealth is one managed object's kstatus.

@@ -1,0 +1,101 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+func cmData(u *unstructured.Unstructured) string {
+	v, _, _ := unstructured.NestedString(u.Object, "data", "k")
+	return v
+}
+
+func TestDryRunRefusalAppliesNothing(t *testing.T) {
+	c, store, w, rec, ns := setup(t, map[string]string{"app/good.yaml": cm("good")})
+	name := "dry-run-" + ns[len(ns)-6:]
+	if _, err := rec.Apply(context.Background(), appDoc(name, "apps", "app", ns, true, true)); err != nil {
+		t.Fatal(err)
+	}
+	good := appStatus(t, store, name).SyncedCommit
+	// A bad commit: one object the API server refuses, one fine change.
+	w.write("app/good.yaml", strings.Replace(cm("good"), "k: v", "k: v2", 1))
+	w.write("app/bad.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  ports:\n  - port: 99999\n")
+	bad := w.commit("a bad port")
+	eventually(t, "the sync refused", func() (bool, string) {
+		st := appStatus(t, store, name)
+		return st.Revision == bad && st.Sync == "Error", fmt.Sprintf("%+v", st)
+	})
+	st := appStatus(t, store, name)
+	if !strings.Contains(st.Error, "Service/"+ns+"/bad") || !strings.Contains(st.Error, "dry run") || st.SyncedCommit != good {
+		t.Errorf("status does not name the refused object: %+v", st)
+	}
+	if v := cmData(c.get(gvrCM, ns, "good")); v != "v" {
+		t.Errorf("the good object was applied from a refused commit: k=%q", v)
+	}
+	if c.get(gvrSvc, ns, "bad") != nil {
+		t.Error("the refused object exists")
+	}
+}
+
+func TestPerResourceSyncOptions(t *testing.T) {
+	c, store, w, rec, ns := setup(t, map[string]string{
+		"app/keep.yaml":     cm("keep", "argocd.argoproj.io/sync-options", "Prune=false"),
+		"app/retain.yaml":   cm("retain", "argocd.argoproj.io/sync-options", "Delete=false"),
+		"app/replace.yaml":  cm("replace", "argocd.argoproj.io/sync-options", "Replace=true"),
+		"app/recreate.yaml": cm("recreate", "argocd.argoproj.io/sync-options", "Replace=true,Force=true"),
+		"app/ssa.yaml":      cm("ssa", "argocd.argoproj.io/sync-options", "ServerSideApply=true"),
+	})
+	name := "res-opts-" + ns[len(ns)-6:]
+	if _, err := rec.Apply(context.Background(), appDoc(name, "apps", "app", ns, true, true)); err != nil {
+		t.Fatal(err)
+	}
+	if st := appStatus(t, store, name); st.Sync != "Synced" {
+		t.Fatalf("first sync: %+v", st)
+	}
+	// Replace=true writes by PUT: fjord's fields are an Update, not an
+	// Apply.
+	for _, f := range c.get(gvrCM, ns, "replace").GetManagedFields() {
+		if f.Manager == "fjord" && f.Operation != metav1.ManagedFieldsOperationUpdate {
+			t.Errorf("Replace=true object written by %s", f.Operation)
+		}
+	}
+	uid := c.get(gvrCM, ns, "recreate").GetUID()
+
+	w.remove("app/keep.yaml")
+	for _, n := range []string{"replace", "recreate"} {
+		w.write("app/"+n+".yaml", strings.Replace(w.read("app/"+n+".yaml"), "k: v", "k: v2", 1))
+	}
+	commit := w.commit("drop keep, change the replaced ones")
+	eventually(t, "synced", func() (bool, string) {
+		st := appStatus(t, store, name)
+		return st.SyncedCommit == commit, fmt.Sprintf("%+v", st)
+	})
+	if c.get(gvrCM, ns, "keep") == nil {
+		t.Error("Prune=false object pruned")
+	}
+	if st := appStatus(t, store, name); len(st.Orphans) != 1 || st.Sync != "OutOfSync" {
+		t.Errorf("Prune=false object not reported as an orphan: %+v", st)
+	}
+	if u := c.get(gvrCM, ns, "replace"); cmData(u) != "v2" {
+		t.Errorf("Replace=true object not replaced: %v", u.Object["data"])
+	}
+	if u := c.get(gvrCM, ns, "recreate"); cmData(u) != "v2" || u.GetUID() == uid {
+		t.Errorf("Replace=true,Force=true object not deleted and recreated: uid %s -> %s", uid, u.GetUID())
+	}
+
+	// Deleting the app with cascade keeps Delete=false objects.
+	if _, err := rec.Delete(context.Background(), name, true); err != nil {
+		t.Fatal(err)
+	}
+	if c.get(gvrCM, ns, "retain") == nil {
+		t.Error("Delete=false object deleted with the app")
+	}
+	if c.get(gvrCM, ns, "ssa") != nil {
+		t.Error("the app's other objects were not deleted with it")
+	}
+}

@@ -1,0 +1,231 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/fjordhq/fjord/storage"
+)
+
+func renderKey(commit, path string) string { return commit + "\x00" + path }
+
+// syncApp plans an app's revision and, when its policy (or opts) says
+// so, executes the plan and records the result. It returns the history
+// record; the error is the sync's failure, already recorded on the status.
+func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, opts SyncOptions) (storage.AppSync, error) {
+	st.syncMu.Lock()
+	defer st.syncMu.Unlock()
+	parent := ctx
+	// A hung API server must not hold the app's lock forever.
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	start := time.Now()
+	rec := storage.AppSync{Start: start.UTC(), Trigger: trigger}
+
+	st.mu.Lock()
+	app := st.app
+	deleting := st.deleting
+	st.mu.Unlock()
+	if app == nil || deleting {
+		return rec, fmt.Errorf("app %q: %w", st.name, storage.ErrNotFound)
+	}
+	name := app.Metadata.Name
+	prevStatus := storage.AppStatus{}
+	if a, err := r.store.App(name); err == nil {
+		prevStatus = a.Status
+	}
+	status := prevStatus
+	status.LastAttempt = start.UTC()
+	status.Progress = nil
+
+	fail := func(err error) (storage.AppSync, error) {
+		status.Sync, status.Error = "Error", err.Error()
+		if status.Health == "" {
+			status.Health = "Unknown"
+		}
+		rec.Error = err.Error()
+		rec.Duration = time.Since(start)
+		if parent.Err() != nil {
+			// Shutting down: the sync was cut short, not failed; the
+			// previous status stands and the next start syncs again.
+			return rec, err
+		}
+		r.metrics.observeSync(rec)
+		if serr := r.store.RecordAppSync(name, status, nil, rec); serr != nil {
+			r.log.Error("record sync", "app", name, "err", serr)
+		}
+		return rec, err
+	}
+
+	p, err := r.plan(ctx, st, app)
+	if p != nil {
+		status.Repo = p.repo
+		rec.Revision, status.Revision = p.commit, p.commit
+	}
+	if err != nil {
+		return fail(err)
+	}
+	commit := p.commit
+
+	if !app.Auto() && !opts.Manual {
+		// Manual policy: report whether git and the last sync agree,
+		// touch nothing.
+		status.Sync = "Synced"
+		for _, u := range p.objs {
+			if e, ok := p.prev[RefOf(u)]; !ok || e.Hash != hashObject(u) {
+				status.Sync = "OutOfSync"
+				break
+			}
+		}
+		if len(Diff(p.prev, inventoryOf(p.objs))) > 0 {
+			status.Sync = "OutOfSync"
+		}
+		status.Error = ""
+		rec.Duration = time.Since(start)
+		status.Health, status.Objects = r.health(ctx, p.prev)
+		return rec, r.store.SetAppStatus(name, status)
+	}
+
+	o := r.execute(ctx, st, p, opts)
+	cs, next, applyErr := o.cs, o.next, o.err
+	// Objects not pruned stay in the inventory: they are still this
+	// app's, reported as orphans, and a later prune may delete them.
+	status.Orphans = nil
+	loud := 0
+	for _, e := range o.kept {
+		next[e.Ref] = e
+		status.Orphans = append(status.Orphans, e.Ref.String())
+		if !o.quiet[e.Ref] {
+			loud++
+		}
+	}
+	cs.sort()
+
+	inv := next.toStorage(commit)
+	if !sameInventory(p.prev, next) {
+		if err := r.saveClusterInventory(ctx, app, inv); err != nil && applyErr == nil {
+			applyErr = err
+		}
+	}
+	for _, c := range cs {
+		if c.Action != Unchanged {
+			rec.Changes = append(rec.Changes, storage.ObjectChange{ID: c.Ref.String(), Action: string(c.Action), Reason: c.Reason})
+		} else {
+			rec.Unchanged++
+		}
+	}
+	status.Health, status.Objects = r.health(ctx, next)
+	rec.Duration = time.Since(start)
+	if applyErr != nil {
+		status.Sync, status.Error = "Error", applyErr.Error()
+		rec.Error = applyErr.Error()
+	} else {
+		status.Sync, status.Error = "Synced", ""
+		if loud > 0 {
+			status.Sync = "OutOfSync"
+		}
+		// An object another app manages is not this app's to apply: the
+		// app cannot be in sync until one of the two lets go of it.
+		var conflicts []string
+		for _, c := range cs {
+			if c.Owner != "" {
+				conflicts = append(conflicts, c.Ref.String()+" is "+c.Reason)
+			}
+		}
+		if len(conflicts) > 0 {
+			status.Sync, status.Error = "OutOfSync", strings.Join(conflicts, "; ")
+		}
+		status.SyncedCommit = commit
+		status.LastSynced = time.Now().UTC()
+	}
+	if parent.Err() != nil && applyErr != nil {
+		return rec, applyErr // cut short by shutdown; see fail
+	}
+	r.metrics.observeSync(rec)
+	if err := r.store.RecordAppSync(name, status, &inv, rec); err != nil {
+		return rec, fmt.Errorf("record sync of app %q: %w", name, err)
+	}
+	if len(rec.Changes) > 0 || applyErr != nil {
+		r.log.Info("app synced", "app", name, "trigger", trigger, "commit", short(commit), "changed", len(rec.Changes), "unchanged", rec.Unchanged, "took", rec.Duration.Round(time.Millisecond), "err", applyErr)
+	}
+	return rec, applyErr
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}
+
+func pathOrRoot(p string) string {
+	if p == "" || p == "." {
+		return "the repo root"
+	}
+	return p
+}
+
+func sameInventory(a, b Inventory) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for ref, e := range a {
+		if f, ok := b[ref]; !ok || f != e {
+			return false
+		}
+	}
+	return true
+}
+
+func inventoryOf(objs []*unstructured.Unstructured) Inventory {
+	inv := Inventory{}
+	for _, u := range objs {
+		inv[RefOf(u)] = Entry{Ref: RefOf(u), Version: u.GroupVersionKind().Version, Hash: hashObject(u)}
+	}
+	return inv
+}
+
+// render returns the objects of a commit, from the app's cache when the
+// commit and path have not changed (a resync of an unchanged repo renders
+// nothing). The objects returned must not be modified.
+func (r *Reconciler) render(st *appState, repo, commit, path string) ([]*unstructured.Unstructured, error) {
+	key := renderKey(commit, path)
+	st.mu.Lock()
+	if st.renderKey == key {
+		objs := st.renderObjs
+		st.mu.Unlock()
+		return objs, nil
+	}
+	st.mu.Unlock()
+	objs, err := Render(r.store.RepoPath(repo), commit, path)
+	if err != nil {
+		return nil, err
+	}
+	st.mu.Lock()
+	st.renderKey, st.renderObjs = key, objs
+	st.mu.Unlock()
+	return objs, nil
+}
+
+// previousInventory is the inventory in bbolt or, when the data dir lost
+// it, the copy in the cluster.
+func (r *Reconciler) previousInventory(ctx context.Context, a *Application) (Inventory, error) {
+	app := a.Metadata.Name
+	s, ok, err := r.store.AppInventory(app)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if s, ok, err = r.loadClusterInventory(ctx, a); err != nil {
+			return nil, err
+		}
+		if ok {
+			r.log.Info("inventory restored from the cluster", "app", app, "objects", len(s.Entries))
+		}
+	}
+	return inventoryFrom(s)
+}
