@@ -11,13 +11,29 @@ LDFLAGS := -X main.version=$(VERSION)
 
 all: build
 
+# The recipes below use bash for pipefail: a failed build must fail make even
+# when its output goes through a filter.
+SHELL := bash
+
+# build compiles bin/fjord. The first build on a machine downloads the modules
+# and compiles the Kubernetes libraries: several minutes on 2 cores. It says
+# so, and condenses go's -v output into a progress line every 50 packages
+# (compile errors are printed whole); a build from a warm cache takes seconds
+# and prints only the first line.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fjord
+	@echo "make build: $(BIN) (the first build downloads modules and compiles the Kubernetes libraries: several minutes; later builds take seconds)"
+	@set -o pipefail; CGO_ENABLED=0 $(GO) build -v -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fjord 2>&1 | \
+		awk '/^go: downloading / { if (++d % 20 == 1) printf "  downloading modules: %d so far (%s)\n", d, $$3; fflush(); next } \
+			/^[A-Za-z0-9._~\/-]+$$/ { if (++c % 50 == 0) printf "  compiled %d packages (%s)\n", c, $$0; fflush(); next } \
+			{ print; fflush() } \
+			END { if (c >= 50) printf "  compiled %d packages: done\n", c }'
 
 # run starts the server on the embedded default: bbolt and repos in $(DATA),
-# SSH on 127.0.0.1:2222, HTTP on 127.0.0.1:8080.
+# SSH on 127.0.0.1:2222, HTTP on 127.0.0.1:8080. ARGS are more `fjord serve`
+# flags: make run ARGS='--kubeconfig ~/.kube/config' turns the reconciler on.
+ARGS ?=
 run: build
-	$(BIN) serve --data $(DATA)
+	$(BIN) serve --data $(DATA) $(ARGS)
 
 # testenv builds the real kube-apiserver and etcd that the reconciler's tests
 # run against (internal/testenv) into ${FJORD_TESTENV_CACHE:-~/.cache/fjord/testenv},

@@ -197,7 +197,7 @@ func TestQuickstart(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(s.data, "ssh_host_ed25519_key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("host key: %v %v", fi, err)
 	}
-	if !strings.Contains(s.serveLog(), "fjord is ready") || !strings.Contains(s.serveLog(), "git clone ssh://") {
+	if !strings.Contains(s.serveLog(), "fjord is ready") || !strings.Contains(s.serveLog(), "repo create demo") {
 		t.Fatalf("serve does not tell the user what to do next:\n%s", s.serveLog())
 	}
 

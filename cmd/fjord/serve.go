@@ -235,7 +235,7 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 
 	ready.Store(true)
 	log.Info("fjord serving", "data", dataDir, "ssh", info.SSHAddr, "http", info.HTTPAddr, "hostkey", info.HostKeyFingerprint)
-	printWelcome(stderr, dataDir, info)
+	printWelcome(stderr, dataDir, info, store)
 	err = grp.Wait()
 	log.Info("stopped")
 	return err
@@ -248,8 +248,11 @@ func ignoreClosed(err error) error {
 	return err
 }
 
-// printWelcome tells a person who just ran `make run` what to do next.
-func printWelcome(w io.Writer, dataDir string, info admin.Info) {
+// printWelcome tells a person who just ran `make run` what to do next:
+// the steps not done yet (a first user, a first repo), then how to trust
+// the host key and clone. After a restart with users and repos in place it
+// says only how to reach them.
+func printWelcome(w io.Writer, dataDir string, info admin.Info, store *storage.Store) {
 	host, port, _ := net.SplitHostPort(info.SSHAddr)
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "localhost"
@@ -257,24 +260,38 @@ func printWelcome(w io.Writer, dataDir string, info admin.Info) {
 	p, _ := strconv.Atoi(port)
 	// Name the binary the way the user invoked it (bin/fjord after
 	// `make run`), so the lines can be pasted as they are.
-	data := os.Args[0]
-	if !strings.Contains(data, "/") {
-		data = "fjord"
+	bin := os.Args[0]
+	if !strings.Contains(bin, "/") {
+		bin = "fjord"
 	}
 	if dataDir != "./data" && dataDir != "data" {
-		data += " --data " + dataDir
+		bin += " --data " + dataDir
 	}
-	fmt.Fprintf(w, `
-fjord is ready.  SSH %s   HTTP http://%s (/healthz /readyz /metrics)
-Host key %s
+	users, _ := store.Users()
+	repos, _ := store.Repos()
+	repo := "demo"
+	if len(repos) > 0 {
+		repo = repos[0].Name
+	}
+	fmt.Fprintf(w, "\nfjord is ready.  SSH %s   HTTP http://%s (/healthz /readyz /metrics)\nHost key %s\n\n",
+		info.SSHAddr, info.HTTPAddr, info.HostKeyFingerprint)
+	if len(users) > 0 && len(repos) > 0 {
+		fmt.Fprintf(w, "%d user(s), %d repo(s) (%s user list, %s repo list). To clone:\n", len(users), len(repos), bin, bin)
+	} else {
+		fmt.Fprintln(w, "Next, in another terminal, from this directory:")
+	}
+	if len(users) == 0 {
+		fmt.Fprintf(w, "  ssh-keygen -t ed25519    # only if ~/.ssh/id_ed25519.pub does not exist yet\n")
+		fmt.Fprintf(w, "  %s user add alice --key ~/.ssh/id_ed25519.pub --admin\n", bin)
+	}
+	if len(repos) == 0 {
+		fmt.Fprintf(w, "  %s repo create %s\n", bin, repo)
+	}
+	fmt.Fprintf(w, `  %s hostkey > fjord_known_hosts
+  git clone -c core.sshCommand="ssh -o UserKnownHostsFile=$PWD/fjord_known_hosts" ssh://%s/%s.git
+(or trust the key for every ssh client: %s hostkey >> ~/.ssh/known_hosts, then a plain git clone)
 
-Next, in another terminal:
-  %s user add $USER --key ~/.ssh/id_ed25519.pub --admin
-  %s repo create demo
-  %s hostkey >> ~/.ssh/known_hosts
-  git clone ssh://%s/demo.git
-
-`, info.SSHAddr, info.HTTPAddr, info.HostKeyFingerprint, data, data, data, net.JoinHostPort(host, strconv.Itoa(p)))
+`, bin, net.JoinHostPort(host, strconv.Itoa(p)), repo, bin)
 }
 
 // newReconciler starts nothing; it returns the reconciler when a cluster is

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -20,16 +22,25 @@ func newUserCmd(g *globals) *cobra.Command {
 	addCmd := &cobra.Command{
 		Use:   "add NAME --key FILE.pub [--admin]",
 		Short: "Add a user with one or more SSH public keys",
-		Args:  cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 || args[0] == "" {
+				// An empty $USER in `user add $USER` lands here.
+				return fmt.Errorf("user add takes one user name, got %d: e.g. fjord user add alice --key ~/.ssh/id_ed25519.pub", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(keyFiles) == 0 {
-				return fmt.Errorf("give the user's public key with --key FILE.pub (e.g. ~/.ssh/id_ed25519.pub)")
+				return fmt.Errorf("give the user's public key with --key FILE.pub (e.g. ~/.ssh/id_ed25519.pub; no key yet? create one with ssh-keygen -t ed25519)")
 			}
 			req := admin.CreateUserRequest{Name: args[0], Admin: isAdmin}
 			for _, f := range keyFiles {
 				b, err := os.ReadFile(f)
+				if errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("--key %s: no such file; create a key pair with ssh-keygen -t ed25519 (it writes ~/.ssh/id_ed25519 and ~/.ssh/id_ed25519.pub) and give the .pub file", f)
+				}
 				if err != nil {
-					return fmt.Errorf("read key: %w", err)
+					return fmt.Errorf("--key %s: %w", f, err)
 				}
 				if strings.Contains(string(b), "PRIVATE KEY") {
 					return fmt.Errorf("%s is a private key: give the public key (%s.pub)", f, f)

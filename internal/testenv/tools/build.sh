@@ -49,7 +49,11 @@ build() {
 	# util-linux; without it both build, and the rename still keeps it safe.
 	if command -v flock >/dev/null; then
 		exec 9>"$out.lock"
-		flock 9
+		if ! flock -n 9; then
+			# Say why nothing happens: the other build may take minutes.
+			echo "testenv: waiting for another build of $name (lock $out.lock)"
+			flock 9
+		fi
 		if [[ -x "$out" ]]; then
 			echo "testenv: $name is cached at $out"
 			exec 9>&-
