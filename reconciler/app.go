@@ -1,24 +1,63 @@
 package reconciler
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
-	"sort"
+	"strconv"
 	"strings"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
-// InClusterServer is the only destination.server fjord supports: the
-// cluster of its own kubeconfig, as in Argo CD.
+// InClusterServer is the destination.server of the cluster of fjord's own
+// kubeconfig, as in Argo CD.
 const InClusterServer = "https://kubernetes.default.svc"
+
+// InClusterName is the destination.name Argo CD gives that cluster.
+const InClusterName = "in-cluster"
+
+// Application finalizers: with one of them, deleting the app deletes its
+// objects (foreground unless the suffix says otherwise), as in Argo CD.
+const (
+	FinalizerResources           = "resources-finalizer.argocd.argoproj.io"
+	FinalizerResourcesBackground = FinalizerResources + "/background"
+	FinalizerResourcesForeground = FinalizerResources + "/foreground"
+)
+
+// Argo CD annotations fjord reads on Applications.
+const (
+	// AnnotationSyncWave orders child Applications (and objects): an
+	// integer, 0 when absent.
+	AnnotationSyncWave = "argocd.argoproj.io/sync-wave"
+	// AnnotationManifestGeneratePaths lists, separated by ';', the paths
+	// whose change makes a commit re-render the app.
+	AnnotationManifestGeneratePaths = "argocd.argoproj.io/manifest-generate-paths"
+)
 
 // ErrInvalidApp marks an Application document fjord refuses; the message
 // names the field and what to do.
 var ErrInvalidApp = errors.New("invalid Application")
+
+// AppError is a refused Application: every problem, each naming the field
+// and what to do. It matches ErrInvalidApp with errors.Is.
+type AppError struct {
+	// Name is metadata.name, or "(unnamed)".
+	Name string
+	// Problems are one line each, in field order.
+	Problems []string
+}
+
+func (e *AppError) Error() string {
+	return fmt.Sprintf("%v %s:\n  - %s", ErrInvalidApp, e.Name, strings.Join(e.Problems, "\n  - "))
+}
+
+// Is makes errors.Is(err, ErrInvalidApp) true.
+func (e *AppError) Is(target error) bool { return target == ErrInvalidApp }
 
 // Application is the subset of Argo CD's Application that fjord supports.
 // Every field it holds has an effect; ParseApplication refuses any other.
@@ -35,15 +74,30 @@ type Application struct {
 type AppMetadata struct {
 	Name      string `json:"name"`
 	Namespace string `json:"namespace,omitempty"`
+	// Labels are stored and select apps (`fjord app list -l`).
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are stored; sync-wave and manifest-generate-paths
+	// have an effect.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Finalizers: FinalizerResources (and its /background, /foreground
+	// forms) makes a delete cascade.
+	Finalizers []string `json:"finalizers,omitempty"`
 }
 
 // ApplicationSpec is spec.
 type ApplicationSpec struct {
-	// Project must be "default" or empty.
+	// Project names a fjord project; "" means "default".
 	Project     string      `json:"project,omitempty"`
 	Source      Source      `json:"source"`
 	Destination Destination `json:"destination"`
 	SyncPolicy  SyncPolicy  `json:"syncPolicy"`
+	// IgnoreDifferences names fields that are not drift.
+	IgnoreDifferences []IgnoreDifference `json:"ignoreDifferences,omitempty"`
+	// RevisionHistoryLimit bounds `fjord app history`; nil keeps the
+	// storage default (100).
+	RevisionHistoryLimit *int64 `json:"revisionHistoryLimit,omitempty"`
+	// Info is shown by `fjord app get`.
+	Info []InfoItem `json:"info,omitempty"`
 }
 
 // Source is spec.source.
@@ -55,11 +109,29 @@ type Source struct {
 	TargetRevision string `json:"targetRevision,omitempty"`
 	// Path is the directory in the repo to render; "" or "." is the root.
 	Path string `json:"path,omitempty"`
+	// Directory reads a plain directory (no kustomization) with these
+	// settings; nil reads its top level.
+	Directory *DirectorySource `json:"directory,omitempty"`
+}
+
+// DirectorySource is spec.source.directory.
+type DirectorySource struct {
+	// Recurse reads subdirectories too.
+	Recurse bool `json:"recurse,omitempty"`
+	// Include is a glob (or {a,b} of globs) of the files to read, matched
+	// against the path relative to source.path; "" reads every
+	// *.yaml, *.yml and *.json.
+	Include string `json:"include,omitempty"`
+	// Exclude is a glob (or {a,b} of globs) of files to leave out.
+	Exclude string `json:"exclude,omitempty"`
 }
 
 // Destination is spec.destination.
 type Destination struct {
-	Server string `json:"server"`
+	// Server is InClusterServer, or empty when Name is InClusterName.
+	Server string `json:"server,omitempty"`
+	// Name is InClusterName or empty.
+	Name string `json:"name,omitempty"`
 	// Namespace is given to namespaced objects that have none.
 	Namespace string `json:"namespace,omitempty"`
 }
@@ -70,17 +142,80 @@ type SyncPolicy struct {
 	// applies only on `fjord app sync`.
 	Automated   *Automated `json:"automated,omitempty"`
 	SyncOptions []string   `json:"syncOptions,omitempty"`
+	// Retry retries a failed sync; nil retries on the next push or
+	// resync only.
+	Retry *RetryStrategy `json:"retry,omitempty"`
+	// ManagedNamespaceMetadata labels and annotates the namespace
+	// CreateNamespace=true creates.
+	ManagedNamespaceMetadata *ManagedNamespaceMetadata `json:"managedNamespaceMetadata,omitempty"`
 }
 
 // Automated is spec.syncPolicy.automated.
 type Automated struct {
-	Prune      bool `json:"prune,omitempty"`
-	SelfHeal   bool `json:"selfHeal,omitempty"`
-	AllowEmpty bool `json:"allowEmpty,omitempty"`
+	// Enabled false (Argo CD 3) makes the policy manual while keeping
+	// its settings; nil means true.
+	Enabled    *bool `json:"enabled,omitempty"`
+	Prune      bool  `json:"prune,omitempty"`
+	SelfHeal   bool  `json:"selfHeal,omitempty"`
+	AllowEmpty bool  `json:"allowEmpty,omitempty"`
+}
+
+// RetryStrategy is spec.syncPolicy.retry.
+type RetryStrategy struct {
+	// Limit is how many retries follow a failed sync; negative means no
+	// limit, 0 none (Argo CD's meanings).
+	Limit   int64    `json:"limit,omitempty"`
+	Backoff *Backoff `json:"backoff,omitempty"`
+}
+
+// Backoff is spec.syncPolicy.retry.backoff. Durations are Go durations
+// ("5s", "3m") or a number of seconds ("30"), as Argo CD reads them.
+type Backoff struct {
+	Duration    string `json:"duration,omitempty"`
+	Factor      *int64 `json:"factor,omitempty"`
+	MaxDuration string `json:"maxDuration,omitempty"`
+}
+
+// ManagedNamespaceMetadata is spec.syncPolicy.managedNamespaceMetadata.
+type ManagedNamespaceMetadata struct {
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// InfoItem is one entry of spec.info.
+type InfoItem struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// IgnoreDifference is one entry of spec.ignoreDifferences: in the objects
+// it selects (Kind required; Group "" is the core group; Name and
+// Namespace empty select all), the fields it names are not drift.
+type IgnoreDifference struct {
+	Group     string `json:"group,omitempty"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	// JSONPointers are RFC 6901 pointers such as /spec/replicas.
+	JSONPointers []string `json:"jsonPointers,omitempty"`
+	// JQPathExpressions are jq paths such as .spec.template.spec.containers[].image.
+	JQPathExpressions []string `json:"jqPathExpressions,omitempty"`
+	// ManagedFieldsManagers: fields these managers own are not drift.
+	ManagedFieldsManagers []string `json:"managedFieldsManagers,omitempty"`
+}
+
+// Matches reports whether the entry selects an object of that group,
+// kind, namespace and name.
+func (d IgnoreDifference) Matches(group, kind, namespace, name string) bool {
+	return d.Group == group && d.Kind == kind &&
+		(d.Name == "" || d.Name == name) && (d.Namespace == "" || d.Namespace == namespace)
 }
 
 // Auto reports whether commits are applied without `fjord app sync`.
-func (a *Application) Auto() bool { return a.Spec.SyncPolicy.Automated != nil }
+func (a *Application) Auto() bool {
+	au := a.Spec.SyncPolicy.Automated
+	return au != nil && (au.Enabled == nil || *au.Enabled)
+}
 
 // Prune reports whether automated syncs delete objects git dropped.
 func (a *Application) Prune() bool { return a.Auto() && a.Spec.SyncPolicy.Automated.Prune }
@@ -92,19 +227,101 @@ func (a *Application) SelfHeal() bool { return a.Auto() && a.Spec.SyncPolicy.Aut
 func (a *Application) AllowEmpty() bool { return a.Auto() && a.Spec.SyncPolicy.Automated.AllowEmpty }
 
 // CreateNamespace reports syncOption CreateNamespace=true.
-func (a *Application) CreateNamespace() bool { return a.syncOption("CreateNamespace") }
+func (a *Application) CreateNamespace() bool { return a.SyncOption("CreateNamespace") }
 
-// PruneLast reports syncOption PruneLast=true. fjord always prunes after
-// applying, so this only documents intent; it is accepted, not ignored.
-func (a *Application) PruneLast() bool { return a.syncOption("PruneLast") }
+// PruneLast reports syncOption PruneLast=true: prune after every wave.
+func (a *Application) PruneLast() bool { return a.SyncOption("PruneLast") }
 
-func (a *Application) syncOption(key string) bool {
+// SyncOption reports whether syncOption name is set to true, such as
+// a.SyncOption("ApplyOutOfSyncOnly"). The last setting of a name wins.
+func (a *Application) SyncOption(name string) bool {
+	v, _ := a.syncOptionValue(name)
+	return v == "true"
+}
+
+// Validate reports whether objects are validated by the API server: true
+// unless syncOption Validate=false.
+func (a *Application) Validate() bool {
+	v, ok := a.syncOptionValue("Validate")
+	return !ok || v != "false"
+}
+
+// PrunePropagation is the propagation policy of prune deletes:
+// syncOption PrunePropagationPolicy; background when unset, as fjord
+// always pruned (the object goes at once, the garbage collector takes its
+// dependents after).
+func (a *Application) PrunePropagation() metav1.DeletionPropagation {
+	switch v, _ := a.syncOptionValue("PrunePropagationPolicy"); v {
+	case "foreground":
+		return metav1.DeletePropagationForeground
+	case "orphan":
+		return metav1.DeletePropagationOrphan
+	default:
+		return metav1.DeletePropagationBackground
+	}
+}
+
+func (a *Application) syncOptionValue(name string) (string, bool) {
+	val, found := "", false
 	for _, o := range a.Spec.SyncPolicy.SyncOptions {
-		if o == key+"=true" {
-			return true
+		if k, v, ok := strings.Cut(o, "="); ok && k == name {
+			val, found = v, true
 		}
 	}
-	return false
+	return val, found
+}
+
+// DeleteCascade reports whether deleting the app deletes its objects (a
+// resources finalizer) and with which propagation.
+func (a *Application) DeleteCascade() (bool, metav1.DeletionPropagation) {
+	cascade, policy := false, metav1.DeletePropagationForeground
+	for _, f := range a.Metadata.Finalizers {
+		switch f {
+		case FinalizerResources, FinalizerResourcesForeground:
+			cascade, policy = true, metav1.DeletePropagationForeground
+		case FinalizerResourcesBackground:
+			cascade, policy = true, metav1.DeletePropagationBackground
+		}
+	}
+	return cascade, policy
+}
+
+// Project is the app's project, "default" when unset.
+func (a *Application) Project() string {
+	if a.Spec.Project == "" {
+		return "default"
+	}
+	return a.Spec.Project
+}
+
+// SyncWave is the app's argocd.argoproj.io/sync-wave, 0 when unset.
+func (a *Application) SyncWave() int {
+	w, _ := strconv.Atoi(strings.TrimSpace(a.Metadata.Annotations[AnnotationSyncWave]))
+	return w
+}
+
+// ManifestGeneratePaths are the paths of the manifest-generate-paths
+// annotation, relative to the repo root (a relative entry is joined to
+// source.path), without leading '/'. Nil when the annotation is unset.
+func (a *Application) ManifestGeneratePaths() []string {
+	v, ok := a.Metadata.Annotations[AnnotationManifestGeneratePaths]
+	if !ok {
+		return nil
+	}
+	out := []string{}
+	for _, p := range strings.Split(v, ";") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if strings.HasPrefix(p, "/") {
+			p = cleanRepoPath(p)
+		} else {
+			p = cleanRepoPath(a.Spec.Source.Path + "/" + p)
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // Revision is the target revision, HEAD when unset.
@@ -115,54 +332,64 @@ func (a *Application) Revision() string {
 	return a.Spec.Source.TargetRevision
 }
 
-// allowed is the tree of fields fjord accepts; a nil value is a leaf.
-var allowed = field{
-	"apiVersion": nil,
-	"kind":       nil,
-	"metadata": field{
-		"name":      nil,
-		"namespace": nil,
-	},
-	"spec": field{
-		"project": nil,
-		"source": field{
-			"repoURL":        nil,
-			"targetRevision": nil,
-			"path":           nil,
-		},
-		"destination": field{
-			"server":    nil,
-			"namespace": nil,
-		},
-		"syncPolicy": field{
-			"automated": field{
-				"prune":      nil,
-				"selfHeal":   nil,
-				"allowEmpty": nil,
-			},
-			"syncOptions": nil,
-		},
-	},
+// Retry is a parsed spec.syncPolicy.retry.
+type Retry struct {
+	// Limit is the number of retries; negative means no limit.
+	Limit int
+	// Duration is the first wait, Factor its growth, MaxDuration its cap.
+	Duration    time.Duration
+	Factor      int64
+	MaxDuration time.Duration
 }
 
-type field map[string]field
+// Argo CD's retry defaults.
+const (
+	defaultRetryDuration    = 5 * time.Second
+	defaultRetryFactor      = 2
+	defaultRetryMaxDuration = 3 * time.Minute
+)
 
-// hints tell an operator what to do instead of a field fjord lacks.
-var hints = map[string]string{
-	"spec.source.helm":                         "render the chart to YAML in git, or use kustomize's helmCharts in a repo fjord does not sync",
-	"spec.source.kustomize":                    "put these settings in the kustomization.yaml in git",
-	"spec.source.directory":                    "fjord reads the YAML files in source.path (not recursively) when it has no kustomization.yaml",
-	"spec.source.plugin":                       "config management plugins are not run by fjord",
-	"spec.sources":                             "fjord syncs one source per Application: split it into several Applications",
-	"spec.destination.name":                    "use destination.server: " + InClusterServer,
-	"spec.ignoreDifferences":                   "drop the field; fjord only compares the fields it applies",
-	"spec.syncPolicy.retry":                    "fjord retries on the next push and on every resync (--resync-interval)",
-	"metadata.finalizers":                      "use `fjord app delete NAME --cascade` to delete the app's objects",
-	"metadata.labels":                          "drop the field; fjord does not use Application labels",
-	"metadata.annotations":                     "drop the field; fjord does not use Application annotations",
-	"spec.revisionHistoryLimit":                "fjord keeps the last 100 syncs (`fjord app history`)",
-	"spec.info":                                "drop the field",
-	"spec.syncPolicy.managedNamespaceMetadata": "label or annotate the namespace with a Namespace object in git",
+// RetryPolicy returns the app's retry strategy; ok is false when the app
+// has none or its limit is 0.
+func (a *Application) RetryPolicy() (Retry, bool) {
+	rs := a.Spec.SyncPolicy.Retry
+	if rs == nil || rs.Limit == 0 {
+		return Retry{}, false
+	}
+	r := Retry{Limit: int(rs.Limit), Duration: defaultRetryDuration, Factor: defaultRetryFactor, MaxDuration: defaultRetryMaxDuration}
+	if b := rs.Backoff; b != nil {
+		if d, err := parseArgoDuration(b.Duration); err == nil && b.Duration != "" {
+			r.Duration = d
+		}
+		if b.Factor != nil {
+			r.Factor = *b.Factor
+		}
+		if d, err := parseArgoDuration(b.MaxDuration); err == nil && b.MaxDuration != "" {
+			r.MaxDuration = d
+		}
+	}
+	return r, true
+}
+
+// Backoff is the wait before retry number n (1 for the first retry):
+// Duration × Factor^(n-1), at most MaxDuration.
+func (r Retry) Backoff(n int) time.Duration {
+	d := r.Duration
+	for i := 1; i < n; i++ {
+		d *= time.Duration(r.Factor)
+		if d >= r.MaxDuration || d <= 0 {
+			return r.MaxDuration
+		}
+	}
+	return min(d, r.MaxDuration)
+}
+
+// parseArgoDuration reads a Go duration or a number of seconds.
+func parseArgoDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(s)
 }
 
 // appName is a DNS-1123 label: it must fit a label value (63 characters),
@@ -170,120 +397,264 @@ var hints = map[string]string{
 var appName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // ParseApplication reads one Application in YAML or JSON and checks it.
-// Errors wrap ErrInvalidApp and name each offending field.
+// A refusal is an *AppError (wrapping ErrInvalidApp) naming every
+// offending field once.
 func ParseApplication(data []byte) (*Application, error) {
 	var raw map[string]any
 	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("%w: not a YAML document: %v", ErrInvalidApp, err)
+		return nil, &AppError{Name: "(unnamed)", Problems: []string{fmt.Sprintf("not a YAML document: %v", err)}}
 	}
 	if raw == nil {
-		return nil, fmt.Errorf("%w: the document is empty", ErrInvalidApp)
+		return nil, &AppError{Name: "(unnamed)", Problems: []string{"the document is empty"}}
 	}
-	var problems []string
-	unknownFields("", raw, allowed, &problems)
+	var ps problems
+	name, _ := nestedString(raw, "metadata", "name")
+	if kind, _ := raw["kind"].(string); kind == "ApplicationSet" {
+		ps.add("kind", "kind: ApplicationSet: fjord does not support ApplicationSets yet; meanwhile write the Applications it generates, one per document")
+		return nil, ps.err(name)
+	}
+	applicationSchema.checkFields("", raw, &ps)
 
-	js, err := json.Marshal(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidApp, err)
-	}
 	var app Application
-	dec := json.NewDecoder(bytes.NewReader(js))
-	if err := dec.Decode(&app); err != nil {
-		// Types are wrong (a string where a bool belongs); say which.
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			problems = append(problems, fmt.Sprintf("%s: want a %s, got a %s", te.Field, te.Type, te.Value))
-		} else {
-			problems = append(problems, err.Error())
-		}
-	} else {
-		problems = append(problems, app.validate()...)
+	// The values that failed their type check were dropped from raw, so
+	// this decodes and the other problems are still found.
+	js, err := json.Marshal(raw)
+	if err == nil {
+		err = json.Unmarshal(js, &app)
 	}
-	if len(problems) > 0 {
-		name := app.Metadata.Name
-		if name == "" {
-			name = "(unnamed)"
-		}
-		return nil, fmt.Errorf("%w %s:\n  - %s", ErrInvalidApp, name, strings.Join(problems, "\n  - "))
+	if err != nil {
+		ps.add("", "%v", err)
+	} else {
+		app.validate(&ps)
+	}
+	if len(ps.list) > 0 {
+		return nil, ps.err(name)
 	}
 	return &app, nil
 }
 
-// unknownFields appends one problem per field not in the allowed tree.
-func unknownFields(prefix string, v map[string]any, allow field, problems *[]string) {
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+func nestedString(m map[string]any, keys ...string) (string, bool) {
+	var v any = m
 	for _, k := range keys {
-		path := k
-		if prefix != "" {
-			path = prefix + "." + k
-		}
-		sub, ok := allow[k]
+		mm, ok := v.(map[string]any)
 		if !ok {
-			if path == "status" || path == "operation" {
-				// Argo CD writes these; they are not configuration.
-				*problems = append(*problems, fmt.Sprintf("%s: fjord does not accept Argo CD's %s field: delete it from the file", path, k))
-				continue
-			}
-			msg := fmt.Sprintf("%s: not supported by fjord", path)
-			if h, ok := hints[path]; ok {
-				msg += " (" + h + ")"
-			} else {
-				msg += ": remove it"
-			}
-			*problems = append(*problems, msg)
-			continue
+			return "", false
 		}
-		if m, isMap := v[k].(map[string]any); isMap && sub != nil {
-			unknownFields(path, m, sub, problems)
+		v = mm[k]
+	}
+	s, ok := v.(string)
+	return s, ok
+}
+
+// problems collects one line per problem, and at most one per field: a
+// field (or a parent of it) already reported is not reported again.
+type problems struct {
+	list  []string
+	paths map[string]bool
+}
+
+func (p *problems) add(path, format string, args ...any) {
+	if p.covered(path) {
+		return
+	}
+	if p.paths == nil {
+		p.paths = map[string]bool{}
+	}
+	if path != "" {
+		p.paths[path] = true
+	}
+	p.list = append(p.list, fmt.Sprintf(format, args...))
+}
+
+// cover marks path as explained without a line of its own.
+func (p *problems) cover(path string) {
+	if p.paths == nil {
+		p.paths = map[string]bool{}
+	}
+	p.paths[path] = true
+}
+
+func (p *problems) covered(path string) bool {
+	for q := path; q != ""; {
+		if p.paths[q] {
+			return true
+		}
+		i := strings.LastIndexAny(q, ".[")
+		if i < 0 {
+			break
+		}
+		q = q[:i]
+	}
+	return false
+}
+
+func (p *problems) err(name string) error {
+	if name == "" {
+		name = "(unnamed)"
+	}
+	return &AppError{Name: name, Problems: p.list}
+}
+
+// knownSyncOptions are the syncOptions fjord honours, with the values
+// each takes.
+var knownSyncOptions = map[string][]string{
+	"CreateNamespace":          {"true", "false"},
+	"PruneLast":                {"true", "false"},
+	"ApplyOutOfSyncOnly":       {"true", "false"},
+	"ServerSideApply":          {"true", "false"},
+	"RespectIgnoreDifferences": {"true", "false"},
+	"PrunePropagationPolicy":   {"foreground", "background", "orphan"},
+	"FailOnSharedResource":     {"true", "false"},
+	"Validate":                 {"true", "false"},
+}
+
+// syncOptionHints say what to do instead of a syncOption fjord lacks.
+var syncOptionHints = map[string]string{
+	"Replace":                     "fjord does not support Replace=true for a whole app yet; meanwhile annotate the objects that need it with argocd.argoproj.io/sync-options: Replace=true",
+	"SkipDryRunOnMissingResource": "fjord does not support it for a whole app yet; meanwhile annotate the custom resources whose CRD is missing with argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true",
+	"Prune":                       "Prune is a per-object option: annotate the objects with argocd.argoproj.io/sync-options: Prune=false, or set spec.syncPolicy.automated.prune",
+	"Delete":                      "Delete is a per-object option: annotate the objects with argocd.argoproj.io/sync-options: Delete=false",
+	"Force":                       "Force is a per-object option used with Replace: annotate the objects with argocd.argoproj.io/sync-options: Force=true,Replace=true",
+}
+
+func (a *Application) validate(ps *problems) {
+	if a.APIVersion != "argoproj.io/v1alpha1" {
+		ps.add("apiVersion", "apiVersion: %q, want argoproj.io/v1alpha1", a.APIVersion)
+	}
+	if a.Kind != "Application" {
+		ps.add("kind", "kind: %q, want Application", a.Kind)
+	}
+	if !appName.MatchString(a.Metadata.Name) {
+		ps.add("metadata.name", "metadata.name: %q must be lower-case letters, digits and '-', at most 63 characters", a.Metadata.Name)
+	}
+	if w, ok := a.Metadata.Annotations[AnnotationSyncWave]; ok {
+		if _, err := strconv.Atoi(strings.TrimSpace(w)); err != nil {
+			ps.add("metadata.annotations", "metadata.annotations: %s: %q is not an integer: write a whole number such as \"-1\" or \"2\"", AnnotationSyncWave, w)
+		}
+	}
+	for _, f := range a.Metadata.Finalizers {
+		switch f {
+		case FinalizerResources, FinalizerResourcesBackground, FinalizerResourcesForeground:
+		default:
+			ps.add("metadata.finalizers", "metadata.finalizers: %q: fjord does not support it yet (it knows %s and its /background and /foreground forms); meanwhile run that step by hand before `fjord app delete`", f, FinalizerResources)
+		}
+	}
+	if p := a.Spec.Project; p != "" && !appName.MatchString(p) {
+		ps.add("spec.project", "spec.project: %q is not a valid project name: lower-case letters, digits and '-'", p)
+	}
+	a.validateSource(ps)
+	a.validateDestination(ps)
+	a.validateSyncPolicy(ps)
+	for i, d := range a.Spec.IgnoreDifferences {
+		at := fmt.Sprintf("spec.ignoreDifferences[%d]", i)
+		if d.Kind == "" {
+			ps.add(at+".kind", "%s.kind: missing: name the kind of the objects, such as Deployment", at)
+		}
+		if len(d.JSONPointers)+len(d.JQPathExpressions)+len(d.ManagedFieldsManagers) == 0 {
+			ps.add(at, "%s: names no field: give jsonPointers, jqPathExpressions or managedFieldsManagers", at)
+		}
+		for j, p := range d.JSONPointers {
+			if !strings.HasPrefix(p, "/") {
+				ps.add(fmt.Sprintf("%s.jsonPointers[%d]", at, j), "%s.jsonPointers[%d]: %q is not a JSON pointer: start it with '/', such as /spec/replicas", at, j, p)
+			}
+		}
+		for j, e := range d.JQPathExpressions {
+			if !strings.HasPrefix(strings.TrimSpace(e), ".") {
+				ps.add(fmt.Sprintf("%s.jqPathExpressions[%d]", at, j), "%s.jqPathExpressions[%d]: %q is not a jq path: start it with '.', such as .spec.replicas", at, j, e)
+			}
+		}
+	}
+	if l := a.Spec.RevisionHistoryLimit; l != nil && *l < 0 {
+		ps.add("spec.revisionHistoryLimit", "spec.revisionHistoryLimit: %d: want 0 or more", *l)
+	}
+	for i, in := range a.Spec.Info {
+		if in.Name == "" {
+			ps.add(fmt.Sprintf("spec.info[%d].name", i), "spec.info[%d].name: missing: give each entry a name and a value", i)
 		}
 	}
 }
 
-func (a *Application) validate() []string {
-	var p []string
-	if a.APIVersion != "argoproj.io/v1alpha1" {
-		p = append(p, fmt.Sprintf("apiVersion: %q, want argoproj.io/v1alpha1", a.APIVersion))
+func (a *Application) validateSource(ps *problems) {
+	s := a.Spec.Source
+	if s.RepoURL == "" {
+		ps.add("spec.source.repoURL", "spec.source.repoURL: missing: name a repo of this fjord (see `fjord repo list`)")
 	}
-	if a.Kind != "Application" {
-		p = append(p, fmt.Sprintf("kind: %q, want Application", a.Kind))
+	if path := s.Path; strings.HasPrefix(path, "/") || hasDotDot(path) {
+		ps.add("spec.source.path", "spec.source.path: %q must be relative to the repo root, without '..'", path)
 	}
-	if !appName.MatchString(a.Metadata.Name) {
-		p = append(p, fmt.Sprintf("metadata.name: %q must be lower-case letters, digits and '-', at most 63 characters", a.Metadata.Name))
+	if d := s.Directory; d != nil {
+		for _, g := range []struct{ name, pat string }{{"include", d.Include}, {"exclude", d.Exclude}} {
+			if _, err := compileGlob(g.pat); err != nil {
+				ps.add("spec.source.directory."+g.name, "spec.source.directory.%s: %q is not a valid glob: %v", g.name, g.pat, err)
+			}
+		}
 	}
-	if a.Spec.Project != "" && a.Spec.Project != "default" {
-		p = append(p, fmt.Sprintf("spec.project: %q: fjord has no projects; use \"default\" or leave it out", a.Spec.Project))
-	}
-	if a.Spec.Source.RepoURL == "" {
-		p = append(p, "spec.source.repoURL: missing: name a repo of this fjord (see `fjord repo list`)")
-	}
-	if path := a.Spec.Source.Path; strings.HasPrefix(path, "/") || hasDotDot(path) {
-		p = append(p, fmt.Sprintf("spec.source.path: %q must be relative to the repo root, without '..'", path))
-	}
-	switch a.Spec.Destination.Server {
-	case InClusterServer:
-	case "":
-		p = append(p, "spec.destination.server: missing: use "+InClusterServer)
+}
+
+func (a *Application) validateDestination(ps *problems) {
+	d := a.Spec.Destination
+	switch {
+	case d.Name != "" && d.Server != "":
+		ps.add("spec.destination", "spec.destination: give server or name, not both (for this cluster: server: %s)", InClusterServer)
+	case d.Name == InClusterName:
+	case d.Name != "":
+		ps.add("spec.destination.name", "spec.destination.name: %q: fjord does not deploy to other clusters yet; meanwhile run a fjord whose kubeconfig reaches that cluster, with destination.name: %s there", d.Name, InClusterName)
+	case d.Server == InClusterServer || d.Server == InClusterServer+":443" || d.Server == InClusterServer+"/":
+	case d.Server == "":
+		ps.add("spec.destination.server", "spec.destination.server: missing: use %s (or destination.name: %s)", InClusterServer, InClusterName)
 	default:
-		p = append(p, fmt.Sprintf("spec.destination.server: %q: fjord deploys only to the cluster of its own kubeconfig (%s) for now", a.Spec.Destination.Server, InClusterServer))
+		ps.add("spec.destination.server", "spec.destination.server: %q: fjord does not deploy to other clusters yet (only to its own kubeconfig's, %s); meanwhile run a fjord whose kubeconfig reaches that cluster, with destination.server: %s there", d.Server, InClusterServer, InClusterServer)
 	}
-	if ns := a.Spec.Destination.Namespace; ns != "" && !appName.MatchString(ns) {
-		p = append(p, fmt.Sprintf("spec.destination.namespace: %q is not a valid namespace name", ns))
+	if ns := d.Namespace; ns != "" && !appName.MatchString(ns) {
+		ps.add("spec.destination.namespace", "spec.destination.namespace: %q is not a valid namespace name", ns)
 	}
-	for _, o := range a.Spec.SyncPolicy.SyncOptions {
-		switch o {
-		case "CreateNamespace=true", "CreateNamespace=false", "PruneLast=true", "PruneLast=false":
+}
+
+func (a *Application) validateSyncPolicy(ps *problems) {
+	sp := a.Spec.SyncPolicy
+	for i, o := range sp.SyncOptions {
+		at := fmt.Sprintf("spec.syncPolicy.syncOptions[%d]", i)
+		k, v, hasValue := strings.Cut(o, "=")
+		values, known := knownSyncOptions[k]
+		switch {
+		case known && hasValue && contains(values, v):
+		case known:
+			ps.add(at, "%s: %q: want %s=%s", at, o, k, strings.Join(values, "|"))
+		case syncOptionHints[k] != "":
+			ps.add(at, "%s: %q: %s", at, o, syncOptionHints[k])
 		default:
-			p = append(p, fmt.Sprintf("spec.syncPolicy.syncOptions: %q not supported by fjord (supported: CreateNamespace=true, PruneLast=true)", o))
+			ps.add(at, "%s: %q is not a sync option fjord knows (it knows %s): check the spelling", at, o, strings.Join(sortedNames(knownSyncOptions), ", "))
 		}
 	}
 	if a.CreateNamespace() && a.Spec.Destination.Namespace == "" {
-		p = append(p, "spec.syncPolicy.syncOptions: CreateNamespace=true needs spec.destination.namespace")
+		ps.add("spec.syncPolicy.syncOptions", "spec.syncPolicy.syncOptions: CreateNamespace=true needs spec.destination.namespace")
 	}
-	return p
+	if m := sp.ManagedNamespaceMetadata; m != nil && !a.CreateNamespace() && (len(m.Labels) > 0 || len(m.Annotations) > 0) {
+		ps.add("spec.syncPolicy.managedNamespaceMetadata", "spec.syncPolicy.managedNamespaceMetadata: applies only to the namespace CreateNamespace=true creates: add CreateNamespace=true to syncOptions, or put the labels on a Namespace object in git")
+	}
+	if r := sp.Retry; r != nil && r.Backoff != nil {
+		b := r.Backoff
+		for _, d := range []struct{ name, v string }{{"duration", b.Duration}, {"maxDuration", b.MaxDuration}} {
+			if d.v == "" {
+				continue
+			}
+			if t, err := parseArgoDuration(d.v); err != nil || t <= 0 {
+				ps.add("spec.syncPolicy.retry.backoff."+d.name, "spec.syncPolicy.retry.backoff.%s: %q is not a duration: write it as 5s, 2m or 1h", d.name, d.v)
+			}
+		}
+		if b.Factor != nil && *b.Factor < 1 {
+			ps.add("spec.syncPolicy.retry.backoff.factor", "spec.syncPolicy.retry.backoff.factor: %d: want 1 or more", *b.Factor)
+		}
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, e := range l {
+		if e == s {
+			return true
+		}
+	}
+	return false
 }
 
 func hasDotDot(path string) bool {
@@ -293,4 +664,10 @@ func hasDotDot(path string) bool {
 		}
 	}
 	return false
+}
+
+// cleanRepoPath is p relative to the repo root: no leading or trailing
+// '/', "" for the root.
+func cleanRepoPath(p string) string {
+	return strings.Trim(path.Clean("/"+p), "/")
 }

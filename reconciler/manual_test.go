@@ -32,7 +32,7 @@ func TestManualPolicyAndOwnedByOtherApp(t *testing.T) {
 	extra := w.commit("extra")
 	eventually(t, "the push compared", func() (bool, string) {
 		st := appStatus(t, store, manual)
-		return st.Revision == extra && st.Sync == "OutOfSync", st.Sync
+		return st.Revision == extra && st.Sync == "OutOfSync", string(st.Sync)
 	})
 	rec2, err := rec.Sync(context.Background(), manual, reconciler.SyncOptions{})
 	if err != nil {

@@ -44,7 +44,7 @@ func (m *metrics) observeSync(rec storage.AppSync) {
 	if rec.Error != "" {
 		outcome = "error"
 	}
-	m.syncDuration.WithLabelValues(rec.Trigger, outcome).Observe(rec.Duration.Seconds())
+	m.syncDuration.WithLabelValues(string(rec.Trigger), outcome).Observe(rec.Duration.Seconds())
 	for _, c := range rec.Changes {
 		m.objects.WithLabelValues(c.Action).Inc()
 	}

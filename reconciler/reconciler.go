@@ -94,7 +94,7 @@ type Reconciler struct {
 
 	mu        sync.Mutex
 	apps      map[string]*appState
-	triggers  map[string]string // pending trigger per queued app
+	triggers  map[string]storage.Trigger // pending trigger per queued app
 	driftSeen driftSeen
 }
 
@@ -151,7 +151,7 @@ func New(cfg Config) (*Reconciler, error) {
 		driftQ:       workqueue.NewTyped[driftKey](),
 		healthQ:      workqueue.NewTypedDelayingQueue[string](),
 		apps:         map[string]*appState{},
-		triggers:     map[string]string{},
+		triggers:     map[string]storage.Trigger{},
 		driftSeen:    driftSeen{},
 	}
 	if r.log == nil {
@@ -202,7 +202,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			continue
 		}
 		r.state(app.Metadata.Name, app)
-		r.enqueue(app.Metadata.Name, "start")
+		r.enqueue(app.Metadata.Name, storage.TriggerStart)
 	}
 
 	var wg sync.WaitGroup
@@ -236,7 +236,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			r.onRefChange(c)
 		case <-tick.C:
 			for _, name := range r.appNames() {
-				r.enqueue(name, "resync")
+				r.enqueue(name, storage.TriggerResync)
 			}
 		}
 	}
@@ -248,6 +248,10 @@ func (r *Reconciler) onRefChange(c storage.RefChange) {
 	refs, ok := r.store.Refs(c.Repo)
 	if !ok {
 		return
+	}
+	trigger := storage.TriggerPush
+	if _, err := r.store.Mirror(c.Repo); err == nil {
+		trigger = storage.TriggerMirror
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -265,13 +269,13 @@ func (r *Reconciler) onRefChange(c storage.RefChange) {
 			continue
 		}
 		if _, queued := r.triggers[name]; !queued {
-			r.triggers[name] = "push"
+			r.triggers[name] = trigger
 		}
 		r.queue.Add(name)
 	}
 }
 
-func (r *Reconciler) enqueue(name, trigger string) {
+func (r *Reconciler) enqueue(name string, trigger storage.Trigger) {
 	r.mu.Lock()
 	if _, queued := r.triggers[name]; !queued {
 		r.triggers[name] = trigger
@@ -350,7 +354,7 @@ func (r *Reconciler) Apply(ctx context.Context, manifest []byte) (storage.App, e
 		return storage.App{}, err
 	}
 	st := r.state(app.Metadata.Name, app)
-	trigger := "apply"
+	trigger := storage.TriggerApply
 	if _, err := r.syncApp(ctx, st, trigger, SyncOptions{}); err != nil && ctx.Err() != nil {
 		return storage.App{}, err
 	}
@@ -373,7 +377,7 @@ func (r *Reconciler) Sync(ctx context.Context, name string, opts SyncOptions) (s
 		return storage.AppSync{}, fmt.Errorf("app %q: %w", name, storage.ErrNotFound)
 	}
 	opts.Manual = true
-	return r.syncApp(ctx, st, "manual", opts)
+	return r.syncApp(ctx, st, storage.TriggerManual, opts)
 }
 
 // Delete removes an app. With cascade, the objects it applied (and that

@@ -16,7 +16,7 @@ func renderKey(commit, path string) string { return commit + "\x00" + path }
 // syncApp plans an app's revision and, when its policy (or opts) says
 // so, executes the plan and records the result. It returns the history
 // record; the error is the sync's failure, already recorded on the status.
-func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger string, opts SyncOptions) (storage.AppSync, error) {
+func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.Trigger, opts SyncOptions) (storage.AppSync, error) {
 	st.syncMu.Lock()
 	defer st.syncMu.Unlock()
 	parent := ctx

@@ -25,6 +25,38 @@ const (
 	maxAppDrifts  = 200
 )
 
+// SyncStatus is an app's sync status, as Argo CD names it.
+type SyncStatus string
+
+// Sync statuses.
+const (
+	// Synced: the cluster holds what git declares at the synced commit.
+	Synced SyncStatus = "Synced"
+	// OutOfSync: git and the cluster differ (a manual policy, drift not
+	// reverted, orphans kept, an object another app owns).
+	OutOfSync SyncStatus = "OutOfSync"
+	// SyncError: the last sync failed; AppStatus.Error says why.
+	SyncError SyncStatus = "Error"
+	// SyncUnknown: not synced yet.
+	SyncUnknown SyncStatus = "Unknown"
+)
+
+// Trigger is what started a sync.
+type Trigger string
+
+// Triggers.
+const (
+	TriggerPush   Trigger = "push"   // a push to the app's repo
+	TriggerMirror Trigger = "mirror" // a mirror sync moved the app's repo
+	TriggerResync Trigger = "resync" // the periodic full reconcile
+	TriggerManual Trigger = "manual" // fjord app sync
+	TriggerRetry  Trigger = "retry"  // syncPolicy.retry after a failure
+	TriggerDrift  Trigger = "drift"  // a change made outside git
+	TriggerApply  Trigger = "apply"  // fjord app apply
+	TriggerStart  Trigger = "start"  // fjord serve started
+	TriggerParent Trigger = "parent" // the parent app (app of apps) synced it
+)
+
 // App is an application's configuration, as the user applied it, and its
 // last known status.
 type App struct {
@@ -47,7 +79,7 @@ type AppStatus struct {
 	// SyncedCommit is the last commit applied without error.
 	SyncedCommit string `json:"syncedCommit,omitempty"`
 	// Sync is Synced, OutOfSync, Error or Unknown.
-	Sync string `json:"sync"`
+	Sync SyncStatus `json:"sync"`
 	// Health is the kstatus of the app: Current, InProgress, Failed,
 	// Terminating, NotFound or Unknown.
 	Health string `json:"health"`
@@ -85,9 +117,9 @@ type ObjectHealth struct {
 type AppSync struct {
 	Start    time.Time     `json:"start"`
 	Duration time.Duration `json:"duration"`
-	// Trigger is what started it: push, resync, manual, apply, start.
-	Trigger  string `json:"trigger"`
-	Revision string `json:"revision,omitempty"`
+	// Trigger is what started it.
+	Trigger  Trigger `json:"trigger"`
+	Revision string  `json:"revision,omitempty"`
 	// Changes lists every object that was not unchanged.
 	Changes []ObjectChange `json:"changes,omitempty"`
 	// Unchanged counts objects that needed nothing.
