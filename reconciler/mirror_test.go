@@ -62,6 +62,6 @@ func TestMirrorSyncTriggersReconcile(t *testing.T) {
 	}
 	eventually(t, "the mirror sync reconciled", func() (bool, string) {
 		h, _ := store.AppSyncs(name, 1)
-		return c.get(gvrCM, ns, "drop") == nil && len(h) == 1 && h[0].Trigger == "push", fmt.Sprintf("%+v", h)
+		return c.get(gvrCM, ns, "drop") == nil && len(h) == 1 && h[0].Trigger == storage.TriggerMirror, fmt.Sprintf("%+v", h)
 	})
 }
