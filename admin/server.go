@@ -262,9 +262,11 @@ func (s *Server) failBadRequest(w http.ResponseWriter, err error) {
 // user as is.
 func (s *Server) fail(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
+	msg := err.Error()
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		status = http.StatusNotFound
+		msg += s.didYouMean(err)
 	case errors.Is(err, storage.ErrExists):
 		status = http.StatusConflict
 	case errors.Is(err, storage.ErrInvalidName):
@@ -272,7 +274,39 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	default:
 		s.log.Error("admin request failed", "err", err)
 	}
-	writeError(w, status, err.Error())
+	writeError(w, status, msg)
+}
+
+// didYouMean suggests, for a repo, user or mirror that does not exist, the
+// existing one whose name is nearest ("; did you mean \"demo\"?"), or
+// returns "". Whoever holds the admin socket may list them all anyway.
+func (s *Server) didYouMean(err error) string {
+	var nf *storage.NotFoundError
+	if !errors.As(err, &nf) {
+		return ""
+	}
+	var names []string
+	switch nf.Kind {
+	case "repo":
+		repos, _ := s.store.Repos()
+		for _, r := range repos {
+			names = append(names, r.Name)
+		}
+	case "user":
+		users, _ := s.store.Users()
+		for _, u := range users {
+			names = append(names, u.Name)
+		}
+	case "mirror":
+		ms, _ := s.store.Mirrors()
+		for _, m := range ms {
+			names = append(names, m.Repo)
+		}
+	}
+	if near := storage.Nearest(nf.Name, names); near != "" {
+		return fmt.Sprintf("; did you mean %q?", near)
+	}
+	return ""
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {

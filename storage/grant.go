@@ -60,10 +60,10 @@ func grantKey(user, repo string) []byte { return []byte(user + "\x00" + repo) }
 func (s *Store) SetGrant(user, repo string, a Access) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
-			return fmt.Errorf("user %q: %w", user, ErrNotFound)
+			return notFound("user", user, ErrNotFound)
 		}
 		if tx.Bucket(bucketRepos).Get([]byte(repo)) == nil {
-			return fmt.Errorf("repo %q: %w", repo, ErrNotFound)
+			return notFound("repo", repo, ErrNotFound)
 		}
 		if a == AccessNone {
 			return tx.Bucket(bucketGrants).Delete(grantKey(user, repo))

@@ -139,7 +139,7 @@ func (s *Store) Mirror(repo string) (Mirror, error) {
 	var m Mirror
 	err := s.db.View(func(tx *bolt.Tx) error { return getJSON(tx, bucketMirrors, repo, &m) })
 	if err != nil {
-		return Mirror{}, fmt.Errorf("mirror %q: %w", repo, err)
+		return Mirror{}, notFound("mirror", repo, err)
 	}
 	return m, nil
 }
@@ -166,7 +166,7 @@ func (s *Store) UpdateMirror(repo string, fn func(*Mirror) error) (Mirror, error
 	var m Mirror
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := getJSON(tx, bucketMirrors, repo, &m); err != nil {
-			return fmt.Errorf("mirror %q: %w", repo, err)
+			return notFound("mirror", repo, err)
 		}
 		if err := fn(&m); err != nil {
 			return err
@@ -233,7 +233,7 @@ func (s *Store) MirrorEvents(repo string, n int) ([]MirrorEvent, error) {
 func (s *Store) DeleteMirror(repo string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMirrors).Get([]byte(repo)) == nil {
-			return fmt.Errorf("mirror %q: %w", repo, ErrNotFound)
+			return notFound("mirror", repo, ErrNotFound)
 		}
 		for _, b := range [][]byte{bucketMirrorSyncs, bucketMirrorEvts} {
 			if tx.Bucket(b).Bucket([]byte(repo)) != nil {

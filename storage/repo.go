@@ -98,7 +98,7 @@ func (s *Store) Repo(name string) (Repo, error) {
 	var r Repo
 	err := s.db.View(func(tx *bolt.Tx) error { return getJSON(tx, bucketRepos, name, &r) })
 	if err != nil {
-		return Repo{}, fmt.Errorf("repo %q: %w", name, err)
+		return Repo{}, notFound("repo", name, err)
 	}
 	return r, nil
 }
@@ -126,7 +126,7 @@ func (s *Store) UpdateRepo(name string, fn func(*Repo) error) (Repo, error) {
 	var r Repo
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := getJSON(tx, bucketRepos, name, &r); err != nil {
-			return fmt.Errorf("repo %q: %w", name, err)
+			return notFound("repo", name, err)
 		}
 		if err := fn(&r); err != nil {
 			return err
@@ -158,7 +158,7 @@ func (s *Store) AnyAnonRead() bool {
 func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketRepos).Get([]byte(name)) == nil {
-			return fmt.Errorf("repo %q: %w", name, ErrNotFound)
+			return notFound("repo", name, ErrNotFound)
 		}
 		if err := tx.Bucket(bucketRepos).Delete([]byte(name)); err != nil {
 			return err

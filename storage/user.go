@@ -85,7 +85,7 @@ func (s *Store) User(name string) (User, error) {
 	var u User
 	err := s.db.View(func(tx *bolt.Tx) error { return getJSON(tx, bucketUsers, name, &u) })
 	if err != nil {
-		return User{}, fmt.Errorf("user %q: %w", name, err)
+		return User{}, notFound("user", name, err)
 	}
 	return u, nil
 }
@@ -126,7 +126,7 @@ func (s *Store) UpdateUser(name string, fn func(*User) error) (User, error) {
 	var u User
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := getJSON(tx, bucketUsers, name, &u); err != nil {
-			return fmt.Errorf("user %q: %w", name, err)
+			return notFound("user", name, err)
 		}
 		old := u.Keys
 		if err := fn(&u); err != nil {
@@ -151,7 +151,7 @@ func (s *Store) DeleteUser(name string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		var u User
 		if err := getJSON(tx, bucketUsers, name, &u); err != nil {
-			return fmt.Errorf("user %q: %w", name, err)
+			return notFound("user", name, err)
 		}
 		for _, k := range u.Keys {
 			if err := tx.Bucket(bucketKeys).Delete([]byte(k.Fingerprint)); err != nil {

@@ -84,5 +84,10 @@ func hostKeyOf(cmd *cobra.Command, dataDir string) (gossh.PublicKey, string, err
 	if perr != nil {
 		return nil, "", fmt.Errorf("host key %s: %w", path, perr)
 	}
+	if addr := readLastAddr(dataDir); addr != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "# fjord is not running on %s; using the SSH address it last listened on, %s (--host, --port to change)\n", dataDir, addr)
+		return signer.PublicKey(), addr, nil
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "# fjord is not running on %s and never recorded its address: guessing 127.0.0.1:2222; give --host and --port if it listens elsewhere\n", dataDir)
 	return signer.PublicKey(), "127.0.0.1:2222", nil
 }

@@ -43,22 +43,25 @@ func newRepoCmd(g *globals) *cobra.Command {
 				return err
 			}
 			tw := table(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "NAME\tHEAD\tCOMMIT\tREFS\tANON READ\tCREATED")
+			fmt.Fprintln(tw, "NAME\tHEAD\tCOMMIT\tREFS\tANON READ\tCREATED\tDESCRIPTION")
 			for _, r := range repos {
 				commit := "(empty)"
 				if r.HeadHash != "" {
 					commit = r.HeadHash[:12]
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%s\n", r.Name, r.Head, commit, r.Refs, r.AnonRead, r.Created.Local().Format(time.DateTime))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%s\t%s\n", r.Name, r.Head, commit, r.Refs, r.AnonRead, r.Created.Local().Format(time.DateTime), oneLine(r.Description, 60))
 			}
 			return tw.Flush()
 		},
 	}
 	addOutputFlag(listCmd, &output)
 
-	var anon bool
+	var (
+		anon bool
+		desc string
+	)
 	updateCmd := &cobra.Command{
-		Use:   "update NAME --anon-read=true|false",
+		Use:   "update NAME [--anon-read=true|false] [--description TEXT]",
 		Short: "Change a repository's settings",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,15 +69,22 @@ func newRepoCmd(g *globals) *cobra.Command {
 			if cmd.Flags().Changed("anon-read") {
 				req.AnonRead = &anon
 			}
+			if cmd.Flags().Changed("description") {
+				req.Description = &desc
+			}
+			if req.AnonRead == nil && req.Description == nil {
+				return fmt.Errorf("nothing to change: give --anon-read=true|false or --description TEXT")
+			}
 			r, err := admin.NewClient(g.dataDir).UpdateRepo(cmd.Context(), args[0], req)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "repo %s: anonymous read %v\n", r.Name, r.AnonRead)
+			fmt.Fprintf(cmd.OutOrStdout(), "repo %s: anonymous read %v, description %q\n", r.Name, r.AnonRead, r.Description)
 			return nil
 		},
 	}
 	updateCmd.Flags().BoolVar(&anon, "anon-read", false, "let clients without a registered key fetch this repo")
+	updateCmd.Flags().StringVar(&desc, "description", "", "free text shown by repo list")
 
 	deleteCmd := &cobra.Command{
 		Use:   "delete NAME",

@@ -78,5 +78,7 @@ Every command finds the running server through the data directory
 		newVersionCmd(),
 		newBenchCmd(),
 	)
+	strictGroups(root)
+	root.SetFlagErrorFunc(flagError)
 	return root
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +97,12 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 	if err != nil {
 		return err
 	}
+	if err := checkListenAddr("--ssh-addr", o.sshAddr, "127.0.0.1:2222"); err != nil {
+		return err
+	}
+	if err := checkListenAddr("--http-addr", o.httpAddr, "127.0.0.1:8080"); err != nil {
+		return err
+	}
 	store, err := storage.Open(ctx, dataDir, &storage.Options{Logger: log})
 	if err != nil {
 		return err
@@ -107,19 +114,21 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 	}()
 
 	if o.adminKey != "" {
-		b, err := os.ReadFile(o.adminKey)
+		lines, err := readPublicKeys("--admin-key", o.adminKey)
 		if err != nil {
-			return fmt.Errorf("--admin-key: %w", err)
+			return err
 		}
-		key, err := storage.ParseKey(string(b))
-		if err != nil {
-			return fmt.Errorf("--admin-key %s: %w", o.adminKey, err)
+		for _, line := range lines {
+			key, err := storage.ParseKey(line)
+			if err != nil {
+				return fmt.Errorf("--admin-key %s: %w", o.adminKey, err)
+			}
+			u, err := store.EnsureAdminKey(key)
+			if err != nil {
+				return fmt.Errorf("--admin-key: %w", err)
+			}
+			log.Info("admin key registered", "user", u.Name, "key", key.Fingerprint)
 		}
-		u, err := store.EnsureAdminKey(key)
-		if err != nil {
-			return fmt.Errorf("--admin-key: %w", err)
-		}
-		log.Info("admin key registered", "user", u.Name, "key", key.Fingerprint)
 	}
 
 	var hostKey gossh.Signer
@@ -233,6 +242,9 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 		return nil
 	})
 
+	if err := writeLastAddr(dataDir, info); err != nil {
+		log.Warn("cannot record the listen addresses for `fjord hostkey`", "err", err)
+	}
 	ready.Store(true)
 	log.Info("fjord serving", "data", dataDir, "ssh", info.SSHAddr, "http", info.HTTPAddr, "hostkey", info.HostKeyFingerprint)
 	printWelcome(stderr, dataDir, info, store)
@@ -307,4 +319,55 @@ func newReconciler(store *storage.Store, log *slog.Logger, reg prometheus.Regist
 	}
 	log.Info("reconciler on", "cluster", cfg.Host, "from", source, "resync", o.resyncInterval)
 	return reconciler.New(reconciler.Config{Store: store, RESTConfig: cfg, Logger: log, Registerer: reg, ResyncInterval: o.resyncInterval, SSHAddr: sshAddr})
+}
+
+// checkListenAddr refuses a listen address net.Listen would reject with a
+// bare "missing port in address", naming the flag and a form that works.
+func checkListenAddr(flag, addr, example string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		if n, perr := strconv.Atoi(port); perr != nil || n < 0 || n > 65535 {
+			err = fmt.Errorf("port %q is not a number from 0 to 65535", port)
+		}
+	}
+	if err != nil {
+		_, p, _ := net.SplitHostPort(example)
+		return fmt.Errorf("%s %q: want HOST:PORT, e.g. %s %s (or %s :%s for every interface)", flag, addr, flag, example, flag, p)
+	}
+	return nil
+}
+
+// lastAddrFile records, in the data dir, where the last `fjord serve` on it
+// listened, so `fjord hostkey` names the right port while it is stopped.
+const lastAddrFile = "serve.json"
+
+func writeLastAddr(dataDir string, info admin.Info) error {
+	b, err := json.Marshal(struct {
+		SSHAddr  string `json:"sshAddr"`
+		HTTPAddr string `json:"httpAddr"`
+	}{info.SSHAddr, info.HTTPAddr})
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dataDir, "."+lastAddrFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dataDir, lastAddrFile))
+}
+
+// readLastAddr returns the SSH address the last server on dataDir listened
+// on, or "" when none recorded it.
+func readLastAddr(dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, lastAddrFile))
+	if err != nil {
+		return ""
+	}
+	var rec struct {
+		SSHAddr string `json:"sshAddr"`
+	}
+	if json.Unmarshal(b, &rec) != nil {
+		return ""
+	}
+	return rec.SSHAddr
 }

@@ -35,21 +35,11 @@ func newUserCmd(g *globals) *cobra.Command {
 			}
 			req := admin.CreateUserRequest{Name: args[0], Admin: isAdmin}
 			for _, f := range keyFiles {
-				b, err := os.ReadFile(f)
-				if errors.Is(err, fs.ErrNotExist) {
-					return fmt.Errorf("--key %s: no such file; create a key pair with ssh-keygen -t ed25519 (it writes ~/.ssh/id_ed25519 and ~/.ssh/id_ed25519.pub) and give the .pub file", f)
-				}
+				keys, err := readPublicKeys("--key", f)
 				if err != nil {
-					return fmt.Errorf("--key %s: %w", f, err)
+					return err
 				}
-				if strings.Contains(string(b), "PRIVATE KEY") {
-					return fmt.Errorf("%s is a private key: give the public key (%s.pub)", f, f)
-				}
-				for _, line := range strings.Split(string(b), "\n") {
-					if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-						req.Keys = append(req.Keys, line)
-					}
-				}
+				req.Keys = append(req.Keys, keys...)
 			}
 			u, err := admin.NewClient(g.dataDir).CreateUser(cmd.Context(), req)
 			if err != nil {
@@ -121,7 +111,14 @@ func newGrantCmd(g *globals) *cobra.Command {
 			if len(args) == 1 && args[0] == "list" {
 				return nil
 			}
-			return cobra.ExactArgs(3)(cmd, args)
+			if len(args) == 1 && storage.Nearest(args[0], []string{"list"}) != "" {
+				// `fjord grant lsit`: a typo of the one subcommand.
+				return fmt.Errorf("unknown command %q for \"fjord grant\"; did you mean list? (to set access: fjord grant USER REPO read|write|none)", args[0])
+			}
+			if len(args) != 3 {
+				return fmt.Errorf("grant takes USER REPO read|write|none (e.g. fjord grant alice demo write), or list; got %d argument(s)", len(args))
+			}
+			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := admin.NewClient(g.dataDir)
@@ -150,4 +147,30 @@ func newGrantCmd(g *globals) *cobra.Command {
 	}
 	addOutputFlag(cmd, &output)
 	return cmd
+}
+
+// readPublicKeys reads the authorized_keys lines of a public key file given
+// with flag, with the fix for each way a new user gets it wrong: a key
+// never generated, or the private key given instead of the .pub.
+func readPublicKeys(flag, path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s %s: no such file; create a key pair with ssh-keygen -t ed25519 (it writes ~/.ssh/id_ed25519 and ~/.ssh/id_ed25519.pub) and give the .pub file, e.g. %s ~/.ssh/id_ed25519.pub", flag, path, flag)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", flag, path, err)
+	}
+	if strings.Contains(string(b), "PRIVATE KEY") {
+		return nil, fmt.Errorf("%s %s is a private key: give the public key, e.g. %s %s.pub", flag, path, flag, path)
+	}
+	var keys []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			keys = append(keys, line)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s %s holds no public key: give a .pub file, e.g. %s ~/.ssh/id_ed25519.pub", flag, path, flag)
+	}
+	return keys, nil
 }
