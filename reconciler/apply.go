@@ -359,6 +359,14 @@ func (r *Reconciler) applyTarget(ctx context.Context, app *Application, t *targe
 		if err = r.deleteAndWait(ctx, app.Metadata.Name, t); err == nil {
 			before = ""
 			out, err = res.Create(ctx, t.u, metav1.CreateOptions{FieldManager: r.fieldManager, FieldValidation: fieldValidation(app)})
+			if apierrors.IsAlreadyExists(err) {
+				// The self-heal watch saw the deletion and recreated the
+				// object from the previous commit before this create ran:
+				// write this commit's version over it.
+				if t.live, err = res.Get(ctx, t.ref.Name, metav1.GetOptions{}); err == nil {
+					out, err = r.replace(ctx, app, t)
+				}
+			}
 		}
 	case replace && t.live != nil:
 		out, err = r.replace(ctx, app, t)
