@@ -24,7 +24,7 @@ func BenchmarkWALAppend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.cleanup()
-	l, err := newAppendLog(s, "wal", defaultSegmentSize, walRecordSize)
+	l, err := newAppendLog(s, "wal", defaultSegmentSize, walRecordSize, false)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -162,10 +162,12 @@ func medianRound(rounds []FioRound, side func(FioRound) (Latency, float64)) (Lat
 
 // fjordFioJob runs exactly fio's job with fjord's WAL writer: a file
 // preallocated to 22 MiB (fio's default fallocate), filled with 2,300-byte
-// writes each followed by fdatasync, no warmup, timing the fdatasync.
+// writes each followed by fdatasync, no warmup, timing the fdatasync system
+// call alone between two clock reads, as fio times its sync latency (see
+// timedFdatasync).
 func fjordFioJob(ctx context.Context, r *diskRun, round int) (*Histogram, time.Duration, error) {
 	size := r.opts.fioSize
-	l, err := newAppendLog(r.scratch, fmt.Sprintf("fjord-etcd-%d", round), size, walRecordSize)
+	l, err := newAppendLog(r.scratch, fmt.Sprintf("fjord-etcd-%d", round), size, walRecordSize, false)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -64,7 +64,7 @@ func runNoisy(ctx context.Context, r *diskRun) (Result, error) {
 		})
 	}
 
-	l, err := newAppendLog(r.scratch, "noisy", r.opts.SegmentSize, walRecordSize)
+	l, err := newAppendLog(r.scratch, "noisy", r.opts.SegmentSize, walRecordSize, true)
 	if err != nil {
 		stop()
 		wg.Wait()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 )
 
 // The disk benchmarks measure Linux syscalls; elsewhere every entry point
@@ -13,6 +14,9 @@ import (
 
 func fdatasync(f *os.File) error               { return ErrUnsupportedOS }
 func fsync(f *os.File) error                   { return ErrUnsupportedOS }
+func timedFdatasync(fd int) (time.Duration, error) {
+	return 0, ErrUnsupportedOS
+}
 func preallocate(f *os.File, size int64) error { return ErrUnsupportedOS }
 func openDirect(path string, flag int) (*os.File, error) {
 	return nil, ErrUnsupportedOS
