@@ -12,8 +12,8 @@ import (
 // The disk benchmarks measure Linux syscalls; elsewhere every entry point
 // returns ErrUnsupportedOS before touching the disk.
 
-func fdatasync(f *os.File) error               { return ErrUnsupportedOS }
-func fsync(f *os.File) error                   { return ErrUnsupportedOS }
+func fdatasync(f *os.File) error { return ErrUnsupportedOS }
+func fsync(f *os.File) error     { return ErrUnsupportedOS }
 func timedFdatasync(fd int) (time.Duration, error) {
 	return 0, ErrUnsupportedOS
 }
