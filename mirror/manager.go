@@ -238,10 +238,15 @@ func (m *Manager) trigger(repo, trigger string) *call {
 // Sync runs a sync of repo now (or joins the queued one) and waits for its
 // result.
 func (m *Manager) Sync(ctx context.Context, repo string) (storage.MirrorSync, error) {
+	return m.syncNow(ctx, repo, "manual")
+}
+
+// syncNow is Sync with the trigger recorded in the mirror's history.
+func (m *Manager) syncNow(ctx context.Context, repo, trigger string) (storage.MirrorSync, error) {
 	if _, err := m.store.Mirror(repo); err != nil {
 		return storage.MirrorSync{}, err
 	}
-	c := m.trigger(repo, "manual")
+	c := m.trigger(repo, trigger)
 	select {
 	case <-c.done:
 		return c.rec, c.err
@@ -425,11 +430,11 @@ func (m *Manager) Add(ctx context.Context, mir storage.Mirror, creds map[string]
 	m.mu.Lock()
 	m.stateLocked(name).removed = false
 	m.mu.Unlock()
-	rec, err := m.Sync(ctx, name)
+	rec, err := m.syncNow(ctx, name, "add")
 	if err != nil {
 		m.forget(name)
 		undo()
-		return rec, fmt.Errorf("first sync of %q failed, nothing was added: %w", name, err)
+		return rec, fmt.Errorf("first sync of %q failed, so nothing was added; fix the cause and run mirror add again: %w", name, err)
 	}
 	return rec, nil
 }

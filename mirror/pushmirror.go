@@ -44,9 +44,9 @@ func (m *Manager) AddPush(ctx context.Context, p storage.PushMirror, creds map[s
 	if _, err := m.store.Repo(repo); err != nil {
 		return p, err
 	}
-	up, err := ParseUpstream(p.Remote)
+	up, err := ParseRemote(p.Remote)
 	if err != nil {
-		return p, fmt.Errorf("remote: %w", err)
+		return p, err
 	}
 	if up.Scheme == "ssh" && len(creds[CredKnownHosts]) == 0 {
 		return p, fmt.Errorf("an ssh remote needs --known-hosts FILE with its host key (fjord never trusts a host key on first use)")
@@ -84,7 +84,7 @@ func (m *Manager) AddPush(ctx context.Context, p storage.PushMirror, creds map[s
 
 // DeletePush removes a push mirror.
 func (m *Manager) DeletePush(_ context.Context, repo, remote string) error {
-	up, err := ParseUpstream(remote)
+	up, err := ParseRemote(remote)
 	if err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func (m *Manager) pushAndRecord(ctx context.Context, repo, id, trigger string) (
 }
 
 func (m *Manager) push(ctx context.Context, p storage.PushMirror) error {
-	up, err := ParseUpstream(p.Remote)
+	up, err := ParseRemote(p.Remote)
 	if err != nil {
 		return err
 	}

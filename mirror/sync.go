@@ -262,19 +262,24 @@ func (m *Manager) runGit(ctx context.Context, dir string, env []string, creds cr
 	return stdout.String(), nil
 }
 
-// summarize keeps the lines of git's stderr that say what went wrong,
-// joined into one line for logs and status.
+// summarize keeps git's last lines of stderr, each whole, joined into one
+// line for logs and status. The last lines are where git says what went
+// wrong, and a message may go on past its "fatal:" line
+// ("fatal: unable to connect to host:" then "host[0: 10.0.0.1]:
+// errno=Connection refused"), so lines are not picked by prefix; only
+// git's hints and its "To URL" banner are left out.
 func summarize(stderr string) string {
+	const maxLines = 6
 	var keep []string
 	for _, l := range strings.Split(stderr, "\n") {
 		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "fatal:") || strings.HasPrefix(l, "error:") || strings.HasPrefix(l, "remote:") ||
-			strings.Contains(l, "denied") || strings.Contains(l, "failed") {
-			keep = append(keep, l)
+		if l == "" || strings.HasPrefix(l, "hint:") || strings.HasPrefix(l, "To ") {
+			continue
 		}
+		keep = append(keep, l)
 	}
-	if len(keep) == 0 {
-		return strings.TrimSpace(stderr)
+	if len(keep) > maxLines {
+		keep = keep[len(keep)-maxLines:]
 	}
 	return strings.Join(keep, "; ")
 }
@@ -319,11 +324,11 @@ func explainGitError(op string, up Upstream, err error) error {
 		hint = "the server refused the credentials: check --ssh-key / --token-file and that they grant access to the repo"
 	case has("Could not resolve host", "Connection refused", "timed out", "unable to connect", "Connection reset",
 		"Failed to connect", "Could not connect", "Couldn't connect", "Empty reply from server"):
-		hint = "the server is unreachable: fjord keeps serving the last good state and retries with backoff"
+		hint = "the server is unreachable"
 	case has("not found", "does not appear to be a git repository", "not a git repository", "returned error: 404", "No such file or directory"):
 		hint = "there is no repository at that path: check the URL"
 	case has("hung up unexpectedly"):
-		hint = "the server closed the connection: it may be down or overloaded; fjord retries with backoff"
+		hint = "the server closed the connection: it may be down or overloaded"
 	}
 	if hint == "" {
 		return fmt.Errorf("%s %s failed: %w", op, up.URL, err)

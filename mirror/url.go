@@ -29,23 +29,30 @@ var scpLike = regexp.MustCompile(`^(?:([A-Za-z0-9._-]+)@)?([A-Za-z0-9.-]+):([^/]
 // ParseUpstream checks an upstream URL the way an operator typed it and
 // returns it in canonical form. It refuses passwords and tokens in the URL
 // (they would end up in logs and git config): use --token-file.
-func ParseUpstream(raw string) (Upstream, error) {
+func ParseUpstream(raw string) (Upstream, error) { return parseURL(raw, "upstream") }
+
+// ParseRemote checks a push mirror's remote URL as ParseUpstream checks an
+// upstream; its errors call it the remote.
+func ParseRemote(raw string) (Upstream, error) { return parseURL(raw, "remote") }
+
+// parseURL is ParseUpstream and ParseRemote; what names the URL in errors.
+func parseURL(raw, what string) (Upstream, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
-		return Upstream{}, errors.New("empty upstream URL")
+		return Upstream{}, fmt.Errorf("empty %s URL", what)
 	}
 	for _, r := range raw {
 		if r < 0x20 || r == 0x7f || r == ' ' {
-			return Upstream{}, fmt.Errorf("upstream URL contains a space or control character")
+			return Upstream{}, fmt.Errorf("%s URL contains a space or control character", what)
 		}
 	}
 	if strings.HasPrefix(raw, "-") {
-		return Upstream{}, fmt.Errorf("upstream URL may not start with '-'")
+		return Upstream{}, fmt.Errorf("%s URL may not start with '-'", what)
 	}
 	if !strings.Contains(raw, "://") {
 		m := scpLike.FindStringSubmatch(raw)
 		if m == nil {
-			return Upstream{}, fmt.Errorf("upstream %q is not a URL: use ssh://, https://, http://, git://, file:// or git@host:path", raw)
+			return Upstream{}, fmt.Errorf("%s %q is not a URL: use ssh://, https://, http://, git://, file:// or git@host:path", what, raw)
 		}
 		return Upstream{URL: raw, Scheme: "ssh", User: m[1], Host: m[2], Path: m[3]}, nil
 	}
@@ -56,7 +63,7 @@ func ParseUpstream(raw string) (Upstream, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return Upstream{}, fmt.Errorf("upstream URL does not parse: %v", err)
+		return Upstream{}, fmt.Errorf("%s URL does not parse: %v", what, err)
 	}
 	up := Upstream{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
 	switch u.Scheme {
@@ -72,22 +79,22 @@ func ParseUpstream(raw string) (Upstream, error) {
 		}
 		up.Host = ""
 	default:
-		return Upstream{}, fmt.Errorf("upstream scheme %q is not supported: use ssh, https, http, git or file", u.Scheme)
+		return Upstream{}, fmt.Errorf("%s scheme %q is not supported: use ssh, https, http, git or file", what, u.Scheme)
 	}
 	if u.User != nil {
 		if _, hasPass := u.User.Password(); hasPass {
-			return Upstream{}, fmt.Errorf("upstream URL contains a password: remove it and pass the secret with --token-file")
+			return Upstream{}, fmt.Errorf("%s URL contains a password: remove it and pass the secret with --token-file", what)
 		}
 		if up.Scheme != "ssh" {
-			return Upstream{}, fmt.Errorf("upstream URL contains a user name or token: remove it and pass the secret with --token-file")
+			return Upstream{}, fmt.Errorf("%s URL contains a user name or token: remove it and pass the secret with --token-file", what)
 		}
 		up.User = u.User.Username()
 	}
 	if up.Scheme != "file" && up.Host == "" {
-		return Upstream{}, fmt.Errorf("upstream URL has no host")
+		return Upstream{}, fmt.Errorf("%s URL has no host", what)
 	}
 	if up.Path == "" || up.Path == "/" {
-		return Upstream{}, fmt.Errorf("upstream URL has no repository path")
+		return Upstream{}, fmt.Errorf("%s URL has no repository path", what)
 	}
 	u.Scheme = up.Scheme
 	up.URL = u.String()

@@ -34,13 +34,18 @@ Secrets are given as files, copied into the data dir (0600) and never shown:
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Repo = args[0]
-			var err error
+			// Refuse a bad URL (a password in it) before saying anything
+			// about syncing from it.
+			up, err := mirror.ParseUpstream(req.Upstream)
+			if err != nil {
+				return fmt.Errorf("--upstream: %w", err)
+			}
 			req.Credentials, err = readCredentials(map[string]string{mirror.CredSSHKey: sshKey, mirror.CredKnownHosts: knownHosts,
 				mirror.CredToken: tokenFile, mirror.CredWebhookSecret: webhookSecret})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "syncing %s from %s ...\n", req.Repo, mirror.Redact(req.Upstream))
+			fmt.Fprintf(cmd.ErrOrStderr(), "syncing %s from %s ...\n", req.Repo, up.URL)
 			rec, err := admin.NewClient(g.dataDir).AddMirror(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -132,7 +137,7 @@ Secrets are given as files, copied into the data dir (0600) and never shown:
 			}
 			printSync(cmd.OutOrStdout(), args[0], rec)
 			if rec.Error != "" {
-				return fmt.Errorf("sync of %s failed: %s", args[0], rec.Error)
+				return fmt.Errorf("sync of %s failed (it keeps serving its last good state; scheduled syncs retry with backoff): %s", args[0], rec.Error)
 			}
 			return nil
 		},

@@ -105,9 +105,10 @@ func TestMirrorKilledMidFetch(t *testing.T) {
 	}
 	json.Unmarshal([]byte(s.mustFjord("mirror", "status", "gitops", "-o", "json")), &syncs)
 	fetched := 0
-	for _, r := range syncs {
-		if r.Trigger != "manual" {
-			t.Fatalf("a sync nobody asked for: %+v", syncs)
+	for i, r := range syncs {
+		// Newest first: the oldest is the add's first sync.
+		if want := map[bool]string{true: "add", false: "manual"}[i == len(syncs)-1]; r.Trigger != want {
+			t.Fatalf("sync %d has trigger %q, want %q: %+v", i, r.Trigger, want, syncs)
 		}
 		if r.Fetched {
 			fetched++
@@ -131,5 +132,22 @@ func TestMirrorKilledMidFetch(t *testing.T) {
 	s.mustGit(clone, "commit", "-q", "--allow-empty", "-m", "local")
 	if out, err := s.git(clone, "push", "origin", "HEAD:main"); err == nil || !strings.Contains(out, "read-only mirror of file://"+up) {
 		t.Fatalf("push to mirror: %v %q", err, out)
+	}
+}
+
+// TestMirrorURLRefusedFirst checks that a URL with a password is refused
+// before the CLI says anything about syncing or pushing, and that a push
+// mirror's URL is called the remote.
+func TestMirrorURLRefusedFirst(t *testing.T) {
+	s := newSession(t)
+	s.start("--admin-key", s.key+".pub")
+	s.mustFjord("repo", "create", "app")
+	out, err := s.fjord("mirror", "add", "m", "--upstream", "https://bob:hunter2@example.com/x.git")
+	if err == nil || !strings.Contains(out, "--upstream: upstream URL contains a password") || strings.Contains(out, "syncing") || strings.Contains(out, "hunter2") {
+		t.Errorf("mirror add with a password in the URL: %v %q", err, out)
+	}
+	out, err = s.fjord("pushmirror", "add", "app", "--remote", "https://bob:hunter2@example.com/x.git")
+	if err == nil || !strings.Contains(out, "--remote: remote URL contains a password") || strings.Contains(out, "pushing") || strings.Contains(out, "upstream") {
+		t.Errorf("pushmirror add with a password in the URL: %v %q", err, out)
 	}
 }

@@ -21,12 +21,15 @@ func newPushMirrorCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Repo = args[0]
-			var err error
+			remote, err := mirror.ParseRemote(req.Remote)
+			if err != nil {
+				return fmt.Errorf("--remote: %w", err)
+			}
 			req.Credentials, err = readCredentials(map[string]string{mirror.CredSSHKey: sshKey, mirror.CredKnownHosts: knownHosts, mirror.CredToken: tokenFile})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "pushing %s to %s ...\n", req.Repo, mirror.Redact(req.Remote))
+			fmt.Fprintf(cmd.ErrOrStderr(), "pushing %s to %s ...\n", req.Repo, remote.URL)
 			p, err := admin.NewClient(g.dataDir).AddPushMirror(cmd.Context(), req)
 			if err != nil {
 				return err
