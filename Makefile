@@ -53,16 +53,20 @@ test: build testenv
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 
-# bench prints the repo-server table (fjord against OpenSSH sshd on the same
-# repo in the same run: openssh-server comes from Debian's packages when
-# missing), the mirror benchmarks, the disk workload benchmarks, and the
+# bench prints the fast-path table (fjord's "anything new?" beside a bare
+# gliderlabs/ssh and x/crypto/ssh server answering the same bytes, idle and
+# under 20 clones, with server CPU and allocations per question), the
+# repo-server table (fjord against OpenSSH sshd on the same repo in the same
+# run: openssh-server comes from Debian's packages when missing), the mirror
+# benchmarks, the disk workload benchmarks, and the
 # reconciler against `kubectl apply --server-side -k` on the test API server.
 bench: build testenv
 	@command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		echo "installing openssh-server from Debian's packages (for the OpenSSH column)"; \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q openssh-server; }
-	$(GO) test -run '^$$' -bench 'AnythingNew|GitCLI' -benchtime 200x -timeout 30m ./gitserver/
+	$(GO) test -run '^$$' -bench 'AnythingNew|ServePath' -benchtime 2000x -timeout 30m ./gitserver/
+	$(GO) test -run '^$$' -bench 'GitCLI' -benchtime 200x -timeout 30m ./gitserver/
 	$(GO) test -run '^$$' -bench 'WebhookToServed' -benchtime 1x -timeout 30m ./mirror/
 	$(GO) test -run '^$$' -bench 'IdleCheckPass' -benchtime 3x -timeout 30m ./mirror/
 	$(GO) test -run '^$$' -bench . -timeout 30m ./bench/

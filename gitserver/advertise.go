@@ -108,60 +108,107 @@ func uploadPackFlags() []string {
 	}
 }
 
-// advertiser renders v0 ref advertisements, caching the bytes per snapshot:
-// the snapshot is immutable, so the same pointer always renders the same.
+// advertiser renders ref advertisements and ls-refs answers, caching the
+// bytes per snapshot: a snapshot is immutable, so the same pointer always
+// renders the same, and "anything new?" costs a map lookup and a write.
 type advertiser struct {
 	caps capabilities
 
 	mu    sync.Mutex
-	cache map[string]renderedAd // by repo
+	cache map[string]*renderedAd // by repo
 }
 
+// renderedAd is what was rendered from one snapshot of a repo.
 type renderedAd struct {
-	refs *storage.Refs
-	ad   []byte
+	refs   *storage.Refs
+	v0     []byte
+	lsRefs map[string][]byte // by the request's arguments
+}
+
+// maxCachedLsRefs bounds the distinct ls-refs argument lists cached per
+// snapshot; clients send a handful (git fetch, git ls-remote, Argo CD), so
+// more is a client varying its prefixes, rendered each time.
+const maxCachedLsRefs = 16
+
+// entry returns the cache entry for a repo's snapshot, replacing an entry
+// of an older snapshot. Call with a.mu held.
+func (a *advertiser) entry(repo string, refs *storage.Refs) *renderedAd {
+	c := a.cache[repo]
+	if c == nil || c.refs != refs {
+		if a.cache == nil {
+			a.cache = make(map[string]*renderedAd)
+		}
+		c = &renderedAd{refs: refs}
+		a.cache[repo] = c
+	}
+	return c
 }
 
 // v0 returns the protocol v0 ref advertisement of a snapshot, flush
-// included, exactly as git upload-pack would write it.
+// included, exactly as git upload-pack would write it. The bytes are
+// shared: never write to them.
 func (a *advertiser) v0(repo string, refs *storage.Refs) []byte {
 	a.mu.Lock()
-	c, ok := a.cache[repo]
+	c := a.entry(repo, refs)
+	ad := c.v0
 	a.mu.Unlock()
-	if ok && c.refs == refs {
-		return c.ad
+	if ad != nil {
+		return ad
 	}
-	ad := renderV0(a.caps.v0, refs)
+	ad = renderV0(a.caps.v0, refs)
 	a.mu.Lock()
-	if a.cache == nil {
-		a.cache = make(map[string]renderedAd)
+	if c := a.entry(repo, refs); c.v0 == nil {
+		c.v0 = ad
 	}
-	a.cache[repo] = renderedAd{refs: refs, ad: ad}
 	a.mu.Unlock()
 	return ad
 }
 
+// lsRefs returns the answer to a v2 ls-refs command with args, from the
+// cache when the same arguments were asked of the same snapshot before.
+// The bytes are shared: never write to them.
+func (a *advertiser) lsRefs(repo string, refs *storage.Refs, args lsRefsArgs) []byte {
+	a.mu.Lock()
+	c := a.entry(repo, refs)
+	out, ok := c.lsRefs[args.key]
+	a.mu.Unlock()
+	if ok {
+		return out
+	}
+	out = renderLsRefs(refs, args)
+	a.mu.Lock()
+	if c := a.entry(repo, refs); len(c.lsRefs) < maxCachedLsRefs {
+		if c.lsRefs == nil {
+			c.lsRefs = make(map[string][]byte)
+		}
+		c.lsRefs[args.key] = out
+	}
+	a.mu.Unlock()
+	return out
+}
+
 func renderV0(caps string, refs *storage.Refs) []byte {
+	symref := ""
 	if refs.Head != "" && refs.HeadHash != "" {
-		caps = "symref=HEAD:" + refs.Head + " " + caps
+		symref = "symref=HEAD:" + refs.Head + " "
 	}
 	var b []byte
 	first := true
-	line := func(oid, name string) {
+	line := func(oid, name, suffix string) {
 		if first {
-			b = appendPkt(b, oid+" "+name+"\x00"+caps+"\n")
+			b = appendPktParts(b, oid, " ", name, suffix, "\x00", symref, caps, "\n")
 			first = false
 			return
 		}
-		b = appendPkt(b, oid+" "+name+"\n")
+		b = appendPktParts(b, oid, " ", name, suffix, "\n")
 	}
 	if refs.HeadHash != "" {
-		line(refs.HeadHash, "HEAD")
+		line(refs.HeadHash, "HEAD", "")
 	}
 	for _, r := range refs.Refs {
-		line(r.Hash, r.Name)
+		line(r.Hash, r.Name, "")
 		if r.Peeled != "" {
-			line(r.Peeled, r.Name+"^{}")
+			line(r.Peeled, r.Name, "^{}")
 		}
 	}
 	// A repo without refs advertises nothing at all, as git upload-pack
@@ -175,6 +222,7 @@ type lsRefsArgs struct {
 	peel     bool
 	unborn   bool
 	prefixes []string
+	key      string // the argument lines as sent, for the cache
 }
 
 func (a lsRefsArgs) match(name string) bool {
@@ -194,30 +242,26 @@ func (a lsRefsArgs) match(name string) bool {
 func renderLsRefs(refs *storage.Refs, args lsRefsArgs) []byte {
 	var b []byte
 	if args.match("HEAD") {
+		target := ""
+		if args.symrefs && refs.Head != "" {
+			target = " symref-target:" + refs.Head
+		}
 		switch {
 		case refs.HeadHash != "":
-			l := refs.HeadHash + " HEAD"
-			if args.symrefs && refs.Head != "" {
-				l += " symref-target:" + refs.Head
-			}
-			b = appendPkt(b, l+"\n")
+			b = appendPktParts(b, refs.HeadHash, " HEAD", target, "\n")
 		case args.unborn && refs.Head != "":
-			l := "unborn HEAD"
-			if args.symrefs {
-				l += " symref-target:" + refs.Head
-			}
-			b = appendPkt(b, l+"\n")
+			b = appendPktParts(b, "unborn HEAD", target, "\n")
 		}
 	}
 	for _, r := range refs.Refs {
 		if !args.match(r.Name) {
 			continue
 		}
-		l := r.Hash + " " + r.Name
+		peeled, peel := "", ""
 		if args.peel && r.Peeled != "" {
-			l += " peeled:" + r.Peeled
+			peeled, peel = " peeled:", r.Peeled
 		}
-		b = appendPkt(b, l+"\n")
+		b = appendPktParts(b, r.Hash, " ", r.Name, peeled, peel, "\n")
 	}
 	return append(b, pktFlush...)
 }

@@ -58,18 +58,18 @@ func (s *Server) serverConfig(ssh.Context) *gossh.ServerConfig {
 // identity returns the user a connection authenticated as, or nil for an
 // anonymous client. It re-reads the user so a key or grant removed while
 // the connection is open takes effect on its next command.
-func (s *Server) identity(conn *gossh.ServerConn) (*storage.User, string, error) {
-	if conn.Permissions == nil {
+func (s *Server) identity(p peer) (*storage.User, string, error) {
+	if p.perms == nil {
 		return nil, "", fmt.Errorf("connection has no verified key")
 	}
-	if fp, ok := conn.Permissions.Extensions[extKeyFingerprint]; ok {
+	if fp, ok := p.perms.Extensions[extKeyFingerprint]; ok {
 		u, err := s.store.UserByKey(fp)
 		if err != nil {
 			return nil, fp, fmt.Errorf("key %s is no longer registered", fp)
 		}
 		return &u, fp, nil
 	}
-	if fp, ok := conn.Permissions.Extensions[extAnonymous]; ok {
+	if fp, ok := p.perms.Extensions[extAnonymous]; ok {
 		return nil, fp, nil
 	}
 	return nil, "", fmt.Errorf("connection has no verified key")

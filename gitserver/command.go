@@ -26,6 +26,9 @@ var errCommandRefused = errors.New("only git-upload-pack, git-receive-pack and g
 // space, as some clients send) is accepted too; anything else, including
 // extra arguments, is refused.
 func parseCommand(cmdline string) (service, string, error) {
+	if svc, path, ok := parsePlainCommand(cmdline); ok {
+		return svc, path, nil
+	}
 	args, err := shlex.Split(cmdline, true)
 	if err != nil {
 		return "", "", fmt.Errorf("cannot parse command: %w", err)
@@ -48,11 +51,38 @@ func parseCommand(cmdline string) (service, string, error) {
 	return svc, args[1], nil
 }
 
+// parsePlainCommand parses, without the shell-word lexer, the form every
+// git client sends: a service, one space and a path that is either
+// single-quoted, not empty and without quotes inside ('app.git'), or
+// plain (app.git). It
+// gives what shlex would; anything else is left to it.
+func parsePlainCommand(cmdline string) (service, string, bool) {
+	name, arg, ok := strings.Cut(cmdline, " ")
+	if !ok {
+		return "", "", false
+	}
+	svc := service(name)
+	switch svc {
+	case serviceUploadPack, serviceReceivePack, serviceUploadArchive:
+	default:
+		return "", "", false
+	}
+	if len(arg) >= 3 && arg[0] == '\'' && arg[len(arg)-1] == '\'' && !strings.ContainsRune(arg[1:len(arg)-1], '\'') {
+		return svc, arg[1 : len(arg)-1], true
+	}
+	if arg != "" && !strings.ContainsAny(arg, " \t\r\n'\"\\#;&|<>()$`*?[]{}~=%") {
+		return svc, arg, true
+	}
+	return "", "", false
+}
+
 // protocolVersion returns the protocol version a GIT_PROTOCOL value asks
 // for (0 when none is given).
 func protocolVersion(gitProtocol string) int {
 	v := 0
-	for _, kv := range strings.Split(gitProtocol, ":") {
+	for rest := gitProtocol; rest != ""; {
+		var kv string
+		kv, rest, _ = strings.Cut(rest, ":")
 		switch kv {
 		case "version=1":
 			v = max(v, 1)

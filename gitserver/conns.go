@@ -22,6 +22,7 @@ type conns struct {
 // trackedConn removes itself from the tracker when closed.
 type trackedConn struct {
 	net.Conn
+	host string // the remote address without port, for log lines
 	t    *conns
 	once sync.Once
 }
@@ -37,7 +38,7 @@ func (c *trackedConn) Close() error {
 
 // wrap is the server's ConnCallback.
 func (t *conns) wrap(ctx ssh.Context, c net.Conn) net.Conn {
-	tc := &trackedConn{Conn: c, t: t}
+	tc := &trackedConn{Conn: c, host: hostOf(c.RemoteAddr()), t: t}
 	t.mu.Lock()
 	if t.active == nil {
 		t.active = make(map[*trackedConn]int)
@@ -52,10 +53,9 @@ func (t *conns) wrap(ctx ssh.Context, c net.Conn) net.Conn {
 	return tc
 }
 
-// begin and end bracket one git command on the connection of ctx.
-func (t *conns) begin(ctx ssh.Context) {
-	tc, ok := ctx.Value(connKey{}).(*trackedConn)
-	if !ok {
+// begin and end bracket one git command on a connection.
+func (t *conns) begin(tc *trackedConn) {
+	if tc == nil {
 		return
 	}
 	t.mu.Lock()
@@ -65,9 +65,8 @@ func (t *conns) begin(ctx ssh.Context) {
 	t.mu.Unlock()
 }
 
-func (t *conns) end(ctx ssh.Context) {
-	tc, ok := ctx.Value(connKey{}).(*trackedConn)
-	if !ok {
+func (t *conns) end(tc *trackedConn) {
+	if tc == nil {
 		return
 	}
 	t.mu.Lock()

@@ -35,11 +35,15 @@ type env struct {
 	home       string // HOME for git and ssh, so no user config leaks in
 	knownHosts string
 	hostKey    gossh.PublicKey
+	hostSigner gossh.Signer
 }
 
 type envOptions struct {
 	limits gitserver.Limits
 	guard  gitserver.PushGuard
+	// logTo, if set, receives the server's log at Info, as `fjord serve`
+	// logs by default, instead of the in-memory Debug log tests read.
+	logTo io.Writer
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -52,6 +56,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		logw = io.MultiWriter(logs, os.Stderr)
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.logTo != nil {
+		log = slog.New(slog.NewTextHandler(o.logTo, nil))
+	}
 	store, err := storage.Open(ctx, filepath.Join(dir, "data"), &storage.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +83,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		store.Close()
 	})
 	_, port, _ := net.SplitHostPort(l.Addr().String())
-	e := &env{t: t, logs: logs, store: store, srv: srv, addr: l.Addr().String(), port: port, home: filepath.Join(dir, "home"), hostKey: hk.PublicKey()}
+	e := &env{t: t, logs: logs, store: store, srv: srv, addr: l.Addr().String(), port: port, home: filepath.Join(dir, "home"), hostKey: hk.PublicKey(), hostSigner: hk}
 	os.MkdirAll(e.home, 0o700)
 	e.knownHosts = filepath.Join(dir, "known_hosts")
 	line := gitserver.KnownHostsLine("127.0.0.1", mustAtoi(port), hk.PublicKey())

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 )
 
 // Git's pkt-line framing (gitprotocol-common(5)): four hex digits of length
@@ -22,12 +21,48 @@ var errBadPkt = errors.New("malformed pkt-line")
 
 // appendPkt appends payload as one pkt-line to b.
 func appendPkt(b []byte, payload string) []byte {
-	b = fmt.Appendf(b, "%04x", len(payload)+4)
-	return append(b, payload...)
+	return appendPktParts(b, payload)
 }
+
+// appendPktParts appends one pkt-line whose payload is parts, one after
+// the other, without joining them into a string first.
+func appendPktParts(b []byte, parts ...string) []byte {
+	start := len(b)
+	b = append(b, pktFlush...) // the length, patched below
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	const hex = "0123456789abcdef"
+	n := len(b) - start
+	b[start], b[start+1], b[start+2], b[start+3] = hex[n>>12&0xf], hex[n>>8&0xf], hex[n>>4&0xf], hex[n&0xf]
+	return b
+}
+
+// pktLen decodes the four hex digits of a pkt-line length.
+func pktLen(hdr [4]byte) (int, bool) {
+	n := 0
+	for _, c := range hdr {
+		switch {
+		case '0' <= c && c <= '9':
+			n = n<<4 | int(c-'0')
+		case 'a' <= c && c <= 'f':
+			n = n<<4 | int(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			n = n<<4 | int(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// The special packets, shared by every read: a pkt's raw bytes are never
+// written to.
+var specialPkts = [3][]byte{[]byte(pktFlush), []byte(pktDelim), []byte("0002")}
 
 // pkt is one pkt-line read from a client: raw holds the whole frame
 // including the length, so a request can be replayed to git byte for byte.
+// raw is read-only: flush and delimiter packets share one slice.
 type pkt struct {
 	raw     []byte
 	payload []byte
@@ -51,13 +86,13 @@ func (pr *pktReader) next() (pkt, error) {
 	if _, err := io.ReadFull(pr.r, pr.hdr[:]); err != nil {
 		return pkt{}, err
 	}
-	n, err := strconv.ParseUint(string(pr.hdr[:]), 16, 16)
-	if err != nil {
+	n, ok := pktLen(pr.hdr)
+	if !ok {
 		return pkt{}, fmt.Errorf("%w: length %q", errBadPkt, pr.hdr[:])
 	}
 	switch {
-	case n == 0 || n == 1 || n == 2:
-		return pkt{raw: append([]byte(nil), pr.hdr[:]...)}, nil
+	case n <= 2:
+		return pkt{raw: specialPkts[n]}, nil
 	case n < 4 || n-4 > maxPktPayload:
 		return pkt{}, fmt.Errorf("%w: length %d", errBadPkt, n)
 	}

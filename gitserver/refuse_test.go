@@ -136,9 +136,79 @@ func TestRefusals(t *testing.T) {
 	})
 	logs := e.logs.String()
 	for _, want := range []string{"refused: interactive shells", "refused: only git-upload-pack", "refused: pty", "refused: port forwarding", "refused: auth-agent-req@openssh.com", `refused: repository \"nothere\" not found`} {
-		if !strings.Contains(logs, want) {
+		line := logLine(logs, want)
+		if line == "" {
 			t.Errorf("no log line %q", want)
+			continue
 		}
+		// Every refusal names the fjord user, and the SSH login name
+		// apart as login=.
+		if !strings.Contains(line, " user=reader ") && !strings.Contains(line, " user=root ") {
+			t.Errorf("log line does not name the fjord user: %s", line)
+		}
+		if !strings.Contains(line, " login=") {
+			t.Errorf("log line does not give the login name as login=: %s", line)
+		}
+	}
+	// The shell was asked for as git@host by the user "reader".
+	if line := logLine(logs, "refused: interactive shells"); !strings.Contains(line, " user=reader login=git ") {
+		t.Errorf("shell refusal: %s", line)
+	}
+}
+
+// logLine returns the first log line containing s, or "".
+func logLine(logs, s string) string {
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestNotFoundSuggestsReadableRepo checks the "did you mean" of a
+// mistyped repo name: the nearest repo the user may read is suggested,
+// never one they may not, and a hidden repo and a missing one still read
+// alike.
+func TestNotFoundSuggestsReadableRepo(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	admin := e.user("root", true)
+	reader := e.user("reader", false)
+	for _, r := range []string{"demo", "deno", "platform"} {
+		e.repo(r, false)
+		e.seed(admin, r, 1)
+	}
+	e.store.SetGrant("reader", "demo", storage.AccessRead)
+	e.store.SetGrant("reader", "platform", storage.AccessRead)
+	lsRemote := func(key clientKey, repo string) string {
+		t.Helper()
+		r := e.runGit("", key, "ls-remote", e.url(repo))
+		if r.err == nil {
+			t.Fatalf("ls-remote %s succeeded: %q", repo, r.out)
+		}
+		return r.out
+	}
+
+	if out := lsRemote(reader, "dmeo"); !strings.Contains(out, `fjord: repository "dmeo" not found, or you have no access to it; did you mean "demo"?`) {
+		t.Errorf("swapped letters: %q", out)
+	}
+	if out := lsRemote(reader, "platfrom.git"); !strings.Contains(out, `did you mean "platform"?`) {
+		t.Errorf("swapped letters with .git: %q", out)
+	}
+	// "denoo" is one edit from the hidden "deno" and two from "demo".
+	if out := lsRemote(reader, "denoo"); strings.Contains(out, `"deno"`) || !strings.Contains(out, `did you mean "demo"?`) {
+		t.Errorf("suggested a repo the user may not read, or not the readable one: %q", out)
+	}
+	// The admin may read "deno", so for them it is the nearest.
+	if out := lsRemote(admin, "denoo"); !strings.Contains(out, `did you mean "deno"?`) {
+		t.Errorf("admin: %q", out)
+	}
+	if out := lsRemote(reader, "zzzz"); strings.Contains(out, "did you mean") {
+		t.Errorf("suggested a far-off name: %q", out)
+	}
+	hidden, missing := lsRemote(reader, "deno"), lsRemote(reader, "demx")
+	if strings.ReplaceAll(hidden, `"deno"`, "X") != strings.ReplaceAll(missing, `"demx"`, "X") {
+		t.Errorf("a hidden repo and a missing one read differently:\n%q\n%q", hidden, missing)
 	}
 }
 

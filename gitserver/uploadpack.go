@@ -8,32 +8,32 @@ import (
 	"io"
 	"strings"
 
+	"github.com/fjordhq/fjord/storage"
 	gossh "golang.org/x/crypto/ssh"
 )
 
 // uploadPack serves a fetch or clone. The advertisement and ls-refs come
 // from the snapshot; git runs only for pack negotiation.
-func (s *Server) uploadPack(ctx context.Context, ch gossh.Channel, repo, gitProtocol string) (string, error) {
+func (s *Server) uploadPack(ctx context.Context, ch gossh.Channel, user *storage.User, repo, gitProtocol string) (string, error) {
 	if protocolVersion(gitProtocol) == 2 {
-		return s.uploadPackV2(ctx, ch, repo, gitProtocol)
+		return s.uploadPackV2(ctx, ch, user, repo, gitProtocol)
 	}
-	return s.uploadPackV0(ctx, ch, repo, gitProtocol)
+	return s.uploadPackV0(ctx, ch, user, repo, gitProtocol)
 }
 
 // uploadPackV0 writes the v0 (or v1) advertisement from the snapshot. A
 // client that wants nothing answers with a flush and is done without git
 // ever starting. Otherwise a stateful git upload-pack takes over: its own
 // advertisement is discarded and the client's first packet replayed to it.
-func (s *Server) uploadPackV0(ctx context.Context, ch gossh.Channel, repo, gitProtocol string) (string, error) {
+func (s *Server) uploadPackV0(ctx context.Context, ch gossh.Channel, user *storage.User, repo, gitProtocol string) (string, error) {
 	refs, ok := s.store.Refs(repo)
 	if !ok {
-		return "advert", refusal("access", "repository %q not found, or you have no access to it", repo)
+		return "advert", s.notFound(user, repo)
 	}
-	var out []byte
+	out := s.ad.v0(repo, refs)
 	if protocolVersion(gitProtocol) == 1 {
-		out = appendPkt(out, "version 1\n")
+		out = append(appendPkt(nil, "version 1\n"), out...)
 	}
-	out = append(out, s.ad.v0(repo, refs)...)
 	if _, err := ch.Write(out); err != nil {
 		return "advert", fmt.Errorf("write advertisement: %w", err)
 	}
@@ -80,7 +80,7 @@ func (s *Server) uploadPackV0(ctx context.Context, ch gossh.Channel, repo, gitPr
 // uploadPackV2 writes the v2 capability advertisement and then serves
 // commands until the client is done: ls-refs from the snapshot, anything
 // else (fetch, object-info) by one stateless git upload-pack per command.
-func (s *Server) uploadPackV2(ctx context.Context, ch gossh.Channel, repo, gitProtocol string) (string, error) {
+func (s *Server) uploadPackV2(ctx context.Context, ch gossh.Channel, user *storage.User, repo, gitProtocol string) (string, error) {
 	if _, err := ch.Write(s.ad.caps.v2); err != nil {
 		return "advert", fmt.Errorf("write capabilities: %w", err)
 	}
@@ -103,9 +103,9 @@ func (s *Server) uploadPackV2(ctx context.Context, ch gossh.Channel, repo, gitPr
 		if req.command == "ls-refs" {
 			refs, ok := s.store.Refs(repo)
 			if !ok {
-				return path, refusal("access", "repository %q not found, or you have no access to it", repo)
+				return path, s.notFound(user, repo)
 			}
-			if _, err := ch.Write(renderLsRefs(refs, req.lsRefs())); err != nil {
+			if _, err := ch.Write(s.ad.lsRefs(repo, refs, req.lsRefs())); err != nil {
 				return path, fmt.Errorf("write ls-refs: %w", err)
 			}
 			continue
@@ -172,7 +172,7 @@ func readRequest(pr *pktReader) (v2Request, error) {
 }
 
 func (r v2Request) lsRefs() lsRefsArgs {
-	var a lsRefsArgs
+	a := lsRefsArgs{key: strings.Join(r.args, "\n")}
 	for _, arg := range r.args {
 		switch {
 		case arg == "symrefs":
