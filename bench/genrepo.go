@@ -24,7 +24,8 @@ type RepoShape struct {
 	Changes int
 }
 
-func (s RepoShape) withDefaults() RepoShape {
+// WithDefaults returns s with every zero field set to its default.
+func (s RepoShape) WithDefaults() RepoShape {
 	if s.Files <= 0 {
 		s.Files = 200
 	}
@@ -41,6 +42,13 @@ func (s RepoShape) withDefaults() RepoShape {
 	return s
 }
 
+// String describes the shape for people: "200 files of 4.00 KiB, 100
+// commits, each after the first rewriting 10 of them".
+func (s RepoShape) String() string {
+	return fmt.Sprintf("%s files of %s, %s commits, each after the first rewriting %s of them",
+		formatCount(float64(s.Files)), formatBytes(int64(s.FileSize)), formatCount(float64(s.Commits)), formatCount(float64(s.Changes)))
+}
+
 // GenerateRepo creates a bare repository at dir holding a deterministic
 // history on branch main, shaped like a GitOps repository: many small text
 // files of which each commit rewrites a few. It streams the history into one
@@ -49,7 +57,7 @@ func GenerateRepo(ctx context.Context, git, dir string, shape RepoShape) error {
 	if git == "" {
 		git = "git"
 	}
-	shape = shape.withDefaults()
+	shape = shape.WithDefaults()
 	init := exec.CommandContext(ctx, git, "init", "--quiet", "--bare", "--initial-branch=main", dir)
 	init.WaitDelay = 5 * time.Second
 	if out, err := init.CombinedOutput(); err != nil {

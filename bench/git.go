@@ -88,10 +88,33 @@ type GitReport struct {
 	Warmup      time.Duration `json:"warmup_ns"`
 	// Branch and Head are the default branch and its commit when the
 	// run started.
-	Branch    string      `json:"branch"`
-	Head      string      `json:"head"`
-	Workloads []GitResult `json:"workloads"`
-	Notes     []string    `json:"notes"`
+	Branch string `json:"branch"`
+	Head   string `json:"head"`
+	// Repo is the size of the repository measured, as a full clone
+	// received it before the workloads ran.
+	Repo RepoSize `json:"repo"`
+	// ClientStart is the median time to start and exit the client
+	// processes alone (git --version, and ssh -V for ssh URLs), with no
+	// server involved: the floor under every figure, which the
+	// in-process "anything new?" benchmark of make bench does not pay.
+	ClientStart time.Duration `json:"client_start_p50_ns"`
+	Workloads   []GitResult   `json:"workloads"`
+	// Verdicts judges the results against the clients' timeouts and
+	// fjord's goals.
+	Verdicts []Verdict `json:"verdicts"`
+	Notes    []string  `json:"notes"`
+}
+
+// RepoSize is the size of a repository as a full bare clone holds it.
+type RepoSize struct {
+	// Commits counts the commits reachable from every ref, Refs the refs
+	// the server advertises.
+	Commits int64 `json:"commits"`
+	Refs    int64 `json:"refs"`
+	// Objects counts the objects of the clone, Bytes their size on disk
+	// (packed and compressed, as they travel).
+	Objects int64 `json:"objects"`
+	Bytes   int64 `json:"bytes"`
 }
 
 // GitResult is what one Git workload measured.
@@ -100,6 +123,9 @@ type GitResult struct {
 	Title string `json:"title"`
 	// Command is the git command line measured, with the URL redacted.
 	Command string `json:"command"`
+	// Measures says what one latency sample spans: a whole git command,
+	// client process start and a new connection included.
+	Measures string `json:"measures"`
 	// Ops counts the operations that succeeded after the warmup, Errors
 	// those that failed; FirstError is the first failure's message.
 	Ops        int64  `json:"ops"`
@@ -130,7 +156,8 @@ type gitRun struct {
 
 // RunGit measures a Git server with the real git client: ref advertisement,
 // an incremental fetch of one commit, and full and shallow clones, each for
-// opts.Duration with opts.Concurrency clients. It never writes to the server.
+// opts.Duration with opts.Concurrency clients, after one untimed full clone
+// that sizes the repository. It never writes to the server.
 func RunGit(ctx context.Context, opts GitOptions) (*GitReport, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -163,13 +190,26 @@ func RunGit(ctx context.Context, opts GitOptions) (*GitReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.say("repository", "measuring its size with one full clone")
+	seed, err := r.seedClone(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(seed)
+	if rep.Repo, err = r.repoSize(ctx, seed); err != nil {
+		return nil, err
+	}
+	r.say("client start", "timing the client processes alone")
+	if rep.ClientStart, err = r.clientStart(ctx); err != nil {
+		return nil, err
+	}
 
 	for _, name := range GitWorkloadNames() {
 		if !slices.Contains(o.Workloads, name) {
 			continue
 		}
 		r.n++
-		res, note, err := r.workload(ctx, name, rep.Branch)
+		res, note, err := r.workload(ctx, name, rep.Branch, seed)
 		if err != nil {
 			return nil, fmt.Errorf("bench: %s: %w", name, err)
 		}
@@ -183,7 +223,94 @@ func RunGit(ctx context.Context, opts GitOptions) (*GitReport, error) {
 				name, res.Errors, res.Errors+res.Ops, res.FirstError))
 		}
 	}
+	rep.Verdicts = JudgeGit(rep)
 	return rep, nil
+}
+
+// clientStartRuns is how many times clientStart starts the clients.
+const clientStartRuns = 20
+
+// clientStart returns the median time to start and exit git, plus ssh for
+// ssh URLs, with no server involved.
+func (r *gitRun) clientStart(ctx context.Context) (time.Duration, error) {
+	h := NewHistogram()
+	ssh := isSSH(r.opts.URL)
+	for range clientStartRuns {
+		t0 := time.Now()
+		if _, err := r.git(ctx, "", "--version"); err != nil {
+			return 0, err
+		}
+		if ssh {
+			cmd := exec.CommandContext(ctx, "ssh", "-V")
+			cmd.WaitDelay = 5 * time.Second
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return 0, fmt.Errorf("bench: ssh -V: %w: %s", err, strings.TrimSpace(string(out)))
+			}
+		}
+		h.Record(time.Since(t0))
+	}
+	return h.Percentile(50), nil
+}
+
+// isSSH reports whether git reaches u over ssh: ssh:// and git+ssh://
+// URLs, and the scp-like user@host:path form.
+func isSSH(u string) bool {
+	if i := strings.Index(u, "://"); i >= 0 {
+		return strings.Contains(u[:i], "ssh")
+	}
+	colon := strings.Index(u, ":")
+	return colon > 0 && !strings.Contains(u[:colon], "/")
+}
+
+// measures says what one sample of a workload against u spans.
+func measures(u string) string {
+	const whole = "one git command, start to exit: starting git"
+	switch {
+	case isSSH(u):
+		return whole + " and ssh, a new SSH connection with its key exchange and login, then the Git protocol"
+	case strings.HasPrefix(u, "https://"), strings.HasPrefix(u, "http://"):
+		return whole + " and git-remote-http, a new HTTP connection (TLS for https), then the Git protocol"
+	case strings.HasPrefix(u, "git://"):
+		return whole + ", a new TCP connection, then the Git protocol"
+	default:
+		return whole + " and git-upload-pack on this machine, then the Git protocol"
+	}
+}
+
+// seedClone makes one full bare clone of the repository, untimed: the
+// figure for the repository's size and the source of the incremental
+// fetch's base.
+func (r *gitRun) seedClone(ctx context.Context) (string, error) {
+	seed := r.dir("seed")
+	if _, err := r.git(ctx, "", "clone", "--bare", "--quiet", "--no-local", r.opts.URL, seed); err != nil {
+		return "", fmt.Errorf("bench: clone %s: %w", r.url, err)
+	}
+	return seed, nil
+}
+
+// repoSize counts the commits, refs and objects of the clone at seed and
+// the bytes its objects take.
+func (r *gitRun) repoSize(ctx context.Context, seed string) (RepoSize, error) {
+	var z RepoSize
+	count := func(args ...string) (int64, error) {
+		out, err := r.git(ctx, seed, args...)
+		if err != nil {
+			return 0, err
+		}
+		return int64(len(strings.Fields(string(out)))), nil
+	}
+	var err error
+	if z.Commits, err = count("rev-list", "--all"); err != nil {
+		return z, err
+	}
+	if z.Refs, err = count("for-each-ref", "--format=x"); err != nil {
+		return z, err
+	}
+	if z.Objects, err = count("cat-file", "--batch-all-objects", "--batch-check=x"); err != nil {
+		return z, err
+	}
+	z.Bytes = treeSize(filepath.Join(seed, "objects"))
+	return z, nil
 }
 
 // withDefaults returns o with zero values replaced and checks the rest.
@@ -354,7 +481,7 @@ func (r *gitRun) dir(prefix string) string {
 
 // workload runs one Git workload. A workload the repository cannot support
 // returns a note instead of a result.
-func (r *gitRun) workload(ctx context.Context, name, branch string) (GitResult, string, error) {
+func (r *gitRun) workload(ctx context.Context, name, branch, seed string) (GitResult, string, error) {
 	var (
 		title string
 		args  []string
@@ -379,7 +506,7 @@ func (r *gitRun) workload(ctx context.Context, name, branch string) (GitResult, 
 		mk = func() op { return r.cloneOp(args) }
 	case GitFetch:
 		title = "fetch the newest commit into a clone of its parent"
-		base, parent, err := r.fetchBase(ctx, branch)
+		base, parent, err := r.fetchBase(ctx, branch, seed)
 		if err != nil {
 			return GitResult{}, "", err
 		}
@@ -409,6 +536,7 @@ func (r *gitRun) workload(ctx context.Context, name, branch string) (GitResult, 
 	res := GitResult{
 		Name: name, Title: title,
 		Command:   "git " + strings.ReplaceAll(strings.Join(args, " "), u, r.url),
+		Measures:  measures(u),
 		Ops:       m.ops,
 		Errors:    m.errors,
 		OpsPerSec: m.rate(m.ops),
@@ -443,27 +571,27 @@ func (r *gitRun) cloneOp(args []string) op {
 // repository holding exactly the objects reachable from the parent of the
 // default branch's head. It returns "" when the branch has one commit.
 //
-// Nothing is pushed to the server. The base is cloned from a local copy whose
-// branch was moved back one commit, through the Git protocol (--no-local),
-// so it lacks the head's objects: a fetch must negotiate and transfer them,
-// as a CI runner's fetch does after one push.
-func (r *gitRun) fetchBase(ctx context.Context, branch string) (base, parent string, err error) {
+// Nothing is pushed to the server. The base is cloned from a copy of seed,
+// the run's full clone, whose branch was moved back one commit, through the
+// Git protocol (--no-local), so it lacks the head's objects: a fetch must
+// negotiate and transfer them, as a CI runner's fetch does after one push.
+func (r *gitRun) fetchBase(ctx context.Context, branch, seed string) (base, parent string, err error) {
 	r.say(GitFetch, "preparing a clone one commit behind")
-	seed := r.dir("seed")
-	if _, err := r.git(ctx, "", "clone", "--bare", "--quiet", "--no-local", "--single-branch", "--no-tags", "--branch", branch, r.opts.URL, seed); err != nil {
+	behind := r.dir("behind")
+	if _, err := r.git(ctx, "", "clone", "--bare", "--quiet", "--single-branch", "--no-tags", "--branch", branch, seed, behind); err != nil {
 		return "", "", err
 	}
-	defer os.RemoveAll(seed)
-	out, err := r.git(ctx, seed, "rev-parse", "--verify", "--quiet", "HEAD~1")
+	defer os.RemoveAll(behind)
+	out, err := r.git(ctx, behind, "rev-parse", "--verify", "--quiet", "HEAD~1")
 	if err != nil {
 		return "", "", nil // no parent
 	}
 	parent = strings.TrimSpace(string(out))
-	if _, err := r.git(ctx, seed, "update-ref", "refs/heads/"+branch, parent); err != nil {
+	if _, err := r.git(ctx, behind, "update-ref", "refs/heads/"+branch, parent); err != nil {
 		return "", "", err
 	}
 	base = r.dir("base")
-	if _, err := r.git(ctx, "", "clone", "--bare", "--quiet", "--no-local", "--single-branch", "--no-tags", "file://"+seed, base); err != nil {
+	if _, err := r.git(ctx, "", "clone", "--bare", "--quiet", "--no-local", "--single-branch", "--no-tags", "file://"+behind, base); err != nil {
 		return "", "", err
 	}
 	return base, parent, nil

@@ -114,6 +114,17 @@ func TestRunGitFileURL(t *testing.T) {
 	if rep.Branch != "main" || rep.Head != git(t, src, "rev-parse", "main") || rep.Concurrency != 2 {
 		t.Errorf("report header: %+v", rep)
 	}
+	// The repository's size, as git itself counts it.
+	objects := len(strings.Fields(git(t, src, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)")))
+	if z := rep.Repo; z.Commits != 6 || z.Refs != 1 || z.Objects != int64(objects) || z.Bytes <= 0 {
+		t.Errorf("repository size %+v, want 6 commits, 1 ref, %d objects", z, objects)
+	}
+	if rep.ClientStart <= 0 || rep.ClientStart > got[bench.GitLsRemote].Latency.P50 {
+		t.Errorf("client start %v against ls-remote p50 %v: starting git alone must be part of every figure", rep.ClientStart, got[bench.GitLsRemote].Latency.P50)
+	}
+	if len(rep.Verdicts) != 4 {
+		t.Errorf("%d verdicts for four workloads: %+v", len(rep.Verdicts), rep.Verdicts)
+	}
 
 	// The incremental fetch transfers one commit, a fraction of a clone;
 	// a shallow clone is smaller than a full one.
@@ -191,9 +202,15 @@ func TestRunGitSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGitReport(t, rep, o.Workloads)
+	got := checkGitReport(t, rep, o.Workloads)
 	if !strings.HasPrefix(rep.URL, "ssh://git@127.0.0.1:") {
 		t.Errorf("URL %s", rep.URL)
+	}
+	if m := got[bench.GitLsRemote].Measures; !strings.Contains(m, "starting git and ssh, a new SSH connection") {
+		t.Errorf("ls-remote over ssh measures %q", m)
+	}
+	if rep.Repo.Commits != 6 || rep.Repo.Objects == 0 {
+		t.Errorf("repository size %+v", rep.Repo)
 	}
 	if err := self.Close(); err != nil {
 		t.Fatal(err)

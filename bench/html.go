@@ -7,27 +7,51 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // WriteHTML writes rep as one self-contained HTML page: the device, the
 // verdicts, the results table and a latency histogram per workload, drawn as
 // inline SVG. It loads nothing, runs no script and opens offline.
 func WriteHTML(w io.Writer, rep *DiskReport) error {
-	page := htmlPage{Report: rep}
+	page := htmlPage{Disk: rep}
 	for _, r := range rep.Workloads {
-		var lines []float64
-		for _, v := range rep.Verdicts {
-			if v.Workload == r.Name && v.Metric == "p99" {
-				lines = append(lines, v.Pass, v.Fail)
-			}
-		}
-		page.Charts = append(page.Charts, chartFor(r, lines))
+		page.Charts = append(page.Charts, chartFor(r.Name, r.Title, r.Measures, r.Latency, p99Lines(rep.Verdicts, r.Name)))
 	}
+	return writePage(w, "disk", page)
+}
+
+// WriteGitHTML writes rep as one self-contained HTML page in the style of
+// WriteHTML: the repository, the verdicts, the results table and a latency
+// histogram per workload.
+func WriteGitHTML(w io.Writer, rep *GitReport) error {
+	page := htmlPage{Git: rep}
+	for _, r := range rep.Workloads {
+		page.Charts = append(page.Charts, chartFor(r.Name, r.Title, "one git command", r.Latency, p99Lines(rep.Verdicts, r.Name)))
+	}
+	return writePage(w, "git", page)
+}
+
+// p99Lines returns the pass and fail lines, in milliseconds, of the p99
+// checks on workload.
+func p99Lines(vs []Verdict, workload string) []float64 {
+	var lines []float64
+	for _, v := range vs {
+		if v.Workload == workload && v.Metric == "p99" {
+			lines = append(lines, v.Pass, v.Fail)
+		}
+	}
+	return lines
+}
+
+// writePage renders the page template name.
+func writePage(w io.Writer, name string, page htmlPage) error {
 	t, err := template.New("report").Funcs(template.FuncMap{
 		"latency":    formatLatency,
 		"count":      formatCount,
 		"int":        func(n int64) string { return formatCount(float64(n)) },
 		"bytes":      func(n uint64) string { return formatBytes(int64(n)) },
+		"size":       formatBytes,
 		"pct":        func(f float64) string { return fmt.Sprintf("%+.1f%%", 100*f) },
 		"upper":      strings.ToUpper,
 		"rfc3339":    func(t time.Time) string { return t.Format(time.RFC3339) },
@@ -36,16 +60,20 @@ func WriteHTML(w io.Writer, rep *DiskReport) error {
 		"deref":      func(b *bool) bool { return b != nil && *b },
 		"fioVerdict": fioVerdict,
 		"inc":        func(i int) int { return i + 1 },
+		"repoLine":   repoLine,
+		"includes":   includesLine,
+		"join2":      func(a, b []string) []string { return append(append([]string{}, a...), b...) },
 	}).Parse(htmlTemplate)
 	if err != nil {
 		return fmt.Errorf("bench: html template: %w", err)
 	}
-	return t.Execute(w, page)
+	return t.ExecuteTemplate(w, name, page)
 }
 
-// htmlPage is what the template renders.
+// htmlPage is what the templates render: one of the two reports.
 type htmlPage struct {
-	Report *DiskReport
+	Disk   *DiskReport
+	Git    *GitReport
 	Charts []chart
 }
 
@@ -54,7 +82,7 @@ type chart struct {
 	Name, Title, Measures string
 	Samples               int64
 	Width, Height         int
-	Left, Bottom          float64 // the plot area's left and bottom edges
+	Left, Top, Bottom     float64 // the plot area's left, top and bottom edges
 	TickEnd               float64 // where axis ticks end, below Bottom
 	Bars                  []chartBar
 	Ticks                 []chartTick
@@ -68,39 +96,60 @@ type chartBar struct {
 }
 
 type chartTick struct {
-	X     float64
-	Label string
+	X      float64 // the tick
+	LabelX float64 // the middle of its label, kept inside the chart
+	Label  string
 }
 
 type chartMark struct {
-	X       float64
+	X       float64 // the line
+	Y       float64 // where the line starts, under its label
 	Label   string
 	Class   string // "pct" for percentiles, "pass"/"fail" for thresholds
-	LabelY  float64
-	AnchorR bool // label to the left of the line
+	LabelX  float64
+	LabelY  float64 // baseline
+	AnchorR bool    // label to the left of the line
 }
 
-// Chart layout.
+// Chart layout, in SVG user units (pixels at 100%).
 const (
 	chartW      = 760
-	chartH      = 220
+	chartPlotH  = 156 // the bars' area
 	chartLeft   = 48
 	chartRight  = 16
-	chartTop    = 28
-	chartBottom = 36
+	chartBottom = 36 // below the plot: ticks and their labels
+	chartEdge   = 2  // the least room between a label and the chart's edge
+	// Mark labels sit in rows above the plot, as many rows as needed so
+	// that no two labels overlap.
+	chartRowH   = 14
+	chartRowTop = 12 // baseline of the first row
+	chartGap    = 8  // the least room between two labels in a row
+	// Label widths are estimated from the rune count at 11px: a little
+	// wider than system-ui, DejaVu Sans and Liberation Sans set digits
+	// and lower case, bold a little wider again.
+	charW     = 6.6
+	charWBold = 7.4
 )
 
-// chartFor lays out r's latency histogram on a logarithmic time axis, with
+// labelWidth estimates the width of s set in the chart's font.
+func labelWidth(s string, bold bool) float64 {
+	w := charW
+	if bold {
+		w = charWBold
+	}
+	return float64(utf8.RuneCountInString(s)) * w
+}
+
+// chartFor lays out a latency histogram on a logarithmic time axis, with
 // counts on a logarithmic scale too so a tail of a few samples stays
 // visible. The axis stretches to include the threshold lines (lines, in
 // milliseconds), so the gap between the figures and the line shows the
-// headroom.
-func chartFor(r Result, lines []float64) chart {
-	c := chart{
-		Name: r.Name, Title: r.Title, Measures: r.Measures, Samples: r.Latency.Samples,
-		Width: chartW, Height: chartH, Left: chartLeft, Bottom: chartH - chartBottom, TickEnd: chartH - chartBottom + 4,
-	}
-	bins := r.Latency.Bins
+// headroom. Labels are placed so that none leaves the chart and none
+// overlaps another: the test renders the page in Chromium to hold it to
+// that.
+func chartFor(name, title, measures string, l Latency, lines []float64) chart {
+	c := chart{Name: name, Title: title, Measures: measures, Samples: l.Samples, Width: chartW, Left: chartLeft}
+	bins := l.Bins
 	if len(bins) == 0 {
 		c.Empty = true
 		return c
@@ -114,8 +163,72 @@ func chartFor(r Result, lines []float64) chart {
 		lo = min(lo, math.Log10(l*1e6)-0.05)
 	}
 	plotW := float64(chartW - chartLeft - chartRight)
-	plotH := float64(chartH - chartTop - chartBottom)
 	x := func(ns float64) float64 { return chartLeft + (math.Log10(ns)-lo)/(hi-lo)*plotW }
+
+	// The marks first: their rows decide where the plot starts.
+	type mark struct {
+		x            float64
+		label, class string
+	}
+	marks := []mark{
+		{x(float64(l.P50)), "p50 " + formatLatency(l.P50), "pct"},
+		{x(float64(l.P99)), "p99 " + formatLatency(l.P99), "pct"},
+		{x(float64(l.P999)), "p99.9 " + formatLatency(l.P999), "pct"},
+	}
+	for i, ms := range lines {
+		if i == 1 && ms == lines[0] {
+			break // no warning band: one line
+		}
+		class, what := "pass", "pass line"
+		if i == 1 {
+			class, what = "fail", "fail line"
+		}
+		marks = append(marks, mark{x(ms * 1e6), fmt.Sprintf("%s %s", what, formatThreshold(ms)), class})
+	}
+	var rows [][][2]float64 // per row, the extents of the labels placed in it
+	for _, m := range marks {
+		w := labelWidth(m.label, m.class != "pct")
+		// Right of the line when it fits, else left of it.
+		right := [2]float64{m.x + 4, m.x + 4 + w}
+		left := [2]float64{m.x - 4 - w, m.x - 4}
+		sides := [][2]float64{right, left}
+		if right[1] > chartW-chartEdge {
+			sides = [][2]float64{left}
+		}
+		free := func(row [][2]float64, e [2]float64) bool {
+			for _, o := range row {
+				if e[0] < o[1]+chartGap && o[0] < e[1]+chartGap {
+					return false
+				}
+			}
+			return e[0] >= chartEdge && e[1] <= chartW-chartEdge
+		}
+		placed := false
+		for r := 0; !placed; r++ {
+			if r == len(rows) {
+				rows = append(rows, nil)
+			}
+			for _, e := range sides {
+				if free(rows[r], e) {
+					rows[r] = append(rows[r], e)
+					cm := chartMark{X: m.x, Label: m.label, Class: m.class, LabelY: float64(chartRowTop + r*chartRowH)}
+					cm.AnchorR = e[0] < m.x
+					cm.LabelX = e[0]
+					if cm.AnchorR {
+						cm.LabelX = e[1]
+					}
+					cm.Y = cm.LabelY + 4
+					c.Marks = append(c.Marks, cm)
+					placed = true
+					break
+				}
+			}
+		}
+	}
+	c.Top = float64(chartRowTop+(len(rows)-1)*chartRowH) + 8
+	c.Bottom = c.Top + chartPlotH
+	c.TickEnd = c.Bottom + 4
+	c.Height = int(math.Ceil(c.Bottom)) + chartBottom
 
 	var maxCount int64
 	for _, b := range bins {
@@ -129,35 +242,28 @@ func chartFor(r Result, lines []float64) chart {
 		if b.Count == 0 {
 			continue
 		}
-		h := math.Log10(float64(b.Count)+1) / top * plotH
+		h := math.Log10(float64(b.Count)+1) / top * chartPlotH
 		c.Bars = append(c.Bars, chartBar{
 			X: x0 + 0.5, Y: c.Bottom - h, W: max(x1-x0-1, 1), H: h,
 			Label: fmt.Sprintf("up to %s: %s samples", formatLatency(b.Upper), formatCount(float64(b.Count))),
 		})
 	}
 	for d := math.Ceil(lo); d <= hi; d++ {
-		c.Ticks = append(c.Ticks, chartTick{X: x(math.Pow(10, d)), Label: decadeLabel(int(d))})
-	}
-	l := r.Latency
-	for i, m := range []struct {
-		name string
-		v    time.Duration
-	}{{"p50", l.P50}, {"p99", l.P99}, {"p99.9", l.P999}} {
-		mx := x(float64(m.v))
-		// Labels near the right edge go to the left of their line.
-		c.Marks = append(c.Marks, chartMark{X: mx, Label: m.name + " " + formatLatency(m.v), Class: "pct", LabelY: chartTop - 14 + float64(i)*11, AnchorR: mx > chartW-110})
-	}
-	for i, ms := range lines {
-		if i == 1 && ms == lines[0] {
-			break // no warning band: one line
-		}
-		class, name := "pass", "pass line"
-		if i == 1 {
-			class, name = "fail", "fail line"
-		}
-		c.Marks = append(c.Marks, chartMark{X: x(ms * 1e6), Label: fmt.Sprintf("%s %s ms", name, formatCount(ms)), Class: class, LabelY: c.Bottom - 6 - float64(i)*12, AnchorR: true})
+		tx := x(math.Pow(10, d))
+		label := decadeLabel(int(d))
+		half := labelWidth(label, false) / 2
+		c.Ticks = append(c.Ticks, chartTick{X: tx, LabelX: min(max(tx, half+chartEdge), chartW-half-chartEdge), Label: label})
 	}
 	return c
+}
+
+// formatThreshold formats a threshold given in milliseconds: 10 ms, 500 ms,
+// 60 s.
+func formatThreshold(ms float64) string {
+	if ms >= 1000 {
+		return formatCount(ms/1000) + " s"
+	}
+	return formatCount(ms) + " ms"
 }
 
 // decadeLabel names 10^d nanoseconds for an axis tick: 1µs, 10ms, 1s.
@@ -167,12 +273,13 @@ func decadeLabel(d int) string {
 	return fmt.Sprintf("%.0f%s", math.Pow(10, float64(d-3*u)), units[u])
 }
 
-const htmlTemplate = `<!doctype html>
+const htmlTemplate = `
+{{- define "head"}}<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>fjord bench disk: {{.Report.Dir}}</title>
+<title>{{.}}</title>
 <style>
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1f24; margin: 2rem auto; max-width: 66rem; padding: 0 1rem; }
 h1 { font-size: 1.4rem; margin-bottom: .2rem; } h2 { font-size: 1.1rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
@@ -184,6 +291,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .status { font-weight: 700; padding: .05rem .45rem; border-radius: .3rem; color: #fff; font-size: .8rem; }
 .pass { background: #1a7f37; } .warn { background: #9a6700; } .fail { background: #cf222e; }
 .src { color: #57606a; font-size: .85rem; }
+.includes { background: #fff8c5; border: 1px solid #d4a72c; border-radius: .3rem; padding: .5rem .75rem; }
 figure { margin: 1rem 0 1.5rem; } figcaption { font-weight: 600; } figcaption span { font-weight: 400; color: #57606a; }
 svg { display: block; max-width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: #424a53; }
@@ -195,7 +303,61 @@ ul.notes li { margin: .2rem 0; }
 </style>
 </head>
 <body>
-{{- $r := .Report}}
+{{- end}}
+
+{{- define "verdicts"}}
+{{- if .}}
+<h2>Verdicts</h2>
+<table>
+<tr><th></th><th>check</th><th>where it stands</th><th>source</th></tr>
+{{- range .}}
+<tr><td><span class="status {{.Status}}">{{upper (print .Status)}}</span></td><td>{{.Title}}</td><td>{{.Summary}}</td><td class="src">{{if .SourceURL}}<a href="{{.SourceURL}}">{{.Source}}</a>{{else}}{{.Source}}{{end}}</td></tr>
+{{- end}}
+</table>
+{{- end}}
+{{- end}}
+
+{{- define "charts"}}
+<h2>Latency histograms</h2>
+<p class="sub">Bars: samples per latency bin, ten bins per decade; both axes logarithmic so a tail of a few samples stays visible. Dashed: percentiles. Solid: the check's pass and fail lines.</p>
+{{- range .}}
+<figure>
+<figcaption>{{.Name}} <span>{{.Title}}; one sample = {{.Measures}}; {{int .Samples}} samples</span></figcaption>
+{{- if .Empty}}
+<p>No samples.</p>
+{{- else}}
+<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.Width}} {{.Height}}" width="{{.Width}}" height="{{.Height}}" role="img" aria-label="latency histogram of {{.Name}}">
+<line class="axis" x1="{{.Left}}" y1="{{.Bottom}}" x2="{{.Width}}" y2="{{.Bottom}}"/>
+{{- range .Bars}}
+<rect class="bar" x="{{printf "%.1f" .X}}" y="{{printf "%.1f" .Y}}" width="{{printf "%.1f" .W}}" height="{{printf "%.1f" .H}}"><title>{{.Label}}</title></rect>
+{{- end}}
+{{- $bottom := .Bottom}}{{$tickEnd := .TickEnd}}
+{{- range .Ticks}}
+<line class="axis" x1="{{printf "%.1f" .X}}" y1="{{$bottom}}" x2="{{printf "%.1f" .X}}" y2="{{$tickEnd}}"/>
+<text x="{{printf "%.1f" .LabelX}}" y="{{printf "%.0f" $bottom}}" dy="16" text-anchor="middle">{{.Label}}</text>
+{{- end}}
+{{- range .Marks}}
+<line class="mark-{{.Class}}" x1="{{printf "%.1f" .X}}" y1="{{printf "%.0f" .Y}}" x2="{{printf "%.1f" .X}}" y2="{{$bottom}}"/>
+<text class="mark-{{.Class}}" x="{{printf "%.1f" .LabelX}}" y="{{printf "%.0f" .LabelY}}" text-anchor="{{if .AnchorR}}end{{else}}start{{end}}">{{.Label}}</text>
+{{- end}}
+</svg>
+{{- end}}
+</figure>
+{{- end}}
+{{- end}}
+
+{{- define "notes"}}
+{{- if .}}
+<h2>Notes</h2>
+<ul class="notes">
+{{- range .}}<li>{{.}}</li>{{end}}
+</ul>
+{{- end}}
+{{- end}}
+
+{{- define "disk"}}
+{{- $r := .Disk}}
+{{- template "head" (print "fjord bench disk: " $r.Dir)}}
 <h1>fjord bench disk: {{$r.Dir}}</h1>
 <p class="sub">host {{$r.Host}}, kernel {{$r.Device.Kernel}}, {{rfc3339 $r.Started}}; each workload {{latency $r.Warmup}} warmup, then {{latency $r.Duration}} measured</p>
 
@@ -213,16 +375,7 @@ ul.notes li { margin: .2rem 0; }
 <tr><th>cgroup I/O limits</th><td>{{if .IOLimits}}{{range .IOLimits}}{{.}}<br>{{end}}{{else}}none{{end}}</td></tr>
 </table>
 {{- end}}
-
-{{- if $r.Verdicts}}
-<h2>Verdicts</h2>
-<table>
-<tr><th></th><th>check</th><th>where it stands</th><th>source</th></tr>
-{{- range $r.Verdicts}}
-<tr><td><span class="status {{.Status}}">{{upper (print .Status)}}</span></td><td>{{.Title}}</td><td>{{.Summary}}</td><td class="src"><a href="{{.SourceURL}}">{{.Source}}</a></td></tr>
-{{- end}}
-</table>
-{{- end}}
+{{- template "verdicts" $r.Verdicts}}
 
 <h2>Results</h2>
 <table>
@@ -234,33 +387,7 @@ ul.notes li { margin: .2rem 0; }
 {{- range $r.Workloads}}{{with .Neighbour}}
 <p>Noisy neighbour: {{.Readers}} readers at {{count .ReadIOPS}} IOPS and {{.Writers}} writers at {{count .WriteIOPS}} IOPS alongside the WAL{{if .BaselineP99}}; WAL p99 {{latency .BaselineP99}} on a quiet disk, {{printf "%.1f" .P99Rise}}× that with the neighbour{{end}}.</p>
 {{- end}}{{end}}
-
-<h2>Latency histograms</h2>
-<p class="sub">Bars: samples per latency bin, ten bins per decade; both axes logarithmic so a tail of a few samples stays visible. Dashed: percentiles. Solid: the check's pass and fail lines.</p>
-{{- range .Charts}}
-<figure>
-<figcaption>{{.Name}} <span>{{.Title}}; one sample = {{.Measures}}; {{int .Samples}} samples</span></figcaption>
-{{- if .Empty}}
-<p>No samples.</p>
-{{- else}}
-<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.Width}} {{.Height}}" width="{{.Width}}" height="{{.Height}}" role="img" aria-label="latency histogram of {{.Name}}">
-<line class="axis" x1="{{.Left}}" y1="{{.Bottom}}" x2="{{.Width}}" y2="{{.Bottom}}"/>
-{{- range .Bars}}
-<rect class="bar" x="{{printf "%.1f" .X}}" y="{{printf "%.1f" .Y}}" width="{{printf "%.1f" .W}}" height="{{printf "%.1f" .H}}"><title>{{.Label}}</title></rect>
-{{- end}}
-{{- $bottom := .Bottom}}{{$tickEnd := .TickEnd}}
-{{- range .Ticks}}
-<line class="axis" x1="{{printf "%.1f" .X}}" y1="{{$bottom}}" x2="{{printf "%.1f" .X}}" y2="{{$tickEnd}}"/>
-<text x="{{printf "%.1f" .X}}" y="{{printf "%.0f" $bottom}}" dy="16" text-anchor="middle">{{.Label}}</text>
-{{- end}}
-{{- range .Marks}}
-<line class="mark-{{.Class}}" x1="{{printf "%.1f" .X}}" y1="20" x2="{{printf "%.1f" .X}}" y2="{{$bottom}}"/>
-<text class="mark-{{.Class}}" x="{{printf "%.1f" .X}}" y="{{printf "%.0f" .LabelY}}" dx="{{if .AnchorR}}-4{{else}}4{{end}}" text-anchor="{{if .AnchorR}}end{{else}}start{{end}}">{{.Label}}</text>
-{{- end}}
-</svg>
-{{- end}}
-</figure>
-{{- end}}
+{{- template "charts" .Charts}}
 
 {{- with $r.Fio}}
 <h2>fio comparison</h2>
@@ -278,14 +405,38 @@ ul.notes li { margin: .2rem 0; }
 <p>By round (p50 / p99):{{range $i, $r := .Rounds}} {{inc $i}}: fio {{latency $r.Fio.P50}} / {{latency $r.Fio.P99}}, fjord {{latency $r.Fjord.P50}} / {{latency $r.Fjord.P99}};{{end}}</p>
 <p>{{fioVerdict .}}.</p>
 {{- end}}
-
-{{- if or $r.Device.Notes $r.Notes}}
-<h2>Notes</h2>
-<ul class="notes">
-{{- range $r.Device.Notes}}<li>{{.}}</li>{{end}}
-{{- range $r.Notes}}<li>{{.}}</li>{{end}}
-</ul>
-{{- end}}
+{{- template "notes" (join2 $r.Device.Notes $r.Notes)}}
 </body>
 </html>
+{{end}}
+
+{{- define "git"}}
+{{- $r := .Git}}
+{{- template "head" (print "fjord bench git: " $r.URL)}}
+<h1>fjord bench git: {{$r.URL}}</h1>
+<p class="sub">{{$r.GitVersion}}, {{rfc3339 $r.Started}}; {{$r.Concurrency}} client(s) at once; each workload {{latency $r.Warmup}} warmup, then {{latency $r.Duration}} measured</p>
+
+<h2>Repository</h2>
+<table>
+<tr><th>default branch</th><td>{{$r.Branch}} at {{$r.Head}}</td></tr>
+<tr><th>commits</th><td class="num">{{int $r.Repo.Commits}}</td></tr>
+<tr><th>refs</th><td class="num">{{int $r.Repo.Refs}}</td></tr>
+<tr><th>objects</th><td class="num">{{int $r.Repo.Objects}}</td></tr>
+<tr><th>size</th><td class="num">{{size $r.Repo.Bytes}} as a full clone receives them</td></tr>
+</table>
+<p class="includes">{{includes $r}}</p>
+{{- template "verdicts" $r.Verdicts}}
+
+<h2>Results</h2>
+<table>
+<tr><th>workload</th><th>command</th><th class="num">ops</th><th class="num">errors</th><th class="num">p50</th><th class="num">p90</th><th class="num">p99</th><th class="num">max</th><th class="num">ops/s</th><th class="num">MB/s</th></tr>
+{{- range $r.Workloads}}
+<tr><td>{{.Name}}</td><td><code>{{.Command}}</code></td><td class="num">{{int .Ops}}</td><td class="num">{{int .Errors}}</td><td class="num">{{latency .Latency.P50}}</td><td class="num">{{latency .Latency.P90}}</td><td class="num">{{latency .Latency.P99}}</td><td class="num">{{latency .Latency.Max}}</td><td class="num">{{printf "%.1f" .OpsPerSec}}</td><td class="num">{{printf "%.1f" .MBps}}</td></tr>
+{{- end}}
+</table>
+{{- template "charts" .Charts}}
+{{- template "notes" $r.Notes}}
+</body>
+</html>
+{{end}}
 `

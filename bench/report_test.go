@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"html/template"
 	"regexp"
 	"strings"
 	"testing"
@@ -8,19 +9,15 @@ import (
 	"github.com/fjordhq/fjord/bench"
 )
 
-func TestWriteHTMLIsSelfContained(t *testing.T) {
-	rep := sampleDiskReport()
-	rep.Dir = `/srv/<script>alert("x")</script>`
-	var b strings.Builder
-	if err := bench.WriteHTML(&b, rep); err != nil {
-		t.Fatal(err)
-	}
-	page := b.String()
+// checkSelfContained checks that page is a whole HTML document that loads
+// nothing, with one chart per workload and every verdict in it.
+func checkSelfContained(t *testing.T, page string, charts int, verdicts []bench.Verdict) {
+	t.Helper()
 	if !strings.HasPrefix(page, "<!doctype html>") || !strings.HasSuffix(strings.TrimSpace(page), "</html>") {
 		t.Errorf("not a whole HTML document")
 	}
 	if strings.Contains(page, "<script") || strings.Contains(page, "alert(\"x\")") {
-		t.Errorf("the directory name reached the page unescaped")
+		t.Errorf("a name reached the page unescaped")
 	}
 	// Nothing to fetch: no scripts, stylesheets, images or frames. The
 	// only URLs are the SVG namespace and the links to the sources.
@@ -34,20 +31,50 @@ func TestWriteHTMLIsSelfContained(t *testing.T) {
 			t.Errorf("URL %s is neither the SVG namespace nor a source link", u)
 		}
 	}
-	// One histogram per workload, with bars and the check's lines.
-	if n := strings.Count(page, "<svg "); n != len(rep.Workloads) {
-		t.Errorf("%d charts for %d workloads", n, len(rep.Workloads))
+	if n := strings.Count(page, "<svg "); n != charts {
+		t.Errorf("%d charts, want %d", n, charts)
 	}
-	if !strings.Contains(page, `class="bar"`) || !strings.Contains(page, "pass line 10 ms") || !strings.Contains(page, "fail line 50 ms") {
-		t.Errorf("chart lacks bars or threshold lines")
+	if !strings.Contains(page, `class="bar"`) {
+		t.Errorf("chart lacks bars")
 	}
-	for _, v := range rep.Verdicts {
-		if !strings.Contains(page, v.Summary) {
+	for _, v := range verdicts {
+		if !strings.Contains(page, template.HTMLEscapeString(v.Summary)) {
 			t.Errorf("verdict %q missing", v.Summary)
 		}
 	}
-	if !strings.Contains(page, "fio comparison") {
-		t.Errorf("fio comparison missing")
+}
+
+func TestWriteHTMLIsSelfContained(t *testing.T) {
+	rep := sampleDiskReport()
+	rep.Dir = `/srv/<script>alert("x")</script>`
+	var b strings.Builder
+	if err := bench.WriteHTML(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	checkSelfContained(t, page, len(rep.Workloads), rep.Verdicts)
+	if !strings.Contains(page, "pass line 10 ms") || !strings.Contains(page, "fail line 50 ms") {
+		t.Errorf("chart lacks the threshold lines")
+	}
+	if !strings.Contains(page, "fio comparison") || !strings.Contains(page, "a device note") || !strings.Contains(page, "a run note") {
+		t.Errorf("fio comparison or notes missing")
+	}
+}
+
+func TestWriteGitHTMLIsSelfContained(t *testing.T) {
+	rep := sampleGitReport()
+	rep.URL = `ssh://git@fjord/<script>alert("x")</script>`
+	var b strings.Builder
+	if err := bench.WriteGitHTML(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	checkSelfContained(t, page, len(rep.Workloads), rep.Verdicts)
+	for _, want := range []string{"<h2>Repository</h2>", "2,345", "1.00 MiB", "starting the git and ssh client processes",
+		"3.00ms at the median", "not comparable", "pass line 6 s", "fail line 60 s", "a note"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("git HTML report lacks %q", want)
+		}
 	}
 }
 
@@ -76,7 +103,9 @@ func TestWriteText(t *testing.T) {
 	if err := bench.WriteGitText(&b, sampleGitReport()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"ssh://git@fjord:2222/team/app", "clone", "40", "4.0", "git clone --bare", "a note"} {
+	for _, want := range []string{"ssh://git@fjord:2222/team/app", "clone", "40", "4.0", "git clone --bare", "a note",
+		"100 commits, 1 refs, 2,345 objects, 1.00 MiB", "it includes starting the git and ssh client", "(3.00ms at the median here", "not comparable",
+		"FAIL", "clone errors", "1 of 41 operations failed", "PASS", "p99 2.00 ms is 3000× under the 6,000 ms pass line", "https://fluxcd.io/"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("git text report lacks %q:\n%s", want, b.String())
 		}

@@ -65,18 +65,22 @@ func sampleDiskReport() *bench.DiskReport {
 
 // sampleGitReport is a Git report with every field set.
 func sampleGitReport() *bench.GitReport {
-	return &bench.GitReport{
+	rep := &bench.GitReport{
 		Schema: bench.GitSchema, Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		URL: "ssh://git@fjord:2222/team/app", GitVersion: "git version 2.39.5",
 		Concurrency: 4, Duration: 10 * time.Second, Warmup: time.Second,
 		Branch: "main", Head: "0123456789abcdef0123456789abcdef01234567",
+		Repo:        bench.RepoSize{Commits: 100, Refs: 1, Objects: 2345, Bytes: 1 << 20},
+		ClientStart: 3 * time.Millisecond,
 		Workloads: []bench.GitResult{{
 			Name: bench.GitClone, Title: "full bare clone", Command: "git clone --bare ssh://git@fjord:2222/team/app",
-			Ops: 40, Errors: 1, FirstError: "git clone: exit status 128", OpsPerSec: 4, Elapsed: 10 * time.Second,
+			Measures: "one git command", Ops: 40, Errors: 1, FirstError: "git clone: exit status 128", OpsPerSec: 4, Elapsed: 10 * time.Second,
 			Bytes: 40 << 20, MBps: 4.2, Latency: sampleLatency(),
 		}},
 		Notes: []string{"a note"},
 	}
+	rep.Verdicts = bench.JudgeGit(rep)
+	return rep
 }
 
 // TestJSONSchemaIsStable pins the JSON layout of both reports to golden

@@ -19,8 +19,8 @@ type Verdict struct {
 	Check    string `json:"check"`
 	Title    string `json:"title"`
 	Workload string `json:"workload"`
-	// Metric is "p99" (Value in milliseconds) or "iops" (Value in
-	// operations per second).
+	// Metric is "p99" (Value in milliseconds), "iops" (Value in
+	// operations per second) or "errors" (Value the failed operations).
 	Metric string  `json:"metric"`
 	Unit   string  `json:"unit"`
 	Value  float64 `json:"value"`
@@ -36,8 +36,9 @@ type Verdict struct {
 	// means it needs to double to pass.
 	Margin float64 `json:"margin"`
 	// Summary says in one line where the figure stands.
-	Summary   string `json:"summary"`
-	Source    string `json:"source"`
+	Summary string `json:"summary"`
+	Source  string `json:"source"`
+	// SourceURL links to the source; empty when the check is fjord's own.
 	SourceURL string `json:"source_url"`
 }
 
@@ -81,13 +82,62 @@ func Judge(rep *DiskReport) []Verdict {
 		if w == nil {
 			continue
 		}
-		out = append(out, t.judge(w))
+		out = append(out, t.judge(w.Latency, w.IOPS))
 	}
 	return out
 }
 
-// judge holds one result to the threshold.
-func (t threshold) judge(w *Result) Verdict {
+// gitThresholds lists the Git checks. The fail line is where the GitOps
+// controllers give up: Flux's default GitRepository timeout, 60 s (Argo
+// CD's repo-server allows 90 s). The pass lines are fjord's own goals: a
+// poll or a fetch after a push inside the half second fjord's push-to-live
+// path is built for, and a clone within a tenth of the controllers'
+// timeout, which leaves room for a ten times larger repository or a slower
+// link.
+func gitThresholds() []threshold {
+	const (
+		flux    = "https://fluxcd.io/flux/components/source/gitrepositories/#timeout"
+		timeout = "Flux's GitRepository timeout (default 60 s; Argo CD's repo-server allows 90 s) is the fail line"
+	)
+	return []threshold{
+		{"git-ls-remote-p99", "ref advertisement p99 (git ls-remote)", GitLsRemote, "p99", 500, 60_000, false,
+			"fjord's goal: a push noticed within half a second (README, Benchmarks); " + timeout, flux},
+		{"git-fetch-p99", "fetch of one new commit p99", GitFetch, "p99", 500, 60_000, false,
+			"fjord's goal: a push fetched within half a second (README, Benchmarks); " + timeout, flux},
+		{"git-clone-p99", "full clone p99", GitClone, "p99", 6_000, 60_000, false,
+			"fjord's goal: a clone within a tenth of the controllers' timeout; " + timeout, flux},
+		{"git-shallow-clone-p99", "shallow clone p99 (what Flux does on every sync)", GitShallow, "p99", 6_000, 60_000, false,
+			"fjord's goal: a clone within a tenth of the controllers' timeout; " + timeout, flux},
+	}
+}
+
+// JudgeGit returns a verdict for every Git check whose workload is in rep,
+// and one per workload that had failed operations: a failed read is a
+// failed CI job or sync. It is a pure function of the results.
+func JudgeGit(rep *GitReport) []Verdict {
+	var out []Verdict
+	for _, t := range gitThresholds() {
+		for _, w := range rep.Workloads {
+			if w.Name != t.workload {
+				continue
+			}
+			out = append(out, t.judge(w.Latency, w.OpsPerSec))
+			if w.Errors > 0 {
+				out = append(out, Verdict{
+					Check: t.workload + "-errors", Title: t.workload + " errors", Workload: t.workload,
+					Metric: "errors", Unit: "operations", Value: float64(w.Errors), Status: StatusFail,
+					Summary: fmt.Sprintf("%s of %s operations failed; the first: %s",
+						formatCount(float64(w.Errors)), formatCount(float64(w.Errors+w.Ops)), w.FirstError),
+					Source: "a Git server must answer every read: each failed one is a failed CI job or sync",
+				})
+			}
+		}
+	}
+	return out
+}
+
+// judge holds one result's latency and rate to the threshold.
+func (t threshold) judge(lat Latency, iops float64) Verdict {
 	v := Verdict{
 		Check: t.check, Title: t.title, Workload: t.workload, Metric: t.metric,
 		Pass: t.pass, Fail: t.fail, HigherIsBetter: t.higherIsBetter,
@@ -97,14 +147,14 @@ func (t threshold) judge(w *Result) Verdict {
 	switch t.metric {
 	case "p99":
 		v.Unit = "ms"
-		v.Value = float64(w.Latency.P99) / 1e6
+		v.Value = float64(lat.P99) / 1e6
 		label = "p99 " + formatMillis(v.Value)
 	case "iops":
 		v.Unit = "IOPS"
-		v.Value = w.IOPS
+		v.Value = iops
 		label = formatCount(v.Value) + " IOPS"
 	}
-	if w.Latency.Samples == 0 {
+	if lat.Samples == 0 {
 		v.Status = StatusFail
 		v.Summary = "no operation completed in the measured window"
 		return v

@@ -125,3 +125,36 @@ func TestJudgeSkipsWorkloadsNotRun(t *testing.T) {
 		t.Errorf("verdicts %+v for a workload without a published threshold", vs)
 	}
 }
+
+func TestJudgeGitBoundaries(t *testing.T) {
+	ms := func(f float64) time.Duration { return time.Duration(f * 1e6) }
+	tests := []struct {
+		workload, check string
+		p99             time.Duration
+		want            bench.Status
+	}{
+		// Poll and fetch: < 500 ms pass, up to Flux's 60 s timeout warn, beyond fail.
+		{bench.GitLsRemote, "git-ls-remote-p99", ms(499.9), bench.StatusPass},
+		{bench.GitLsRemote, "git-ls-remote-p99", ms(500), bench.StatusWarn},
+		{bench.GitFetch, "git-fetch-p99", ms(60_000), bench.StatusWarn},
+		{bench.GitFetch, "git-fetch-p99", ms(60_000.1), bench.StatusFail},
+		// Clones: < 6 s pass.
+		{bench.GitClone, "git-clone-p99", ms(5_999), bench.StatusPass},
+		{bench.GitShallow, "git-shallow-clone-p99", ms(6_000), bench.StatusWarn},
+		{bench.GitShallow, "git-shallow-clone-p99", ms(60_001), bench.StatusFail},
+	}
+	for _, tt := range tests {
+		rep := &bench.GitReport{Workloads: []bench.GitResult{{Name: tt.workload, Ops: 10, Latency: bench.Latency{Samples: 10, P99: tt.p99}}}}
+		vs := bench.JudgeGit(rep)
+		if len(vs) != 1 || vs[0].Check != tt.check || vs[0].Status != tt.want {
+			t.Errorf("%s at p99 %v: %+v, want one %s %s", tt.workload, tt.p99, vs, tt.check, tt.want)
+		}
+	}
+	// Any failed operation fails a check of its own that says how many.
+	rep := &bench.GitReport{Workloads: []bench.GitResult{{Name: bench.GitClone, Ops: 9, Errors: 1, FirstError: "exit status 128",
+		Latency: bench.Latency{Samples: 9, P99: ms(10)}}}}
+	vs := bench.JudgeGit(rep)
+	if len(vs) != 2 || vs[1].Status != bench.StatusFail || !strings.Contains(vs[1].Summary, "1 of 10 operations failed; the first: exit status 128") {
+		t.Errorf("verdicts with a failed clone: %+v", vs)
+	}
+}

@@ -48,8 +48,33 @@ func TestBenchCommands(t *testing.T) {
 	}
 	var git struct {
 		Schema string `json:"schema"`
+		Repo   struct {
+			Commits, Objects, Bytes int64
+		} `json:"repo"`
+		Verdicts []struct{ Check string } `json:"verdicts"`
 	}
 	if err := json.Unmarshal(out, &git); err != nil || git.Schema != "fjord.bench.git/v1" {
 		t.Fatalf("bench git --self --json: %v\n%s", err, out)
+	}
+	if git.Repo.Commits != 100 || git.Repo.Objects == 0 || git.Repo.Bytes == 0 || len(git.Verdicts) != 4 {
+		t.Fatalf("bench git --self --json: repository %+v, %d verdicts", git.Repo, len(git.Verdicts))
+	}
+
+	// The text report states the generated repository and what every
+	// figure includes; --html writes the same report as a page.
+	html := filepath.Join(t.TempDir(), "git.html")
+	out, err = exec.Command(fjordBin, "--data", filepath.Join(t.TempDir(), "data"), "bench", "git", "--self", "--duration", "300ms",
+		"--workload", "ls-remote", "--html", html).Output()
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 3) {
+		t.Fatalf("bench git --self --html: %v\n%s", err, out)
+	}
+	for _, want := range []string{"100 commits, 1 refs", "includes starting the git and ssh", "not comparable",
+		"VERDICT", "--self generated the repository", "200 files of 4.00 KiB", "HTML report: " + html} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("bench git --self lacks %q:\n%s", want, out)
+		}
+	}
+	if page, err := os.ReadFile(html); err != nil || !strings.Contains(string(page), "<svg ") {
+		t.Errorf("HTML report: %v", err)
 	}
 }
