@@ -49,7 +49,13 @@ testenv:
 demo: build testenv
 	FJORD_BIN='$(BIN)' GO='$(GO)' bash deploy/demo/demo.sh
 
+# test installs Debian's chromium when missing: bench's HTML report is
+# checked for clipped and overlapping labels in headless Chromium.
 test: build testenv
+	@command -v chromium >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		echo "installing chromium from Debian's packages (for the HTML report's layout test)"; \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 
