@@ -64,10 +64,28 @@ type App struct {
 	// Manifest is the Application document exactly as applied; the
 	// reconciler parses it again on start, so a newer fjord reads what
 	// the user wrote rather than an older fjord's interpretation.
-	Manifest string    `json:"manifest"`
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
-	Status   AppStatus `json:"status"`
+	Manifest string `json:"manifest"`
+	AppMeta
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+	Status  AppStatus `json:"status"`
+}
+
+// AppMeta is what fjord reads from an app's manifest to list, select and
+// keep it without parsing it again.
+type AppMeta struct {
+	// Labels are the Application's metadata.labels (`app list -l`).
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are its metadata.annotations.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Project is its project ("default" when unset).
+	Project string `json:"project,omitempty"`
+	// Parent is the app whose render declares this one (app of apps);
+	// empty for an app applied by hand.
+	Parent string `json:"parent,omitempty"`
+	// HistoryLimit bounds the sync history (spec.revisionHistoryLimit);
+	// 0 keeps the default of 100.
+	HistoryLimit int `json:"historyLimit,omitempty"`
 }
 
 // AppStatus is what `fjord app list` shows.
@@ -96,6 +114,21 @@ type AppStatus struct {
 	Objects []ObjectHealth `json:"objects,omitempty"`
 	// Progress is where a running sync is; nil when none runs.
 	Progress *SyncProgress `json:"progress,omitempty"`
+	// Retry is the state of syncPolicy.retry after a failed sync; nil
+	// when the last sync succeeded or the app does not retry.
+	Retry *RetryState `json:"retry,omitempty"`
+}
+
+// RetryState is where an app's retries of a failed sync stand.
+type RetryState struct {
+	// Attempt is the number of retries made so far for Revision.
+	Attempt int `json:"attempt"`
+	// Limit is syncPolicy.retry.limit; negative means no limit.
+	Limit int `json:"limit"`
+	// Revision is the commit whose sync is retried.
+	Revision string `json:"revision,omitempty"`
+	// Next is when the next retry runs; zero when the retries are spent.
+	Next time.Time `json:"next,omitzero"`
 }
 
 // SyncProgress is the phase (PreSync, Sync, PostSync, SyncFail) and sync
@@ -169,7 +202,7 @@ type InventoryEntry struct {
 
 // PutApp creates or replaces an app's configuration, keeping its status
 // and creation time if it exists.
-func (s *Store) PutApp(name, manifest string) (App, error) {
+func (s *Store) PutApp(name, manifest string, meta AppMeta) (App, error) {
 	var a App
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		err := getJSON(tx, bucketApps, name, &a)
@@ -180,7 +213,7 @@ func (s *Store) PutApp(name, manifest string) (App, error) {
 		case err != nil:
 			return err
 		}
-		a.Manifest, a.Updated = manifest, now
+		a.Manifest, a.AppMeta, a.Updated = manifest, meta, now
 		return putJSON(tx, bucketApps, name, a)
 	})
 	if err != nil {
@@ -263,7 +296,11 @@ func (s *Store) RecordAppSync(name string, st AppStatus, inv *AppInventory, rec 
 				return err
 			}
 		}
-		return appendLog(tx, bucketAppSyncs, name, rec, maxAppHistory)
+		keep := maxAppHistory
+		if a.HistoryLimit > 0 {
+			keep = a.HistoryLimit
+		}
+		return appendLog(tx, bucketAppSyncs, name, rec, keep)
 	})
 }
 

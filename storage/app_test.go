@@ -13,7 +13,7 @@ func TestApps(t *testing.T) {
 	if _, err := s.App("web"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("App of nothing: %v", err)
 	}
-	a, err := s.PutApp("web", "manifest v1")
+	a, err := s.PutApp("web", "manifest v1", storage.AppMeta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func TestApps(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A new manifest keeps status and creation time.
-	b, err := s.PutApp("web", "manifest v2")
+	b, err := s.PutApp("web", "manifest v2", storage.AppMeta{})
 	if err != nil || b.Status.SyncedCommit != "c1" || !b.Created.Equal(a.Created) || b.Manifest != "manifest v2" {
 		t.Fatalf("PutApp again: %+v %v", b, err)
 	}

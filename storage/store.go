@@ -115,7 +115,7 @@ func (s *Store) initSchema() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketRepos, bucketUsers, bucketKeys, bucketGrants, bucketRefs,
 			bucketMirrors, bucketMirrorSyncs, bucketMirrorEvts, bucketPushMirrors,
-			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts} {
+			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts, bucketProjects} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
