@@ -11,7 +11,10 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/fjordhq/fjord/storage"
 )
 
 // InClusterServer is the destination.server of the cluster of fjord's own
@@ -670,4 +673,37 @@ func hasDotDot(path string) bool {
 // '/', "" for the root.
 func cleanRepoPath(p string) string {
 	return strings.Trim(path.Clean("/"+p), "/")
+}
+
+// storageMeta is what storage keeps of the app beside its manifest.
+func (a *Application) storageMeta(parent string) storage.AppMeta {
+	m := storage.AppMeta{Labels: a.Metadata.Labels, Annotations: a.Metadata.Annotations, Project: a.Project(), Parent: parent}
+	if l := a.Spec.RevisionHistoryLimit; l != nil {
+		// 0 would keep nothing to show; keep at least the last sync.
+		m.HistoryLimit = max(int(*l), 1)
+	}
+	return m
+}
+
+// managedNamespace is the Namespace CreateNamespace=true applies: its
+// name and the labels and annotations of managedNamespaceMetadata.
+func managedNamespace(ns string, meta *ManagedNamespaceMetadata) *unstructured.Unstructured {
+	md := map[string]any{"name": ns}
+	if meta != nil {
+		if len(meta.Labels) > 0 {
+			md["labels"] = stringMapAny(meta.Labels)
+		}
+		if len(meta.Annotations) > 0 {
+			md["annotations"] = stringMapAny(meta.Annotations)
+		}
+	}
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": md}}
+}
+
+func stringMapAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }

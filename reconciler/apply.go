@@ -479,13 +479,19 @@ func adoptedFrom(u *unstructured.Unstructured, self string) string {
 }
 
 // ensureNamespace creates the destination namespace (CreateNamespace=true)
-// unless it exists or git declares it.
-func (r *Reconciler) ensureNamespace(ctx context.Context, ns string, desired map[ObjectRef]*unstructured.Unstructured) error {
+// unless git declares it, with the labels and annotations of
+// managedNamespaceMetadata; without those, an existing namespace is left
+// as it is.
+func (r *Reconciler) ensureNamespace(ctx context.Context, ns string, meta *ManagedNamespaceMetadata, desired map[ObjectRef]*unstructured.Unstructured) error {
 	if _, ok := desired[ObjectRef{Kind: "Namespace", Name: ns}]; ok {
 		return nil
 	}
 	res := r.dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"})
-	if _, err := res.Get(ctx, ns, metav1.GetOptions{}); err == nil {
+	obj := managedNamespace(ns, meta)
+	if meta != nil {
+		// fjord's field manager owns these labels and annotations: a
+		// server-side apply creates the namespace or sets them on it.
+	} else if _, err := res.Get(ctx, ns, metav1.GetOptions{}); err == nil {
 		return nil
 	} else if apierrors.IsForbidden(err) {
 		// Namespaced RBAC: fjord may not read namespaces, so the
@@ -495,7 +501,6 @@ func (r *Reconciler) ensureNamespace(ctx context.Context, ns string, desired map
 	} else if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("read namespace %s: %w", ns, err)
 	}
-	obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
 	if _, err := res.Apply(ctx, ns, obj, metav1.ApplyOptions{FieldManager: r.fieldManager, Force: true}); err != nil {
 		return fmt.Errorf("create namespace %s (CreateNamespace=true): %w", ns, err)
 	}

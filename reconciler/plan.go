@@ -132,6 +132,9 @@ func (r *Reconciler) plan(ctx context.Context, st *appState, app *Application) (
 	if err := p.split(hooks); err != nil {
 		return p, err
 	}
+	if err := r.checkPlan(p); err != nil {
+		return p, err
+	}
 	if p.prev, err = r.previousInventory(ctx, app); err != nil {
 		return p, err
 	}

@@ -112,6 +112,7 @@ type appState struct {
 	// render cache: the same commit and path render the same objects.
 	renderKey  string
 	renderObjs []*unstructured.Unstructured
+	retry      retryState // syncPolicy.retry after a failure
 }
 
 // New returns a Reconciler. It does not contact the cluster until Run or a
@@ -296,7 +297,7 @@ func (r *Reconciler) worker(ctx context.Context) {
 		st := r.apps[name]
 		r.mu.Unlock()
 		if st != nil {
-			if _, err := r.syncApp(ctx, st, trigger, SyncOptions{}); err != nil && ctx.Err() == nil {
+			if _, err := r.syncAndRetry(ctx, st, trigger, SyncOptions{}); err != nil && ctx.Err() == nil {
 				r.log.Warn("sync failed", "app", name, "trigger", trigger, "err", err)
 			}
 		}
@@ -347,15 +348,15 @@ func (r *Reconciler) Apply(ctx context.Context, manifest []byte) (storage.App, e
 	if err != nil {
 		return storage.App{}, err
 	}
-	if _, err := r.resolveRepo(app.Spec.Source.RepoURL); err != nil {
-		return storage.App{}, fmt.Errorf("%w %s: spec.source.repoURL: %v", ErrInvalidApp, app.Metadata.Name, err)
+	if err := r.admit(app); err != nil {
+		return storage.App{}, err
 	}
-	if _, err := r.store.PutApp(app.Metadata.Name, string(manifest)); err != nil {
+	if _, err := r.store.PutApp(app.Metadata.Name, string(manifest), app.storageMeta("")); err != nil {
 		return storage.App{}, err
 	}
 	st := r.state(app.Metadata.Name, app)
 	trigger := storage.TriggerApply
-	if _, err := r.syncApp(ctx, st, trigger, SyncOptions{}); err != nil && ctx.Err() != nil {
+	if _, err := r.syncAndRetry(ctx, st, trigger, SyncOptions{}); err != nil && ctx.Err() != nil {
 		return storage.App{}, err
 	}
 	return r.store.App(app.Metadata.Name)
@@ -377,11 +378,13 @@ func (r *Reconciler) Sync(ctx context.Context, name string, opts SyncOptions) (s
 		return storage.AppSync{}, fmt.Errorf("app %q: %w", name, storage.ErrNotFound)
 	}
 	opts.Manual = true
-	return r.syncApp(ctx, st, storage.TriggerManual, opts)
+	return r.syncAndRetry(ctx, st, storage.TriggerManual, opts)
 }
 
-// Delete removes an app. With cascade, the objects it applied (and that
-// still carry its tracking mark) are deleted too; without, they stay in
+// Delete removes an app. With cascade, or when the app carries the
+// resources finalizer, the objects it applied (and that still carry its
+// tracking mark) are deleted too, with the finalizer's propagation, and so
+// are its child apps (each per its own finalizer); without, they stay in
 // the cluster, unmanaged but still labelled.
 func (r *Reconciler) Delete(ctx context.Context, name string, cascade bool) (ChangeSet, error) {
 	st := r.lookup(name)
@@ -394,16 +397,25 @@ func (r *Reconciler) Delete(ctx context.Context, name string, cascade bool) (Cha
 	app := st.app
 	st.deleting = true
 	st.desired = map[ObjectRef]*unstructured.Unstructured{}
+	st.retry.stop()
 	st.mu.Unlock()
 
-	var cs ChangeSet
+	finalizer, propagation := app.DeleteCascade()
+	if !finalizer {
+		propagation = "" // --cascade alone deletes in the background, as it always did
+	}
+	cascade = cascade || finalizer
+	cs, err := r.deleteChildren(ctx, name, cascade)
+	if err != nil {
+		return cs, err
+	}
 	if cascade {
 		inv, err := r.previousInventory(ctx, app)
 		if err != nil {
 			return nil, err
 		}
-		res := r.prune(ctx, name, Diff(inv, Inventory{}), pruneOpts{enabled: true, cascade: true})
-		cs = res.cs
+		res := r.prune(ctx, name, Diff(inv, Inventory{}), pruneOpts{enabled: true, cascade: true, propagation: propagation})
+		cs = append(cs, res.cs...)
 		if len(res.kept) > 0 {
 			r.log.Info("app deleted; objects kept", "app", name, "kept", len(res.kept))
 		}

@@ -62,6 +62,15 @@ func ResolveRevision(refs *storage.Refs, rev string) (string, error) {
 // remote bases disabled. A dir without a kustomization file is read as
 // plain YAML files (not recursively).
 func Render(repoPath, commit, dir string) ([]*unstructured.Unstructured, error) {
+	return RenderSource(repoPath, commit, Source{Path: dir})
+}
+
+// RenderSource renders an app's source at commit: its path, read with
+// its source.directory settings when the path has no kustomization (a
+// kustomization with directory settings is refused: they would be
+// ignored).
+func RenderSource(repoPath, commit string, src Source) ([]*unstructured.Unstructured, error) {
+	dir := src.Path
 	fs, err := treeFS(repoPath, commit)
 	if err != nil {
 		return nil, err
@@ -71,9 +80,11 @@ func Render(repoPath, commit, dir string) ([]*unstructured.Unstructured, error) 
 		return nil, fmt.Errorf("path %q does not exist at commit %.12s: check spec.source.path", dir, commit)
 	}
 	if !hasKustomization(fs, root) {
-		if err := writePlainKustomization(fs, root); err != nil {
+		if err := writePlainKustomization(fs, root, src.Directory); err != nil {
 			return nil, err
 		}
+	} else if d := src.Directory; d != nil && (d.Recurse || d.Include != "" || d.Exclude != "") {
+		return nil, fmt.Errorf("%s holds a kustomization, so spec.source.directory (recurse, include, exclude) would be ignored: drop spec.source.directory, or the kustomization", pathOrRoot(dir))
 	}
 	if err := checkLocalOnly(fs, root); err != nil {
 		return nil, err
@@ -83,7 +94,7 @@ func Render(repoPath, commit, dir string) ([]*unstructured.Unstructured, error) 
 	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
 	resMap, err := krusty.MakeKustomizer(opts).Run(fs, root)
 	if err != nil {
-		return nil, fmt.Errorf("kustomize build %s at %.12s: %w", strings.TrimPrefix(root, "/"), commit, err)
+		return nil, fmt.Errorf("kustomize build %s at %.12s: %w%s", strings.TrimPrefix(root, "/"), commit, err, kustomizeHint(err))
 	}
 	var out []*unstructured.Unstructured
 	for _, r := range resMap.Resources() {
@@ -182,21 +193,68 @@ func hasKustomization(fs filesys.FileSystem, dir string) bool {
 	return false
 }
 
-// writePlainKustomization lists the YAML and JSON files of dir as
-// resources, so a plain directory renders like Argo CD's directory source.
-func writePlainKustomization(fs filesys.FileSystem, dir string) error {
-	names, err := fs.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", dir, err)
+// kustomizeHint adds the fix to kustomize errors whose cause is common
+// and whose message does not say it.
+func kustomizeHint(err error) string {
+	msg := err.Error()
+	if strings.Contains(msg, "newTag") && strings.Contains(msg, "cannot unmarshal number") {
+		return `: a numeric-looking tag is read as a number; quote it: newTag: "2.0"`
 	}
-	var res []string
-	for _, n := range names {
-		switch strings.ToLower(path.Ext(n)) {
-		case ".yaml", ".yml", ".json":
-			if !fs.IsDir(path.Join(dir, n)) {
-				res = append(res, n)
+	return ""
+}
+
+// writePlainKustomization lists the YAML and JSON files of dir as
+// resources, so a plain directory renders like Argo CD's directory source:
+// the top level, or every level with recurse, less what include does not
+// match and what exclude matches (paths relative to dir).
+func writePlainKustomization(fs filesys.FileSystem, dir string, d *DirectorySource) error {
+	var include, exclude *regexp.Regexp
+	recurse := false
+	if d != nil {
+		recurse = d.Recurse
+		var err error
+		if d.Include != "" {
+			if include, err = compileGlob(d.Include); err != nil {
+				return fmt.Errorf("spec.source.directory.include %q: %w", d.Include, err)
 			}
 		}
+		if d.Exclude != "" {
+			if exclude, err = compileGlob(d.Exclude); err != nil {
+				return fmt.Errorf("spec.source.directory.exclude %q: %w", d.Exclude, err)
+			}
+		}
+	}
+	var res []string
+	var walk func(rel string) error
+	walk = func(rel string) error {
+		names, err := fs.ReadDir(path.Join(dir, rel))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path.Join(dir, rel), err)
+		}
+		for _, n := range names {
+			p := path.Join(rel, n)
+			if fs.IsDir(path.Join(dir, p)) {
+				if recurse {
+					if err := walk(p); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			switch strings.ToLower(path.Ext(n)) {
+			case ".yaml", ".yml", ".json":
+			default:
+				continue
+			}
+			if (include != nil && !include.MatchString(p)) || (exclude != nil && exclude.MatchString(p)) {
+				continue
+			}
+			res = append(res, p)
+		}
+		return nil
+	}
+	if err := walk(""); err != nil {
+		return err
 	}
 	sort.Strings(res)
 	b, err := yaml.Marshal(map[string]any{"resources": res})

@@ -200,8 +200,10 @@ func (r *Reconciler) render(st *appState, repo, commit, path string) ([]*unstruc
 		st.mu.Unlock()
 		return objs, nil
 	}
+	src := st.app.Spec.Source
 	st.mu.Unlock()
-	objs, err := Render(r.store.RepoPath(repo), commit, path)
+	src.Path = path
+	objs, err := RenderSource(r.store.RepoPath(repo), commit, src)
 	if err != nil {
 		return nil, err
 	}

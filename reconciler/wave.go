@@ -94,7 +94,7 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 	}
 
 	if app.CreateNamespace() {
-		if err := r.ensureNamespace(ctx, app.Spec.Destination.Namespace, desired); err != nil {
+		if err := r.ensureNamespace(ctx, app.Spec.Destination.Namespace, app.Spec.SyncPolicy.ManagedNamespaceMetadata, desired); err != nil {
 			return finish(err)
 		}
 	}
@@ -164,6 +164,10 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 	pruned := false
 	prune := func() error {
 		pruned = true
+		if len(p.objs)+len(p.children) > 0 || app.AllowEmpty() {
+			// An empty render drops no child app either (allowEmpty).
+			out.cs = append(out.cs, r.pruneChildren(ctx, name, p.children, app.Prune() || opts.Prune)...)
+		}
 		stale := Diff(p.prev, inventoryOf(p.objs))
 		if len(stale) == 0 {
 			return nil
@@ -207,6 +211,13 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		hookRuns = append(hookRuns, runs...)
 		if err != nil {
 			return finish(fmt.Errorf("%s wave %d: %w", s.phase, s.wave, err))
+		}
+		if ch := p.children[s.wave]; s.phase == PhaseSync && len(ch) > 0 {
+			ccs, err := r.syncChildren(ctx, st, s.wave, ch, i < len(p.steps)-1)
+			out.cs = append(out.cs, ccs...)
+			if err != nil {
+				return finish(fmt.Errorf("wave %d: %w", s.wave, err))
+			}
 		}
 		// Argo CD's rule: the last wave's resources are not waited for (a
 		// sync without waves is an asynchronous apply); every earlier
