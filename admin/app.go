@@ -22,6 +22,8 @@ type Apps interface {
 	// Delete removes an app; cascade deletes its objects too. It returns
 	// one line per object deleted or kept.
 	Delete(ctx context.Context, name string, cascade bool) ([]string, error)
+	// ApplyProject stores an AppProject document.
+	ApplyProject(manifest []byte) (storage.Project, error)
 	// IsInvalid reports whether err is a refused Application (400).
 	IsInvalid(err error) bool
 }
@@ -63,6 +65,7 @@ func (s *Server) appRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/apps/diff", s.diffApp)
 	mux.HandleFunc("POST /v1/apps/sync", s.syncApp)
 	mux.HandleFunc("DELETE /v1/apps", s.deleteApp)
+	s.projectRoutes(mux)
 }
 
 func (s *Server) needApps(w http.ResponseWriter) bool {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -25,121 +24,10 @@ Applications are written in Argo CD's Application format; fields fjord does
 not support are refused by name.`,
 	}
 
-	var applyFile, applyOut string
-	applyCmd := &cobra.Command{
-		Use:   "apply -f FILE",
-		Short: "Create or update an application from an Argo CD Application file (- for stdin)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var (
-				b   []byte
-				err error
-			)
-			if applyFile == "-" {
-				b, err = io.ReadAll(cmd.InOrStdin())
-			} else {
-				b, err = os.ReadFile(applyFile)
-			}
-			if err != nil {
-				return fmt.Errorf("-f: %w", err)
-			}
-			a, err := admin.NewClient(g.dataDir).ApplyApp(cmd.Context(), b)
-			if err != nil {
-				return err
-			}
-			if done, err := printData(cmd.OutOrStdout(), applyOut, a); done {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "app %s applied: %s, %s, commit %s\n", a.Name, a.Status.Sync, a.Status.Health, shortCommit(a.Status.SyncedCommit))
-			if a.Status.Sync == "Error" {
-				// Stored, but the cluster does not match git: CI should see
-				// a failure.
-				return fmt.Errorf("app %s is stored, but its sync failed (fix git and push, or `fjord app sync %s`): %s", a.Name, a.Name, a.Status.Error)
-			}
-			if a.Status.Error != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "warning: %s\n", a.Status.Error)
-			}
-			return nil
-		},
-	}
-	applyCmd.Flags().StringVarP(&applyFile, "filename", "f", "", "Application file (required)")
-	applyCmd.MarkFlagRequired("filename")
-	addOutputFlag(applyCmd, &applyOut)
-
-	var listOut string
-	listCmd := &cobra.Command{
-		Use:   "list",
-		Short: "List applications: repo, revision, synced commit, sync status, health, last drift",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			apps, err := admin.NewClient(g.dataDir).Apps(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if done, err := printData(cmd.OutOrStdout(), listOut, apps); done {
-				return err
-			}
-			tw := table(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "NAME\tREPO\tREVISION\tSYNCED\tSYNC\tHEALTH\tLAST DRIFT\tERROR")
-			for _, a := range apps {
-				rev := "HEAD"
-				if app, err := reconciler.ParseApplication([]byte(a.Manifest)); err == nil {
-					rev = app.Revision()
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.Status.Repo, rev, shortCommit(a.Status.SyncedCommit),
-					a.Status.Sync, a.Status.Health, driftLine(a.Status.LastDrift), oneLine(a.Status.Error, 60))
-			}
-			return tw.Flush()
-		},
-	}
-	addOutputFlag(listCmd, &listOut)
-
-	var getOut string
-	getCmd := &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show an application: status, objects and their health, orphans, recent drift",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := admin.NewClient(g.dataDir).App(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if done, err := printData(cmd.OutOrStdout(), getOut, a); done {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			st := a.Status
-			fmt.Fprintf(w, "Name:          %s\nRepo:          %s\nRevision:      %s\nSynced commit: %s (%s)\nSync:          %s\nHealth:        %s\n",
-				a.Name, st.Repo, st.Revision, st.SyncedCommit, ago(st.LastSynced), st.Sync, st.Health)
-			if st.Error != "" {
-				fmt.Fprintf(w, "Error:         %s\n", st.Error)
-			}
-			if len(st.Objects) > 0 {
-				fmt.Fprintln(w, "\nObjects:")
-				tw := table(w)
-				for _, o := range st.Objects {
-					fmt.Fprintf(tw, "  %s\t%s\t%s\n", o.ID, o.Status, oneLine(o.Message, 80))
-				}
-				tw.Flush()
-			}
-			if len(st.Orphans) > 0 {
-				fmt.Fprintln(w, "\nOrphans (in the cluster, no longer in git; `fjord app sync NAME --prune` deletes them):")
-				for _, o := range st.Orphans {
-					fmt.Fprintf(w, "  %s\n", o)
-				}
-			}
-			if len(a.Drifts) > 0 {
-				fmt.Fprintln(w, "\nDrift:")
-				tw := table(w)
-				for _, d := range a.Drifts {
-					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", d.Time.Local().Format(time.DateTime), d.Action, d.Object, driftWhat(d), orDash(d.Manager))
-				}
-				tw.Flush()
-			}
-			return nil
-		},
-	}
-	addOutputFlag(getCmd, &getOut)
+	applyCmd := newAppApplyCmd(g)
+	validateCmd := newAppValidateCmd()
+	listCmd := newAppListCmd(g)
+	getCmd := newAppGetCmd(g)
 
 	diffCmd := &cobra.Command{
 		Use:   "diff NAME",
@@ -216,10 +104,20 @@ not support are refused by name.`,
 	var cascade bool
 	deleteCmd := &cobra.Command{
 		Use:   "delete NAME",
-		Short: "Delete an application; --cascade deletes its objects from the cluster too",
+		Short: "Delete an application; --cascade (or the resources finalizer) deletes its objects from the cluster too",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			objs, err := admin.NewClient(g.dataDir).DeleteApp(cmd.Context(), args[0], cascade)
+			c := admin.NewClient(g.dataDir)
+			// The app's own finalizer may cascade the delete too.
+			how := "--cascade"
+			if a, err := c.App(cmd.Context(), args[0]); err == nil {
+				if app, err := reconciler.ParseApplication([]byte(a.Manifest)); err == nil {
+					if fin, policy := app.DeleteCascade(); fin && !cascade {
+						cascade, how = true, fmt.Sprintf("its finalizer, %s propagation", strings.ToLower(string(policy)))
+					}
+				}
+			}
+			objs, err := c.DeleteApp(cmd.Context(), args[0], cascade)
 			if err != nil {
 				return err
 			}
@@ -227,7 +125,7 @@ not support are refused by name.`,
 				fmt.Fprintln(cmd.OutOrStdout(), o)
 			}
 			if cascade {
-				fmt.Fprintf(cmd.OutOrStdout(), "app %s deleted with its objects\n", args[0])
+				fmt.Fprintf(cmd.OutOrStdout(), "app %s deleted with its objects (%s)\n", args[0], how)
 			} else {
 				fmt.Fprintf(cmd.OutOrStdout(), "app %s deleted; its objects stay in the cluster (label %s=%s)\n", args[0], reconciler.LabelApp, args[0])
 			}
@@ -236,7 +134,7 @@ not support are refused by name.`,
 	}
 	deleteCmd.Flags().BoolVar(&cascade, "cascade", false, "also delete the objects the app applied")
 
-	cmd.AddCommand(applyCmd, listCmd, getCmd, diffCmd, syncCmd, historyCmd, deleteCmd)
+	cmd.AddCommand(applyCmd, validateCmd, listCmd, getCmd, diffCmd, syncCmd, historyCmd, deleteCmd)
 	return cmd
 }
 
@@ -263,13 +161,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func driftWhat(d storage.DriftEvent) string {
-	if d.Deleted {
-		return "deleted"
-	}
-	return strings.Join(d.Fields, ",")
 }
 
 func driftLine(d *storage.DriftEvent) string {
@@ -305,6 +196,10 @@ func (a appsAPI) Delete(ctx context.Context, name string, cascade bool) ([]strin
 		out = append(out, line)
 	}
 	return out, err
+}
+
+func (a appsAPI) ApplyProject(manifest []byte) (storage.Project, error) {
+	return a.r.ApplyProject(manifest)
 }
 
 func (a appsAPI) IsInvalid(err error) bool { return errors.Is(err, reconciler.ErrInvalidApp) }

@@ -72,6 +72,7 @@ Every command finds the running server through the data directory
 		newMirrorCmd(g),
 		newPushMirrorCmd(g),
 		newAppCmd(g),
+		newProjectCmd(g),
 		newHostkeyCmd(g),
 		newBackupCmd(g),
 		newRestoreCmd(g),
