@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/fjordhq/fjord/storage"
 )
 
 // Action is what a sync did to one object.
@@ -214,6 +216,10 @@ type target struct {
 	change  Change
 	// applied is the API server's answer to fjord's write.
 	applied *unstructured.Unstructured
+	// drift is set when git did not change the object since the last
+	// sync but the cluster did: a change made outside git, recorded when
+	// the sync reverts it (or reported when it may not).
+	drift *storage.DriftEvent
 }
 
 // classify looks every resource up (the watch cache first) and decides
@@ -221,7 +227,7 @@ type target struct {
 // the last sync, or whose live form drifted, are. Kinds not served yet
 // are left for after the CRDs (when this render defines them, or the
 // object says SkipDryRunOnMissingResource=true).
-func (r *Reconciler) classify(ctx context.Context, app *Application, objs []*unstructured.Unstructured, prev Inventory) (map[ObjectRef]*target, error) {
+func (r *Reconciler) classify(ctx context.Context, app *Application, objs []*unstructured.Unstructured, prev Inventory, heal bool) (map[ObjectRef]*target, error) {
 	crdKinds := map[schema.GroupKind]bool{}
 	for _, u := range objs {
 		if gk, _, ok := crdDefines(u); ok {
@@ -240,7 +246,7 @@ func (r *Reconciler) classify(ctx context.Context, app *Application, objs []*uns
 		errs []error
 	)
 	each(ctx, applyConcurrency, list, func(ctx context.Context, t *target) {
-		err := r.classifyOne(ctx, app, t, prev[t.ref])
+		err := r.classifyOne(ctx, app, t, prev[t.ref], heal)
 		if meta.IsNoMatchError(err) && (crdKinds[t.ref.GroupKind()] || hasOption(t.u, AnnotationSyncOptions, optSkipDryRunMissing)) {
 			// Served once the CRDs are applied, or checked then.
 			t.send = true
@@ -283,8 +289,9 @@ func crdDefines(u *unstructured.Unstructured) (gk schema.GroupKind, scope string
 }
 
 // classifyOne fills t from the cluster; t.m stays nil when the kind is
-// not served.
-func (r *Reconciler) classifyOne(ctx context.Context, app *Application, t *target, last Entry) error {
+// not served. Without heal, drift is reported, not sent back (selfHeal
+// off, and git did not move).
+func (r *Reconciler) classifyOne(ctx context.Context, app *Application, t *target, last Entry, heal bool) error {
 	m, err := r.mapping(t.u.GroupVersionKind())
 	if err != nil {
 		return err
@@ -308,19 +315,37 @@ func (r *Reconciler) classifyOne(ctx context.Context, app *Application, t *targe
 	name := app.Metadata.Name
 	if live != nil {
 		if owner := ownedBy(live); owner != "" && owner != name {
-			if failOnShared(app) {
+			if app.SyncOption("FailOnSharedResource") {
 				return fmt.Errorf("managed by app %q, and FailOnSharedResource=true: remove it from one of the two apps", owner)
 			}
 			t.skipped = true
 			t.change = Change{Ref: t.ref, Action: Skipped, Owner: owner, Reason: fmt.Sprintf("owned by app %q; remove it from one of the two apps", owner)}
 			return nil
 		}
-		if ownedBy(live) == "" && failOnShared(app) {
+		if ownedBy(live) == "" && app.SyncOption("FailOnSharedResource") {
 			if other := adoptedFrom(live, r.fieldManager); other != "" {
 				return fmt.Errorf("exists and is managed by %q, not by this app, and FailOnSharedResource=true: delete it or drop the option to adopt it", other)
 			}
 		}
-		if last.Hash != "" && last.Hash == hashObject(t.u) && len(r.drifted(app, t.u, live)) == 0 {
+	}
+	if last.Hash != "" && last.Hash == hashObject(t.u) {
+		ev := &storage.DriftEvent{Time: time.Now().UTC(), Object: t.ref.String(), Action: storage.DriftReverted}
+		if live == nil {
+			ev.Deleted, ev.Action = true, storage.DriftRecreated
+		} else {
+			paths := r.drifted(app, t.u, live)
+			if len(paths) == 0 {
+				t.change = Change{Ref: t.ref, Action: Unchanged}
+				return nil
+			}
+			for _, p := range paths {
+				ev.Fields = append(ev.Fields, p.String())
+			}
+			ev.Manager = changedBy(live, paths, r.fieldManager)
+		}
+		t.drift = ev
+		if !heal {
+			ev.Action = storage.DriftReported
 			t.change = Change{Ref: t.ref, Action: Unchanged}
 			return nil
 		}
@@ -373,7 +398,7 @@ func (r *Reconciler) applyTarget(ctx context.Context, app *Application, t *targe
 	case replace:
 		out, err = res.Create(ctx, t.u, metav1.CreateOptions{FieldManager: r.fieldManager, FieldValidation: fieldValidation(app)})
 	default:
-		out, err = r.ssa(ctx, app, res, t.u, false)
+		out, err = r.ssa(ctx, app, res, r.body(app, t), false)
 		if err != nil && force && t.live != nil && apierrors.IsInvalid(err) {
 			if err = r.deleteAndWait(ctx, app.Metadata.Name, t); err == nil {
 				before = ""
@@ -413,18 +438,10 @@ func (r *Reconciler) ssa(ctx context.Context, app *Application, res dynamic.Reso
 // fieldValidation is the server's check of unknown fields: Argo CD's
 // Validate=false turns it off; otherwise the server warns.
 func fieldValidation(app *Application) string {
-	if v, _ := appSyncOption(app, "Validate"); v == "false" {
+	if !app.Validate() {
 		return metav1.FieldValidationIgnore
 	}
 	return metav1.FieldValidationWarn
-}
-
-// failOnShared reports syncOption FailOnSharedResource=true: an object
-// another app or manager holds fails the sync instead of being skipped
-// or adopted.
-func failOnShared(app *Application) bool {
-	v, _ := appSyncOption(app, "FailOnSharedResource")
-	return v == "true"
 }
 
 // replace writes t.u over the live object (PUT), retrying once on a

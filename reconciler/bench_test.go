@@ -19,15 +19,25 @@ import (
 	"github.com/fjordhq/fjord/reconciler"
 )
 
-// benchRepo writes an overlay of n objects (a tenth Deployments, a tenth
-// Services, the rest ConfigMaps) with a release annotation that every
-// round bumps, so each push changes every object.
-func benchRepo(w *work, n int) {
+// benchShape is what a benchmark app holds besides its objects.
+type benchShape struct {
+	// configMaps makes every object a ConfigMap (else a tenth are
+	// Deployments and a tenth Services).
+	configMaps bool
+	// waves spreads the objects evenly over that many sync waves.
+	waves int
+	// preSync adds a PreSync hook Job (deleted when it succeeds).
+	preSync bool
+}
+
+// benchRepo writes an overlay of n objects with a release annotation
+// that every round bumps, so each push changes every object.
+func benchRepo(w *work, n int, shape benchShape) {
 	var res []string
 	for i := range n {
 		var doc string
 		switch {
-		case i%10 == 0:
+		case !shape.configMaps && i%10 == 0:
 			doc = fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -46,14 +56,22 @@ spec:
         resources:
           limits: {cpu: 500m, memory: 128Mi}
 `, i, i, i)
-		case i%10 == 1:
+		case !shape.configMaps && i%10 == 1:
 			doc = fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata:\n  name: s%d\nspec:\n  selector: {app: d%d}\n  ports:\n  - port: 80\n", i, i-1)
 		default:
 			doc = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\ndata:\n  key: value-%d\n", i, i)
 		}
+		if shape.waves > 1 {
+			wave := i * shape.waves / n
+			doc = strings.Replace(doc, "\nmetadata:\n", fmt.Sprintf("\nmetadata:\n  annotations:\n    argocd.argoproj.io/sync-wave: \"%d\"\n", wave), 1)
+		}
 		name := fmt.Sprintf("o%04d.yaml", i)
 		w.write("base/"+name, doc)
 		res = append(res, "- "+name)
+	}
+	if shape.preSync {
+		w.write("base/hook.yaml", hookJob("migrate", "PreSync", "HookSucceeded"))
+		res = append(res, "- hook.yaml")
 	}
 	w.write("base/kustomization.yaml", "resources:\n"+strings.Join(res, "\n")+"\n")
 	w.write("overlays/bench/kustomization.yaml", `resources:
@@ -96,13 +114,19 @@ func (c *cluster) kubectlApply(dir, ns string) time.Duration {
 	return time.Since(start)
 }
 
+// benchRow is one line of the reconciler table.
+type benchRow struct{ what, fjord, kubectl string }
+
 // BenchmarkReconciler measures, on the local API server and in one run,
 // against `kubectl apply --server-side -k` of the same overlay:
 //
 //   - push: commit pushed (the ref notification) → every object applied,
 //     for apps of 50 and 500 objects (every object changes each round);
 //   - drift: a write to spec.replicas → fjord's revert seen by a watch;
-//   - no-op resync: a full sync of an unchanged app.
+//   - no-op resync: a full sync of an unchanged app;
+//   - waves: push → applied for 3 sync waves of 50 objects behind a
+//     PreSync hook Job (its run excluded: see benchWaves);
+//   - 500 ConfigMaps created and changed by one sync (dry run included).
 //
 // Run it with `make bench`, or alone:
 //
@@ -113,8 +137,7 @@ func BenchmarkReconciler(b *testing.B) {
 	}
 	c := newCluster(b)
 	ctx := context.Background()
-	type row struct{ what, fjord, kubectl string }
-	var rows []row
+	var rows []benchRow
 	for _, n := range []int{50, 500} {
 		rounds := 20
 		if n >= 500 {
@@ -122,7 +145,7 @@ func BenchmarkReconciler(b *testing.B) {
 		}
 		store := openStore(b, b.TempDir())
 		w := newWork(b, store, "bench", "")
-		benchRepo(w, n)
+		benchRepo(w, n, benchShape{})
 		w.commit("bench")
 		rec, _ := c.start(store)
 		ns, nsK := c.env.Namespace(b), c.env.Namespace(b)
@@ -154,7 +177,7 @@ func BenchmarkReconciler(b *testing.B) {
 			push = append(push, done.Sub(t0))
 			kpush = append(kpush, c.kubectlApply(overlay, nsK))
 		}
-		rows = append(rows, row{fmt.Sprintf("push → %d objects applied", n), push.String(), kpush.String()})
+		rows = append(rows, benchRow{fmt.Sprintf("push → %d objects applied", n), push.String(), kpush.String()})
 
 		var noop, knoop latencies
 		for range rounds {
@@ -165,7 +188,7 @@ func BenchmarkReconciler(b *testing.B) {
 			noop = append(noop, rec.Duration)
 			knoop = append(knoop, c.kubectlApply(overlay, nsK))
 		}
-		rows = append(rows, row{fmt.Sprintf("no-op resync, %d objects", n), noop.String(), knoop.String()})
+		rows = append(rows, benchRow{fmt.Sprintf("no-op resync, %d objects", n), noop.String(), knoop.String()})
 
 		if n == 50 {
 			// Drift: someone scales d0 to 5; fjord puts back 1. Timed
@@ -202,11 +225,13 @@ func BenchmarkReconciler(b *testing.B) {
 				}
 				wt.Stop()
 			}
-			rows = append(rows, row{"drift write → reverted (50-object app)", drift.String(), "(no self-heal; restoring = a kubectl apply -k, see no-op row)"})
+			rows = append(rows, benchRow{"drift write → reverted (50-object app)", drift.String(), "(no self-heal; restoring = a kubectl apply -k, see no-op row)"})
 			b.ReportMetric(float64(drift.pct(99))/float64(time.Millisecond), "drift-p99-ms")
 		}
 		b.ReportMetric(float64(push.pct(50))/float64(time.Millisecond), fmt.Sprintf("push%d-p50-ms", n))
 	}
+	rows = append(rows, benchWaves(b, c)...)
+	rows = append(rows, benchConfigMaps(b, c)...)
 	fmt.Fprintf(os.Stdout, "\nfjord reconciler vs kubectl apply --server-side -k, local kube-apiserver %s\n", "(internal/testenv)")
 	fmt.Fprintf(os.Stdout, "%-42s %-40s %s\n", "", "fjord", "kubectl apply --server-side -k")
 	for _, r := range rows {

@@ -170,7 +170,11 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 	}
 
 	if app.SelfHeal() {
-		out, err := r.resource(m, k.ref.Namespace).Apply(ctx, k.ref.Name, want, metav1.ApplyOptions{FieldManager: r.fieldManager, Force: true})
+		if live != nil && hasOption(want, AnnotationCompareOptions, "ServerSideDiff=true") && !r.wouldChange(ctx, app, want, live) {
+			return nil // the server's diff says there is none
+		}
+		t := &target{u: want, ref: k.ref, m: m, live: live}
+		out, err := r.ssa(ctx, app, r.resource(m, k.ref.Namespace), r.body(app, t), false)
 		if err != nil {
 			return fmt.Errorf("revert drift of %s: %w", k.ref, err)
 		}
@@ -180,13 +184,13 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 		if !seen.IsZero() {
 			r.metrics.revert.Observe(time.Since(seen).Seconds())
 		}
-		ev.Action = "reverted"
+		ev.Action = storage.DriftReverted
 		if ev.Deleted {
-			ev.Action = "recreated"
+			ev.Action = storage.DriftRecreated
 		}
 		r.log.Info("drift reverted", "app", k.app, "object", ev.Object, "fields", ev.Fields, "by", ev.Manager, "deleted", ev.Deleted)
 	} else {
-		if live != nil && !r.wouldChange(ctx, m.Resource.Resource, want, live) {
+		if live != nil && !r.wouldChange(ctx, app, want, live) {
 			return nil
 		}
 		sig := fmt.Sprint(ev.Deleted, ev.Fields, ev.Manager)
@@ -197,21 +201,30 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 		if seen {
 			return nil
 		}
-		ev.Action = "reported"
+		ev.Action = storage.DriftReported
 		r.log.Info("drift reported (selfHeal off)", "app", k.app, "object", ev.Object, "fields", ev.Fields, "by", ev.Manager, "deleted", ev.Deleted)
+		// Drift that stands makes the app OutOfSync, as in Argo CD, until
+		// a sync puts git back.
+		_ = r.store.UpdateAppStatus(k.app, func(s *storage.AppStatus) {
+			if s.Sync == "Synced" {
+				s.Sync = "OutOfSync"
+			}
+		})
 	}
-	r.metrics.drift.WithLabelValues(k.app, ev.Action).Inc()
+	r.metrics.drift.WithLabelValues(k.app, string(ev.Action)).Inc()
 	return r.store.RecordDrift(k.app, ev)
 }
 
-// wouldChange asks the API server (dry-run apply) whether applying want
-// would change live: the precise test for drift when fjord may not revert.
-func (r *Reconciler) wouldChange(ctx context.Context, _ string, want, live *unstructured.Unstructured) bool {
+// wouldChange asks the API server (dry-run apply of what fjord would
+// send) whether applying want would change live: the precise test for
+// drift when fjord may not revert, and for ServerSideDiff=true objects.
+func (r *Reconciler) wouldChange(ctx context.Context, app *Application, want, live *unstructured.Unstructured) bool {
 	m, err := r.mapping(want.GroupVersionKind())
 	if err != nil {
 		return true
 	}
-	out, err := r.resource(m, want.GetNamespace()).Apply(ctx, want.GetName(), want, metav1.ApplyOptions{FieldManager: r.fieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+	t := &target{u: want, ref: RefOf(want), m: m, live: live}
+	out, err := r.ssa(ctx, app, r.resource(m, want.GetNamespace()), r.body(app, t), true)
 	if err != nil {
 		return true
 	}
@@ -231,16 +244,26 @@ func stripNoise(u *unstructured.Unstructured) *unstructured.Unstructured {
 // drifted returns the fields of want whose live value differs and that
 // fjord does not own in live's managedFields. A difference in a field
 // fjord still owns is the server's normalisation ("0.5" CPU becomes
-// "500m") or an event older than fjord's last write, not drift.
+// "500m") or an event older than fjord's last write, not drift. The
+// fields the app's ignoreDifferences names (pointers, jq paths, and what
+// its managedFieldsManagers own) are never drift.
 func (r *Reconciler) drifted(app *Application, want, live *unstructured.Unstructured) []fieldPath {
-	diffs := diffFields(want.Object, live.Object)
+	diffs := diffFields(withoutIgnored(app, want).Object, live.Object)
 	if len(diffs) == 0 {
 		return nil
 	}
 	own := ownedSets(live, r.fieldManager)
+	var ignored []map[string]any
+	if ms := ignoredManagers(app, want); len(ms) > 0 {
+		for _, s := range decodeManaged(live) {
+			if ms[s.manager] {
+				ignored = append(ignored, s.fields)
+			}
+		}
+	}
 	var out []fieldPath
 	for _, p := range diffs {
-		if !ownsAny(own, p) {
+		if !ownsAny(own, p) && !ownsAny(ignored, p) {
 			out = append(out, p)
 		}
 	}

@@ -40,7 +40,7 @@ func (r *Reconciler) dryRun(ctx context.Context, app *Application, targets map[O
 		}
 	}
 	each(ctx, dryRunConcurrency, list, func(ctx context.Context, t *target) {
-		_, err := r.ssa(ctx, app, r.resource(t.m, t.ref.Namespace), t.u, true)
+		_, err := r.ssa(ctx, app, r.resource(t.m, t.ref.Namespace), r.body(app, t), true)
 		if err != nil && ctx.Err() == nil {
 			mu.Lock()
 			refused = append(refused, fmt.Sprintf("%s: %v", t.ref, err))

@@ -26,8 +26,6 @@ const (
 	// AnnotationCompareOptions holds per-object compare options
 	// (IgnoreExtraneous, ServerSideDiff=true).
 	AnnotationCompareOptions = "argocd.argoproj.io/compare-options"
-	// annotationSyncWave orders objects: waves lowest first, 0 when unset.
-	annotationSyncWave = "argocd.argoproj.io/sync-wave"
 )
 
 // Phase is a sync phase, in the order a sync runs them; SyncFail runs
@@ -201,13 +199,13 @@ func (p *plan) split(hooks []*unstructured.Unstructured) error {
 
 // syncWave is an object's argocd.argoproj.io/sync-wave, 0 when unset.
 func syncWave(u *unstructured.Unstructured) (int, error) {
-	s, ok := u.GetAnnotations()[annotationSyncWave]
+	s, ok := u.GetAnnotations()[AnnotationSyncWave]
 	if !ok {
 		return 0, nil
 	}
 	w, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {
-		return 0, fmt.Errorf("%s: annotation %s: %q is not an integer: write a whole number such as \"-1\" or \"2\"", RefOf(u), annotationSyncWave, s)
+		return 0, fmt.Errorf("%s: annotation %s: %q is not an integer: write a whole number such as \"-1\" or \"2\"", RefOf(u), AnnotationSyncWave, s)
 	}
 	return w, nil
 }
@@ -282,15 +280,4 @@ func hasOption(u *unstructured.Unstructured, annotation, opt string) bool {
 		}
 	}
 	return false
-}
-
-// appSyncOption is the value of an app-level syncOption (the last one
-// of that name wins); ok is false when it is not set.
-func appSyncOption(a *Application, name string) (val string, ok bool) {
-	for _, o := range a.Spec.SyncPolicy.SyncOptions {
-		if k, v, found := strings.Cut(o, "="); found && k == name {
-			val, ok = v, true
-		}
-	}
-	return val, ok
 }

@@ -93,6 +93,10 @@ func TestSelfHealOffReportsOnly(t *testing.T) {
 	if st := appStatus(t, store, name); st.LastDrift == nil || st.LastDrift.Action != "reported" {
 		t.Errorf("status.lastDrift = %+v", st.LastDrift)
 	}
+	// Drift that stands is OutOfSync.
+	if st := appStatus(t, store, name); st.Sync != "OutOfSync" {
+		t.Errorf("selfHeal off with drift standing: sync status %s, want OutOfSync", st.Sync)
+	}
 	// The diff shows what git would put back.
 	d, err := rec.Diff(context.Background(), name)
 	if err != nil {

@@ -68,14 +68,10 @@ type pruneOpts struct {
 // deletes its dependents after (foreground would keep the object, marked
 // for deletion, until they are gone).
 func prunePropagation(app *Application) metav1.DeletionPropagation {
-	switch v, _ := appSyncOption(app, "PrunePropagationPolicy"); v {
-	case "foreground":
-		return metav1.DeletePropagationForeground
-	case "orphan":
-		return metav1.DeletePropagationOrphan
-	default:
+	if _, set := app.syncOptionValue("PrunePropagationPolicy"); !set {
 		return metav1.DeletePropagationBackground
 	}
+	return app.PrunePropagation()
 }
 
 // pruneResult is what a prune did.

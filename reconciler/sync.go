@@ -90,7 +90,11 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 		return rec, r.store.SetAppStatus(name, status)
 	}
 
-	o := r.execute(ctx, st, p, opts)
+	// Drift is sent back when selfHeal says so, when asked (app sync,
+	// app apply), and when git moved (a new commit is applied whole, as
+	// Argo CD does); a resync of the same commit only reports it.
+	heal := app.SelfHeal() || opts.Manual || trigger == storage.TriggerApply || commit != prevStatus.SyncedCommit
+	o := r.execute(ctx, st, p, opts, heal)
 	cs, next, applyErr := o.cs, o.next, o.err
 	// Objects not pruned stay in the inventory: they are still this
 	// app's, reported as orphans, and a later prune may delete them.
@@ -128,6 +132,11 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 		if loud > 0 {
 			status.Sync = "OutOfSync"
 		}
+		for _, d := range o.drifts {
+			if d.Action == storage.DriftReported {
+				status.Sync = "OutOfSync" // drift that stands
+			}
+		}
 		// An object another app manages is not this app's to apply: the
 		// app cannot be in sync until one of the two lets go of it.
 		var conflicts []string
@@ -148,6 +157,12 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 	r.metrics.observeSync(rec)
 	if err := r.store.RecordAppSync(name, status, &inv, rec); err != nil {
 		return rec, fmt.Errorf("record sync of app %q: %w", name, err)
+	}
+	for _, d := range o.drifts {
+		r.metrics.drift.WithLabelValues(name, string(d.Action)).Inc()
+		if err := r.store.RecordDrift(name, d); err != nil {
+			r.log.Error("record drift", "app", name, "object", d.Object, "err", err)
+		}
 	}
 	if len(rec.Changes) > 0 || applyErr != nil {
 		r.log.Info("app synced", "app", name, "trigger", trigger, "commit", short(commit), "changed", len(rec.Changes), "unchanged", rec.Unchanged, "took", rec.Duration.Round(time.Millisecond), "err", applyErr)

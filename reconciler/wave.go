@@ -30,7 +30,10 @@ type outcome struct {
 	// among them are those marked IgnoreExtraneous (not OutOfSync).
 	kept  []Entry
 	quiet map[ObjectRef]bool
-	err   error
+	// drifts are the changes made outside git that the sync found:
+	// reverted, or reported when it may not revert them.
+	drifts []storage.DriftEvent
+	err    error
 }
 
 // execute runs a plan: the server-side dry run of everything that would
@@ -39,7 +42,10 @@ type outcome struct {
 // of the wave healthy (hooks finished) before the next — then prune
 // (after the Sync phase, or after everything with PruneLast). A failure
 // stops the sync where it is and runs the SyncFail hooks.
-func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts SyncOptions) outcome {
+//
+// heal sends back objects changed outside git; without it (selfHeal off
+// and git did not move) they are reported in outcome.drifts.
+func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts SyncOptions, heal bool) outcome {
 	app := p.app
 	name := app.Metadata.Name
 	out := outcome{next: Inventory{}, quiet: map[ObjectRef]bool{}}
@@ -99,9 +105,18 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		}
 	}
 
-	targets, err := r.classify(ctx, app, p.objs, p.prev)
+	targets, err := r.classify(ctx, app, p.objs, p.prev, heal)
 	if err != nil {
 		return finish(err)
+	}
+	for _, t := range targets {
+		if d := t.drift; d != nil && !t.send {
+			out.drifts = append(out.drifts, *d)
+			// Reported once: the watch's next event of it is not news.
+			st.mu.Lock()
+			st.reported[t.ref] = fmt.Sprint(d.Deleted, d.Fields, d.Manager)
+			st.mu.Unlock()
+		}
 	}
 	// A bad commit leaves the last good state: nothing is applied when
 	// the API server refuses any object.
@@ -133,6 +148,9 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 			out.cs = append(out.cs, c)
 			if c.Action != Skipped {
 				out.next[t.ref] = e
+			}
+			if t.drift != nil && t.send && c.Action != Unchanged {
+				out.drifts = append(out.drifts, *t.drift)
 			}
 		})
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
@@ -198,7 +216,7 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 			t := targets[RefOf(u)]
 			if t.m == nil {
 				// A kind of a CRD applied above: map it now.
-				if err := r.classifyOne(ctx, app, t, p.prev[t.ref]); err != nil {
+				if err := r.classifyOne(ctx, app, t, p.prev[t.ref], heal); err != nil {
 					return finish(fmt.Errorf("apply %s: %w", t.ref, err))
 				}
 			}

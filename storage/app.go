@@ -180,9 +180,22 @@ type DriftEvent struct {
 	Manager string `json:"manager,omitempty"`
 	// Deleted is true when the object was deleted rather than changed.
 	Deleted bool `json:"deleted,omitempty"`
-	// Action is reverted, recreated or reported (selfHeal off).
-	Action string `json:"action"`
+	// Action is what fjord did about it.
+	Action DriftAction `json:"action"`
 }
+
+// DriftAction is what fjord did about a drift.
+type DriftAction string
+
+// Drift actions.
+const (
+	// DriftReverted: the changed fields were put back as git has them.
+	DriftReverted DriftAction = "reverted"
+	// DriftRecreated: the deleted object was created again.
+	DriftRecreated DriftAction = "recreated"
+	// DriftReported: left as it is (selfHeal off); the app is OutOfSync.
+	DriftReported DriftAction = "reported"
+)
 
 // AppInventory is what an app applied last: the set that prune compares
 // the next render against.
