@@ -2,10 +2,14 @@ package admin
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/fjordhq/fjord/mirror"
 	"github.com/fjordhq/fjord/storage"
 )
 
@@ -14,6 +18,8 @@ type Mirrors interface {
 	Add(ctx context.Context, m storage.Mirror, creds map[string][]byte) (storage.MirrorSync, error)
 	Sync(ctx context.Context, repo string) (storage.MirrorSync, error)
 	Delete(ctx context.Context, repo string, keepRepo bool) error
+	Update(ctx context.Context, repo string, u mirror.Update) (storage.Mirror, error)
+	Restore(ctx context.Context, repo string, event uint64, toBranch string) (mirror.Restored, error)
 	AddPush(ctx context.Context, p storage.PushMirror, creds map[string][]byte) (storage.PushMirror, error)
 	DeletePush(ctx context.Context, repo, remote string) error
 }
@@ -36,6 +42,16 @@ type AddMirrorRequest struct {
 	Credentials map[string][]byte `json:"credentials,omitempty"`
 }
 
+// UpdateMirrorRequest is the body of PATCH /v1/mirrors?repo=NAME; nil and
+// empty fields keep what is there. Credentials are file contents keyed as
+// in AddMirrorRequest; RemoveCredentials names files to delete.
+type UpdateMirrorRequest struct {
+	Interval          *time.Duration    `json:"interval,omitempty"`
+	Retention         *int              `json:"retention,omitempty"`
+	Credentials       map[string][]byte `json:"credentials,omitempty"`
+	RemoveCredentials []string          `json:"removeCredentials,omitempty"`
+}
+
 // MirrorStatus is a mirror as `fjord mirror list` shows it.
 type MirrorStatus struct {
 	storage.Mirror
@@ -49,6 +65,8 @@ func (s *Server) mirrorRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/mirrors", s.listMirrors)
 	mux.HandleFunc("POST /v1/mirrors", s.addMirror)
 	mux.HandleFunc("DELETE /v1/mirrors", s.deleteMirror)
+	mux.HandleFunc("PATCH /v1/mirrors", s.updateMirror)
+	mux.HandleFunc("POST /v1/mirrors/restore", s.restoreMirror)
 	mux.HandleFunc("POST /v1/mirrors/sync", s.syncMirror)
 	mux.HandleFunc("GET /v1/mirrors/syncs", s.mirrorSyncs)
 	mux.HandleFunc("GET /v1/mirrors/events", s.mirrorEvents)
@@ -163,13 +181,8 @@ func (s *Server) addMirror(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	for k := range req.Credentials {
-		switch k {
-		case "ssh_key", "known_hosts", "token", "webhook_secret":
-		default:
-			writeError(w, http.StatusBadRequest, "unknown credential "+strconv.Quote(k))
-			return
-		}
+	if !knownMirrorCredentials(w, req.Credentials, nil) {
+		return
 	}
 	rec, err := s.mirrors.Add(r.Context(), storage.Mirror{Repo: req.Repo, Upstream: req.Upstream, Interval: req.Interval, Retention: req.Retention}, req.Credentials)
 	if err != nil {
@@ -177,6 +190,56 @@ func (s *Server) addMirror(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, rec)
+}
+
+// knownMirrorCredentials answers 400 and reports false for a credential
+// name a mirror does not have.
+func knownMirrorCredentials(w http.ResponseWriter, creds map[string][]byte, remove []string) bool {
+	names := slices.Collect(maps.Keys(creds))
+	for _, k := range append(names, remove...) {
+		switch k {
+		case mirror.CredSSHKey, mirror.CredKnownHosts, mirror.CredToken, mirror.CredWebhookSecret:
+		default:
+			writeError(w, http.StatusBadRequest, "unknown credential "+strconv.Quote(k))
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) updateMirror(w http.ResponseWriter, r *http.Request) {
+	if !s.needMirrors(w) {
+		return
+	}
+	var req UpdateMirrorRequest
+	if !decode(w, r, &req) || !knownMirrorCredentials(w, req.Credentials, req.RemoveCredentials) {
+		return
+	}
+	m, err := s.mirrors.Update(r.Context(), r.URL.Query().Get("repo"), mirror.Update{Interval: req.Interval, Retention: req.Retention,
+		Credentials: req.Credentials, RemoveCredentials: req.RemoveCredentials})
+	if err != nil {
+		s.failBadRequest(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (s *Server) restoreMirror(w http.ResponseWriter, r *http.Request) {
+	if !s.needMirrors(w) {
+		return
+	}
+	q := r.URL.Query()
+	id, err := strconv.ParseUint(q.Get("event"), 10, 64)
+	if err != nil || id == 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("event %q: give the number in the ID column of fjord mirror history %s", q.Get("event"), q.Get("repo")))
+		return
+	}
+	res, err := s.mirrors.Restore(r.Context(), q.Get("repo"), id, q.Get("to-branch"))
+	if err != nil {
+		s.failBadRequest(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) deleteMirror(w http.ResponseWriter, r *http.Request) {
@@ -251,6 +314,19 @@ func (c *Client) Mirrors(ctx context.Context) ([]MirrorStatus, error) {
 func (c *Client) AddMirror(ctx context.Context, req AddMirrorRequest) (storage.MirrorSync, error) {
 	var out storage.MirrorSync
 	return out, c.do(ctx, http.MethodPost, "/v1/mirrors", req, &out)
+}
+
+// UpdateMirror changes a mirror's settings and returns them.
+func (c *Client) UpdateMirror(ctx context.Context, repo string, req UpdateMirrorRequest) (storage.Mirror, error) {
+	var out storage.Mirror
+	return out, c.do(ctx, http.MethodPatch, "/v1/mirrors?repo="+queryEscape(repo), req, &out)
+}
+
+// RestoreMirror pushes the old tip kept by history-protection event to the
+// mirror's upstream (onto its ref, or onto toBranch if given) and syncs.
+func (c *Client) RestoreMirror(ctx context.Context, repo, event, toBranch string) (mirror.Restored, error) {
+	var out mirror.Restored
+	return out, c.do(ctx, http.MethodPost, "/v1/mirrors/restore?repo="+queryEscape(repo)+"&event="+queryEscape(event)+"&to-branch="+queryEscape(toBranch), nil, &out)
 }
 
 // DeleteMirror removes a mirror (and its repo unless keepRepo).

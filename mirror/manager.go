@@ -361,16 +361,24 @@ func (m *Manager) protect(ctx context.Context, mir storage.Mirror, evs []storage
 		m.log.Error("record history protection events", "mirror", mir.Repo, "err", err)
 		return
 	}
+	if err := m.dropBackups(ctx, mir.Repo, dropped); err != nil {
+		m.log.Error("drop old backup refs", "mirror", mir.Repo, "err", err)
+	}
+}
+
+// dropBackups deletes the backup refs of events retention let go.
+func (m *Manager) dropBackups(ctx context.Context, repo string, dropped []storage.MirrorEvent) error {
 	if len(dropped) == 0 {
-		return
+		return nil
 	}
 	var tx string
 	for _, ev := range dropped {
 		tx += "delete " + ev.BackupRef + "\n"
 	}
-	if _, err := m.runGit(ctx, m.store.RepoPath(mir.Repo), nil, credentials{}, tx, "update-ref", "--stdin"); err != nil {
-		m.log.Error("drop old backup refs", "mirror", mir.Repo, "err", err)
+	if _, err := m.runGit(ctx, m.store.RepoPath(repo), nil, credentials{}, tx, "update-ref", "--stdin"); err != nil {
+		return fmt.Errorf("drop backup refs beyond retention of %q: %w", repo, err)
 	}
+	return nil
 }
 
 // AllowPush refuses pushes to mirrors; gitserver asks before every push.

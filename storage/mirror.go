@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -71,12 +72,15 @@ type MirrorSync struct {
 	Fetched bool        `json:"fetched"`
 	Changes []RefChange `json:"changes,omitempty"`
 	Error   string      `json:"error,omitempty"`
-	Trigger string      `json:"trigger"` // schedule, webhook, manual, start
+	Trigger string      `json:"trigger"` // add, schedule, webhook, manual, restore (push mirrors: add, push, schedule)
 }
 
 // MirrorEvent records history protection at work: an upstream force-push
 // or ref deletion, and the hidden ref that still holds the old tip.
 type MirrorEvent struct {
+	// ID numbers the mirror's events from 1, in order; `fjord mirror
+	// restore NAME ID` names an event by it.
+	ID        uint64    `json:"id"`
 	Time      time.Time `json:"time"`
 	Ref       string    `json:"ref"`
 	Kind      string    `json:"kind"` // force-push or delete
@@ -112,6 +116,17 @@ func (s *Store) WriteCredentials(dir, repo string, files map[string][]byte) erro
 			return fmt.Errorf("credentials for %q: %w", repo, err)
 		}
 		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("credentials for %q: %w", repo, err)
+		}
+	}
+	return nil
+}
+
+// RemoveCredentials deletes the named secret files from dir; a name that
+// is not there is no error.
+func (s *Store) RemoveCredentials(dir, repo string, names []string) error {
+	for _, name := range names {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("credentials for %q: %w", repo, err)
 		}
 	}
@@ -223,9 +238,41 @@ func (s *Store) MirrorSyncs(repo string, n int) ([]MirrorSync, error) {
 }
 
 // MirrorEvents returns up to n recent history-protection events, newest
-// first.
+// first, each with its ID.
 func (s *Store) MirrorEvents(repo string, n int) ([]MirrorEvent, error) {
-	return readLogJSON[MirrorEvent](s.db, bucketMirrorEvts, repo, n)
+	var out []MirrorEvent
+	err := readLog(s.db, bucketMirrorEvts, repo, n, func(seq uint64, v []byte) error {
+		var ev MirrorEvent
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return err
+		}
+		ev.ID = seq
+		out = append(out, ev)
+		return nil
+	})
+	return out, err
+}
+
+// MirrorEvent returns one history-protection event by its ID, or a
+// NotFoundError (kind "event") when retention dropped it or it never was.
+func (s *Store) MirrorEvent(repo string, id uint64) (MirrorEvent, error) {
+	var ev MirrorEvent
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMirrorEvts).Bucket([]byte(repo))
+		if b == nil {
+			return ErrNotFound
+		}
+		raw := b.Get(binary.BigEndian.AppendUint64(nil, id))
+		if raw == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(raw, &ev)
+	})
+	if err != nil {
+		return ev, notFound("event", fmt.Sprintf("%s#%d", repo, id), err)
+	}
+	ev.ID = id
+	return ev, nil
 }
 
 // DeleteMirror removes a mirror's configuration, history and credentials;
@@ -300,7 +347,7 @@ func trimFront(b *bolt.Bucket, keep int, dropped func([]byte)) error {
 // first.
 func readLogJSON[T any](db *bolt.DB, bucket []byte, repo string, n int) ([]T, error) {
 	var out []T
-	err := readLog(db, bucket, repo, n, func(v []byte) error {
+	err := readLog(db, bucket, repo, n, func(_ uint64, v []byte) error {
 		var r T
 		if err := json.Unmarshal(v, &r); err != nil {
 			return err
@@ -311,7 +358,9 @@ func readLogJSON[T any](db *bolt.DB, bucket []byte, repo string, n int) ([]T, er
 	return out, err
 }
 
-func readLog(db *bolt.DB, bucket []byte, repo string, n int, fn func([]byte) error) error {
+// readLog calls fn with the sequence number and value of up to n entries
+// of repo's log in bucket, newest first.
+func readLog(db *bolt.DB, bucket []byte, repo string, n int, fn func(seq uint64, v []byte) error) error {
 	return db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket).Bucket([]byte(repo))
 		if b == nil {
@@ -320,7 +369,7 @@ func readLog(db *bolt.DB, bucket []byte, repo string, n int, fn func([]byte) err
 		c := b.Cursor()
 		i := 0
 		for k, v := c.Last(); k != nil && (n <= 0 || i < n); k, v = c.Prev() {
-			if err := fn(v); err != nil {
+			if err := fn(binary.BigEndian.Uint64(k), v); err != nil {
 				return err
 			}
 			i++

@@ -158,11 +158,17 @@ Secrets are given as files, copied into the data dir (0600) and never shown:
 				return err
 			}
 			tw := table(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "TIME\tKIND\tREF\tOLD\tNEW\tKEPT AS")
+			fmt.Fprintln(tw, "ID\tTIME\tKIND\tREF\tOLD\tNEW\tKEPT AS")
 			for _, e := range evs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Kind, e.Ref, short(e.Old), short(e.New), e.BackupRef)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.Local().Format(time.DateTime), e.Kind, e.Ref, short(e.Old), short(e.New), e.BackupRef)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if len(evs) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "\nTo put an old tip back upstream: fjord mirror restore %s ID [--to-branch BRANCH]\n", args[0])
+			}
+			return nil
 		},
 	}
 	addOutputFlag(historyCmd, &histOut)
@@ -182,7 +188,85 @@ Secrets are given as files, copied into the data dir (0600) and never shown:
 	}
 	deleteCmd.Flags().BoolVar(&keepRepo, "keep-repo", false, "keep the repo as an ordinary hosted repo")
 
-	cmd.AddCommand(addCmd, listCmd, statusCmd, syncCmd, historyCmd, deleteCmd)
+	cmd.AddCommand(addCmd, listCmd, statusCmd, syncCmd, historyCmd, newMirrorRestoreCmd(g), newMirrorUpdateCmd(g), deleteCmd)
+	return cmd
+}
+
+// credentialFlags maps the names `mirror update --remove` takes to
+// credential files.
+var credentialFlags = map[string]string{"ssh-key": mirror.CredSSHKey, "token": mirror.CredToken, "webhook-secret": mirror.CredWebhookSecret}
+
+func newMirrorUpdateCmd(g *globals) *cobra.Command {
+	var (
+		interval                                     time.Duration
+		retention                                    int
+		sshKey, knownHosts, tokenFile, webhookSecret string
+		remove                                       []string
+	)
+	cmd := &cobra.Command{
+		Use:   "update NAME [--interval D] [--retention N] [--ssh-key F] [--known-hosts F] [--token-file F] [--webhook-secret-file F] [--remove ssh-key|token|webhook-secret]",
+		Short: "Change a mirror's interval, retention or credentials, keeping its history",
+		Long: `update changes a mirror in place: no delete-and-add, so its repo, sync
+history and history-protection events stay. Credential files replace the
+ones stored; --remove deletes one. After a credential change update syncs at
+once and prints how that went, so a wrong key or token shows now.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var req admin.UpdateMirrorRequest
+			if cmd.Flags().Changed("interval") {
+				req.Interval = &interval
+			}
+			if cmd.Flags().Changed("retention") {
+				req.Retention = &retention
+			}
+			var err error
+			req.Credentials, err = readCredentials(map[string]string{mirror.CredSSHKey: sshKey, mirror.CredKnownHosts: knownHosts,
+				mirror.CredToken: tokenFile, mirror.CredWebhookSecret: webhookSecret})
+			if err != nil {
+				return err
+			}
+			for _, r := range remove {
+				name, ok := credentialFlags[r]
+				if !ok {
+					return fmt.Errorf("--remove %q: give ssh-key, token or webhook-secret", r)
+				}
+				req.RemoveCredentials = append(req.RemoveCredentials, name)
+			}
+			if req.Interval == nil && req.Retention == nil && len(req.Credentials) == 0 && len(req.RemoveCredentials) == 0 {
+				return fmt.Errorf("nothing to change: give --interval, --retention, a credential file or --remove (see fjord mirror update --help)")
+			}
+			c := admin.NewClient(g.dataDir)
+			m, err := c.UpdateMirror(cmd.Context(), args[0], req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "mirror %s updated: interval %s, retention %d, credentials %s\n", m.Repo, m.Interval, max(m.Retention, 0), strings.Join(m.Credentials, ", "))
+			fetchCreds := len(req.RemoveCredentials) > 0
+			for name := range req.Credentials {
+				fetchCreds = fetchCreds || name != mirror.CredWebhookSecret
+			}
+			if !fetchCreds {
+				return nil
+			}
+			rec, err := c.SyncMirror(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			printSync(cmd.OutOrStdout(), args[0], rec)
+			if rec.Error != "" {
+				return fmt.Errorf("mirror %s was updated, but a sync with the new credentials failed: %s", args[0], rec.Error)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&interval, "interval", 0, "time between scheduled syncs")
+	f.IntVar(&retention, "retention", 0, "history protection events (and backup refs) to keep; lowering it drops the oldest now")
+	f.StringVar(&sshKey, "ssh-key", "", "new private key file for an ssh upstream")
+	f.StringVar(&knownHosts, "known-hosts", "", "new known_hosts file with the ssh upstream's host key")
+	f.StringVar(&tokenFile, "token-file", "", "file holding a new access token for an https upstream")
+	f.StringVar(&webhookSecret, "webhook-secret-file", "", "file holding the new secret webhooks are signed with")
+	f.StringArrayVar(&remove, "remove", nil, "delete a stored credential: ssh-key, token or webhook-secret; repeatable")
 	return cmd
 }
 
@@ -250,4 +334,37 @@ func oneLine(s string, n int) string {
 		return s[:n-1] + "…"
 	}
 	return s
+}
+
+func newMirrorRestoreCmd(g *globals) *cobra.Command {
+	var (
+		toBranch string
+		output   string
+	)
+	cmd := &cobra.Command{
+		Use:   "restore NAME EVENT [--to-branch BRANCH]",
+		Short: "Put the tip an upstream force-push or deletion replaced back upstream, then sync",
+		Long: `restore takes an event from fjord mirror history (its ID) and pushes the old
+tip fjord kept for it to the mirror's upstream: onto the ref it was on, or
+with --to-branch onto a new branch (the safe choice when the upstream's
+branch has new work). The push uses --force-with-lease, so it never
+overwrites what was pushed upstream since; the mirror's credentials must
+be allowed to push. A sync follows, and the mirror serves the restored ref.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := admin.NewClient(g.dataDir).RestoreMirror(cmd.Context(), args[0], args[1], toBranch)
+			if err != nil {
+				return err
+			}
+			if done, err := printData(cmd.OutOrStdout(), output, res); done {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restored %s (event %d, %s of %s) to the upstream's %s\n", short(res.Event.Old), res.Event.ID, res.Event.Kind, res.Event.Ref, res.Target)
+			printSync(cmd.OutOrStdout(), args[0], res.Sync)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&toBranch, "to-branch", "", "push the old tip to this new branch instead of its own ref")
+	addOutputFlag(cmd, &output)
+	return cmd
 }

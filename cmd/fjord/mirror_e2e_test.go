@@ -151,3 +151,88 @@ func TestMirrorURLRefusedFirst(t *testing.T) {
 		t.Errorf("pushmirror add with a password in the URL: %v %q", err, out)
 	}
 }
+
+// TestMirrorRestoreAndUpdate recovers an upstream force-push from the CLI
+// as the README says (mirror history for the event ID and the full hidden
+// ref, mirror restore to a new branch, a clone that has it), and changes a
+// mirror with mirror update instead of delete-and-add.
+func TestMirrorRestoreAndUpdate(t *testing.T) {
+	s := newSession(t)
+	s.start("--admin-key", s.key+".pub")
+	os.WriteFile(filepath.Join(s.home, "known_hosts"), []byte(lastLine(s.mustFjord("hostkey"))+"\n"), 0o600)
+	up := filepath.Join(s.dir, "upstream.git")
+	work := filepath.Join(s.dir, "upwork")
+	s.mustGit("", "init", "-q", "--bare", "--initial-branch=main", up)
+	s.mustGit("", "clone", "-q", up, work)
+	s.mustGit(work, "commit", "-q", "--allow-empty", "-m", "one")
+	s.mustGit(work, "commit", "-q", "--allow-empty", "-m", "two: the work that gets lost")
+	s.mustGit(work, "push", "-q", "origin", "HEAD:main")
+	lost := s.mustGit(work, "rev-parse", "HEAD")
+	s.mustFjord("mirror", "add", "gitops", "--upstream", "file://"+up, "--interval", "1h")
+
+	s.mustGit(work, "reset", "-q", "--hard", "HEAD~1")
+	s.mustGit(work, "commit", "-q", "--allow-empty", "-m", "two, rewritten")
+	s.mustGit(work, "push", "-q", "--force", "origin", "HEAD:main")
+	s.mustFjord("mirror", "sync", "gitops")
+
+	hist := s.mustFjord("mirror", "history", "gitops")
+	var id, backup string
+	for _, l := range strings.Split(hist, "\n") {
+		if f := strings.Fields(l); len(f) >= 8 && f[3] == "force-push" {
+			id, backup = f[0], f[len(f)-1]
+		}
+	}
+	if id == "" || !strings.HasPrefix(backup, "refs/fjord/backup/") || !strings.HasSuffix(backup, "/refs/heads/main") || !strings.Contains(hist, "fjord mirror restore gitops ID") {
+		t.Fatalf("mirror history shows no event ID, full backup ref and restore hint:\n%s", hist)
+	}
+	out := s.mustFjord("mirror", "restore", "gitops", id, "--to-branch", "rescued")
+	if !strings.Contains(out, "to the upstream's refs/heads/rescued") || !strings.Contains(out, "+ refs/heads/rescued "+lost[:12]) {
+		t.Fatalf("mirror restore: %q", out)
+	}
+	if got := s.mustGit("", "--git-dir", up, "rev-parse", "refs/heads/rescued"); got != lost {
+		t.Fatalf("upstream's rescued = %s, want %s", got, lost)
+	}
+	clone := filepath.Join(s.dir, "clone")
+	s.mustGit("", "clone", "-q", "ssh://"+s.ssh+"/gitops", clone)
+	if got := s.mustGit(clone, "rev-parse", "origin/rescued"); got != lost {
+		t.Fatalf("fjord serves rescued at %s, want %s", got, lost)
+	}
+	if out, err := s.fjord("mirror", "restore", "gitops", "x"); err == nil || !strings.Contains(out, "ID column of fjord mirror history") {
+		t.Fatalf("restore with a bad event: %v %q", err, out)
+	}
+
+	// mirror update: interval and retention in place, history kept.
+	out = s.mustFjord("mirror", "update", "gitops", "--interval", "2h", "--retention", "5")
+	if !strings.Contains(out, "interval 2h0m0s, retention 5") {
+		t.Fatalf("mirror update: %q", out)
+	}
+	var list []struct {
+		Interval  int64 `json:"interval"`
+		Retention int   `json:"retention"`
+	}
+	json.Unmarshal([]byte(s.mustFjord("mirror", "list", "-o", "json")), &list)
+	if len(list) != 1 || list[0].Interval != int64(2*time.Hour) || list[0].Retention != 5 {
+		t.Fatalf("mirror list after update: %+v", list)
+	}
+	if !strings.Contains(s.mustFjord("mirror", "history", "gitops"), backup) {
+		t.Fatal("mirror update lost the history")
+	}
+	secret := filepath.Join(s.dir, "hook_secret")
+	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
+	if out := s.mustFjord("mirror", "update", "gitops", "--webhook-secret-file", secret); !strings.Contains(out, "credentials webhook_secret") {
+		t.Fatalf("mirror update --webhook-secret-file: %q", out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"mirror", "update", "gitops"}, "nothing to change"},
+		{[]string{"mirror", "update", "gitops", "--remove", "token"}, "has no token to remove"},
+		{[]string{"mirror", "update", "gitops", "--remove", "password"}, "give ssh-key, token or webhook-secret"},
+		{[]string{"mirror", "update", "gitosp", "--interval", "1m"}, `did you mean "gitops"?`},
+	} {
+		if out, err := s.fjord(c.args...); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("fjord %v: %v %q, want %q", c.args, err, out, c.want)
+		}
+	}
+}
