@@ -30,6 +30,9 @@ type fieldSpec struct {
 	// refuse, when set, refuses the field by name with this message
 	// (a field fjord knows but does not support yet).
 	refuse string
+	// emptyOK accepts a refused field whose value is empty ({} or []),
+	// as Argo CD's own exports write them (sources: [], jsonnet: {}).
+	emptyOK bool
 }
 
 func leaf(t valueType) *fieldSpec                  { return &fieldSpec{typ: t} }
@@ -37,7 +40,7 @@ func objectOf(f map[string]*fieldSpec) *fieldSpec  { return &fieldSpec{typ: tObj
 func objectsOf(f map[string]*fieldSpec) *fieldSpec { return &fieldSpec{typ: tObjects, fields: f} }
 func refused(msg string) *fieldSpec                { return &fieldSpec{typ: tAny, refuse: msg} }
 func refusedUnlessEmpty(msg string) *fieldSpec {
-	return &fieldSpec{typ: tObject, fields: map[string]*fieldSpec{}, refuse: msg}
+	return &fieldSpec{typ: tAny, refuse: msg, emptyOK: true}
 }
 func strMap() *fieldSpec  { return leaf(tStringMap) }
 func str() *fieldSpec     { return leaf(tString) }
@@ -79,11 +82,11 @@ var applicationSchema = objectOf(map[string]*fieldSpec{
 			}),
 			"chart":     refused(refuseHelm),
 			"helm":      refused(refuseHelm),
-			"kustomize": refused(refuseKustomize),
+			"kustomize": refusedUnlessEmpty(refuseKustomize),
 			"plugin":    refused(refusePlugin),
 			"ref":       refused(refuseSources),
 		}),
-		"sources": refused(refuseSources),
+		"sources": refusedUnlessEmpty(refuseSources),
 		"destination": objectOf(map[string]*fieldSpec{
 			"server":    str(),
 			"name":      str(),
@@ -151,7 +154,7 @@ func (s *fieldSpec) checkFields(prefix string, v map[string]any, ps *problems) {
 			continue
 		}
 		if sub.refuse != "" {
-			if m, isMap := v[k].(map[string]any); !(sub.typ == tObject && isMap && len(m) == 0) {
+			if !(sub.emptyOK && isEmpty(v[k])) {
 				delete(v, k)
 				ps.add(path, "%s: %s", path, sub.refuse)
 				if k == "sources" {
@@ -243,6 +246,19 @@ func (s *fieldSpec) check(path string, v any, ps *problems) bool {
 			s.checkFields(at, m, ps)
 		}
 		return true
+	}
+	return false
+}
+
+// isEmpty is true for null, {} and [].
+func isEmpty(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(x) == 0
+	case []any:
+		return len(x) == 0
 	}
 	return false
 }
