@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"time"
 
+	"github.com/fjordhq/fjord/internal/gitrun"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -221,30 +221,9 @@ func (s *Store) runGit(ctx context.Context, dir string, args ...string) error {
 }
 
 func (s *Store) gitOutput(ctx context.Context, dir string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, s.git, args...)
-	cmd.Dir = dir
-	cmd.Env = GitEnv()
-	cmd.WaitDelay = 5 * time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("git %s: %w: %s", args[0], err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	return out, nil
+	return gitrun.Runner{Git: s.git}.Output(ctx, dir, nil, args...)
 }
 
-// GitEnv is the environment for git subprocesses fjord runs on its repos:
-// the process environment minus every GIT_* variable, with the user's and
-// the system's git config switched off, so what a repo does depends only on
-// its own config and the -c flags fjord passes.
-func GitEnv() []string {
-	env := []string{"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0"}
-	for _, kv := range os.Environ() {
-		if len(kv) > 4 && kv[:4] == "GIT_" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
+// GitEnv is the environment for git subprocesses fjord runs on its repos
+// (see gitrun.Env).
+func GitEnv() []string { return gitrun.Env() }
