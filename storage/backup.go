@@ -11,12 +11,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/fjordhq/fjord/internal/gitrun"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -95,6 +95,9 @@ func (s *Store) Backup(ctx context.Context, dir string, opts *BackupOptions) (Ba
 		return BackupManifest{}, fmt.Errorf("backup to %s: %w", dir, err)
 	}
 
+	// No repack replaces packs while they are copied; housekeeping waits.
+	s.gate.upkeep.Lock()
+	defer s.gate.upkeep.Unlock()
 	m := BackupManifest{Format: BackupFormat, Created: time.Now().UTC()}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		m.Schema = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchema))
@@ -177,7 +180,7 @@ func (s *Store) Backup(ctx context.Context, dir string, opts *BackupOptions) (Ba
 // backupRepo copies the repo name into dst and sets its refs to snap. The
 // files are copied while pushes may go on: objects are only ever added
 // (loose objects before the packs that may absorb them, as the walk is in
-// lexical order), and the refs copied are then replaced by the snapshot's,
+// lexical order; no repack runs during a backup), and the refs copied are then replaced by the snapshot's,
 // whose objects were in the repo when the snapshot was taken. A ref whose
 // object is missing makes update-ref fail, so an incomplete copy is an
 // error, never a silent loss.
@@ -220,15 +223,8 @@ func (s *Store) writeSnapshotRefs(ctx context.Context, dir string, snap *Refs) e
 			fmt.Fprintf(&script, "delete %s\n", ref)
 		}
 	}
-	cmd := exec.CommandContext(ctx, s.git, "update-ref", "--no-deref", "--stdin")
-	cmd.Dir = dir
-	cmd.Env = GitEnv()
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Stdin = &script
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("set refs to the snapshot: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	if _, err := (gitrun.Runner{Git: s.git}).Output(ctx, dir, &script, "update-ref", "--no-deref", "--stdin"); err != nil {
+		return fmt.Errorf("set refs to the snapshot: %w", err)
 	}
 	if snap.Head != "" {
 		return s.runGit(ctx, dir, "symbolic-ref", "HEAD", snap.Head)

@@ -8,6 +8,7 @@
 //	DATA/fjord.db                 bbolt metadata
 //	DATA/repos/NAME.git           bare repositories
 //	DATA/repos/.tmp/              repos being created or deleted (never served)
+//	DATA/lost+found/              repo directories the database did not know at Open
 //
 // storage knows nothing about SSH, HTTP or Kubernetes.
 package storage

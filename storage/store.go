@@ -57,6 +57,8 @@ type Store struct {
 
 	refreshMu sync.Mutex
 	repoLocks map[string]*sync.Mutex // serializes snapshot refreshes per repo
+
+	gate repoGate // writes against upkeep, see BeginRepoWrite
 }
 
 // Open opens (creating if needed) the data directory dir. It fails with
@@ -103,6 +105,10 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 	if err := s.initSchema(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("storage: %s: %w", path, err)
+	}
+	if err := s.recoverRepos(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: %s: %w", dir, err)
 	}
 	if err := s.loadSnapshots(ctx); err != nil {
 		db.Close()
