@@ -7,7 +7,7 @@ DATA    ?= ./data
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test bench lint testenv bench-compare deploy-check demo
+.PHONY: all build run test bench lint testenv bench-compare deploy-check demo crash
 
 all: build
 
@@ -58,6 +58,16 @@ test: build testenv
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
+
+# crash kills the real `fjord serve` with SIGKILL at random moments during
+# pushes, mirror syncs, app syncs with prune (on the test kube-apiserver)
+# and admin writes, CRASH_TRIALS times per kind, checks after every restart
+# (acknowledged writes present, git fsck, served refs = disk, bbolt check,
+# the next sync converges) and prints the table of trials and violations.
+# make test runs 3 trials per kind. FJORD_CRASH_SEED=N replays a run.
+CRASH_TRIALS ?= 100
+crash: build testenv
+	FJORD_CRASH_TRIALS=$(CRASH_TRIALS) $(GO) test -count=1 -v -run '^TestCrash$$' -timeout 90m ./internal/crashtest
 
 # bench prints the fast-path table (fjord's "anything new?" beside a bare
 # gliderlabs/ssh and x/crypto/ssh server answering the same bytes, idle and
