@@ -75,7 +75,9 @@ crash: build testenv
 # repo-server table (fjord against OpenSSH sshd on the same repo in the same
 # run: openssh-server comes from Debian's packages when missing), the mirror
 # benchmarks, the disk workload benchmarks, and the
-# reconciler against `kubectl apply --server-side -k` on the test API server.
+# reconciler against `kubectl apply --server-side -k` on the test API server,
+# and a repo aged by 2,000 single-commit pushes under housekeeping against
+# the same repo freshly repacked (clone, incremental fetch, packs).
 bench: build testenv
 	@command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
@@ -87,6 +89,7 @@ bench: build testenv
 	$(GO) test -run '^$$' -bench 'IdleCheckPass' -benchtime 3x -timeout 30m ./mirror/
 	$(GO) test -run '^$$' -bench . -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench 'Reconciler' -benchtime 1x -timeout 30m ./reconciler/
+	$(GO) test -run '^$$' -bench 'AgedRepo' -benchtime 1x -timeout 40m ./housekeeping/
 
 # bench-compare runs fio's etcd job (IBM/etcd recipe) and fjord's own version
 # of it side by side, with the rest of `fjord bench disk`, on the disk under

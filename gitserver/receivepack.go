@@ -20,6 +20,8 @@ import (
 // packet is a flush; so after the advertisement fjord holds back the last
 // four bytes git writes until the refresh is done.
 func (s *Server) receivePack(ctx context.Context, ch gossh.Channel, repo, gitProtocol string) error {
+	// Housekeeping does not rewrite the repo's packs while a push runs.
+	defer s.store.BeginRepoWrite(repo)()
 	cmd := s.command(ctx, ch, gitProtocol,
 		"-c", "receive.maxInputSize="+strconv.FormatInt(s.limits.MaxPushBytes, 10),
 		"-c", "receive.hideRefs="+storage.HiddenRefPrefix,

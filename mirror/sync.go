@@ -113,6 +113,8 @@ type syncResult struct {
 // state. Tips that a force-push or deletion upstream would lose are kept
 // under refs/fjord/backup/.
 func (m *Manager) syncMirror(ctx context.Context, mir storage.Mirror) (syncResult, error) {
+	// Housekeeping does not rewrite the repo's packs while a sync runs.
+	defer m.store.BeginRepoWrite(mir.Repo)()
 	var res syncResult
 	up, err := ParseUpstream(mir.Upstream)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fjordhq/fjord/admin"
 	"github.com/fjordhq/fjord/gitserver"
+	"github.com/fjordhq/fjord/housekeeping"
 	"github.com/fjordhq/fjord/mirror"
 	"github.com/fjordhq/fjord/reconciler"
 	"github.com/fjordhq/fjord/storage"
@@ -153,6 +154,10 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 	if err != nil {
 		return err
 	}
+	upkeep, err := housekeeping.New(housekeeping.Config{Store: store, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	gs, err := gitserver.New(ctx, gitserver.Config{
 		Store:      store,
 		HostKey:    hostKey,
@@ -221,6 +226,7 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 	grp.Go(func() error { return ignoreClosed(httpSrv.Serve(httpL)) })
 	grp.Go(func() error { return ignoreClosed(adminSrv.Serve(adminL)) })
 	grp.Go(func() error { return mirrors.Run(gctx) })
+	grp.Go(func() error { return upkeep.Run(gctx) })
 	if rec != nil {
 		grp.Go(func() error { return rec.Run(gctx) })
 	}
