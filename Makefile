@@ -7,7 +7,7 @@ DATA    ?= ./data
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test bench lint testenv bench-compare deploy-check demo crash
+.PHONY: all build run test bench lint testenv bench-compare deploy-check demo crash fuzz
 
 all: build
 
@@ -68,6 +68,21 @@ test: build testenv
 CRASH_TRIALS ?= 100
 crash: build testenv
 	FJORD_CRASH_TRIALS=$(CRASH_TRIALS) $(GO) test -count=1 -v -run '^TestCrash$$' -timeout 90m ./internal/crashtest
+
+# fuzz runs every Fuzz target of the module for FUZZTIME each: the pkt-line
+# reader, the v2 request and exec-line parsers, repo-name normalization,
+# webhook payloads and signatures, ParseApplication and the admin API's
+# request decoding. go test -fuzz takes one target per run, hence the loop.
+# Their seeds (testdata/fuzz/FuzzXxx) run in make test as ordinary tests;
+# a crash found here is written there by go test: fix it and keep it.
+FUZZTIME ?= 60s
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$dir/*_test.go); do \
+			echo "== $$dir $$t for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
 
 # bench prints the fast-path table (fjord's "anything new?" beside a bare
 # gliderlabs/ssh and x/crypto/ssh server answering the same bytes, idle and

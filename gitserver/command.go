@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/anmitsu/go-shlex"
 )
@@ -58,7 +59,7 @@ func parseCommand(cmdline string) (service, string, error) {
 // gives what shlex would; anything else is left to it.
 func parsePlainCommand(cmdline string) (service, string, bool) {
 	name, arg, ok := strings.Cut(cmdline, " ")
-	if !ok {
+	if !ok || !utf8.ValidString(arg) { // shlex turns invalid UTF-8 into U+FFFD
 		return "", "", false
 	}
 	svc := service(name)
