@@ -165,7 +165,11 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 		}
 	}
 	if len(rec.Changes) > 0 || applyErr != nil {
-		r.log.Info("app synced", "app", name, "trigger", trigger, "commit", short(commit), "changed", len(rec.Changes), "unchanged", rec.Unchanged, "took", rec.Duration.Round(time.Millisecond), "err", applyErr)
+		attrs := []any{"app", name, "trigger", trigger, "commit", short(commit), "changed", len(rec.Changes), "unchanged", rec.Unchanged, "took", rec.Duration.Round(time.Millisecond)}
+		if applyErr != nil {
+			attrs = append(attrs, "err", applyErr) // a successful sync logs no err=<nil>
+		}
+		r.log.Info("app synced", attrs...)
 	}
 	return rec, applyErr
 }
