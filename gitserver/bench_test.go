@@ -322,7 +322,10 @@ const (
 	srvXCrypto    = "x/crypto"
 )
 
-var fastRows []*fastRow
+var (
+	fastRows    []*fastRow
+	serverProcs int // GOMAXPROCS of the server processes
+)
 
 func recordFast(r *fastRow) {
 	benchMu.Lock()
@@ -338,8 +341,8 @@ func recordFast(r *fastRow) {
 
 // benchTarget is one server the fast-path benchmark asks.
 type benchTarget struct {
-	name string
-	c    *gossh.Client
+	srv *benchServer
+	c   *gossh.Client
 }
 
 // question is one kind of "anything new?".
@@ -356,34 +359,31 @@ var questions = []question{
 // askInterleaved asks every target rounds times, rotating which goes
 // first, so that whatever else the machine does at a moment weighs on all
 // of them alike: their ratios then hold even when absolute times do not.
-func askInterleaved(b *testing.B, rounds int, targets []benchTarget, q question) map[string][]time.Duration {
+// It returns the row, with each server process's CPU and allocations per
+// question over the same run.
+func askInterleaved(b *testing.B, name string, rounds int, targets []benchTarget, q question) *fastRow {
 	b.Helper()
-	lat := make(map[string][]time.Duration)
+	r := &fastRow{name: name, lat: map[string][]time.Duration{}, cpu: map[string]time.Duration{}, allocs: map[string]float64{}}
+	before := map[string]benchServerStats{}
+	for _, t := range targets {
+		before[t.srv.name] = t.srv.stats(b)
+	}
 	for i := 0; i < rounds; i++ {
 		for j := range targets {
 			t := targets[(i+j)%len(targets)]
 			t0 := time.Now()
 			if _, err := q.ask(t.c, "app.git"); err != nil {
-				b.Fatalf("%s %s: %v", t.name, q.row, err)
+				b.Fatalf("%s %s: %v", t.srv.name, q.row, err)
 			}
-			lat[t.name] = append(lat[t.name], time.Since(t0))
+			r.lat[t.srv.name] = append(r.lat[t.srv.name], time.Since(t0))
 		}
 	}
-	return lat
-}
-
-// serverCost asks one target n times alone and returns the server
-// process's CPU and allocations per question.
-func serverCost(b *testing.B, srv *benchServers, t benchTarget, n int, q question) (time.Duration, float64) {
-	b.Helper()
-	before := srv.stats(b)
-	for i := 0; i < n; i++ {
-		if _, err := q.ask(t.c, "app.git"); err != nil {
-			b.Fatalf("%s %s: %v", t.name, q.row, err)
-		}
+	for _, t := range targets {
+		after := t.srv.stats(b)
+		r.cpu[t.srv.name] = (after.CPU - before[t.srv.name].CPU) / time.Duration(rounds)
+		r.allocs[t.srv.name] = float64(after.Mallocs-before[t.srv.name].Mallocs) / float64(rounds)
 	}
-	after := srv.stats(b)
-	return (after.CPU - before.CPU) / time.Duration(n), float64(after.Mallocs-before.Mallocs) / float64(n)
+	return r
 }
 
 // cloneLoad keeps n git clones of the repo running against fjord, each
@@ -441,10 +441,11 @@ func cloneLoad(b *testing.B, ce *env, key clientKey, n int) (stop func() int) {
 func BenchmarkAnythingNew(b *testing.B) {
 	ce := &env{t: b, home: b.TempDir()}
 	key := ce.newKey("reconciler", "")
-	srv := startBenchServers(b, key)
-	_, port, _ := net.SplitHostPort(srv.info.Fjord)
+	answers := b.TempDir()
+	fj := startBenchServer(b, srvFjord, key, answers)
+	_, port, _ := net.SplitHostPort(fj.info.Addr)
 	ce.port = port
-	hostKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(srv.info.HostKey))
+	hostKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(fj.info.HostKey))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -452,20 +453,19 @@ func BenchmarkAnythingNew(b *testing.B) {
 	if err := os.WriteFile(ce.knownHosts, []byte(gitserver.KnownHostsLine("127.0.0.1", mustAtoi(port), hostKey)+"\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	targets := []benchTarget{
-		{srvFjord, srv.dial(b, srv.info.Fjord, key)},
-		{srvGliderlabs, srv.dial(b, srv.info.Gliderlabs, key)},
-		{srvXCrypto, srv.dial(b, srv.info.XCrypto, key)},
+	var targets []benchTarget
+	for _, srv := range []*benchServer{fj, startBenchServer(b, srvGliderlabs, key, answers), startBenchServer(b, srvXCrypto, key, answers)} {
+		targets = append(targets, benchTarget{srv, srv.dial(b, key)})
 	}
-	size := map[string]int{"v0-advertisement": srv.info.V0, "v2-ls-refs": srv.info.V2}
+	benchMu.Lock()
+	serverProcs = fj.info.Procs
+	benchMu.Unlock()
+	size := map[string]int{"v0-advertisement": fj.info.V0, "v2-ls-refs": fj.info.V2}
 	idle := map[string][]time.Duration{}
 	for _, q := range questions {
 		b.Run(q.bench, func(b *testing.B) {
-			row := &fastRow{name: q.row + ", idle", bytes: size[q.bench], cpu: map[string]time.Duration{}, allocs: map[string]float64{}}
-			row.lat = askInterleaved(b, b.N, targets, q)
-			for _, t := range targets {
-				row.cpu[t.name], row.allocs[t.name] = serverCost(b, srv, t, b.N, q)
-			}
+			row := askInterleaved(b, q.row+", idle", b.N, targets, q)
+			row.bytes = size[q.bench]
 			reportFast(b, row)
 			b.ReportMetric(float64(row.cpu[srvFjord].Nanoseconds())/1e3, "cpu-µs/op")
 			b.ReportMetric(row.allocs[srvFjord], "server-allocs/op")
@@ -479,8 +479,10 @@ func BenchmarkAnythingNew(b *testing.B) {
 		for _, q := range questions {
 			// A fifth of the idle rounds: enough samples for a p99, in
 			// minutes rather than a quarter of an hour.
-			rounds := max(1, b.N/5)
-			rows = append(rows, &fastRow{name: q.row + ", 20 clones running", bytes: size[q.bench], lat: askInterleaved(b, rounds, targets, q)})
+			row := askInterleaved(b, q.row+", 20 clones running", max(1, b.N/5), targets, q)
+			row.bytes = size[q.bench]
+			row.cpu = nil // fjord's would count the clones' share too
+			rows = append(rows, row)
 		}
 		clones := stop()
 		for _, row := range rows {
@@ -500,7 +502,7 @@ func BenchmarkAnythingNew(b *testing.B) {
 		row := "anything new? " + q.row + ", open connection"
 		recordBench(row, "fjord", idle[q.row])
 		b.Run("openssh/"+q.bench, func(b *testing.B) {
-			measure(b, row, "openssh", func() error { _, err := q.ask(oc, srv.info.RepoPath); return err })
+			measure(b, row, "openssh", func() error { _, err := q.ask(oc, fj.info.RepoPath); return err })
 		})
 	}
 }
@@ -586,7 +588,7 @@ func printFastTable(w io.Writer) {
 			fmtDur(percentile(x, .5)), fmtDur(percentile(x, .99)), len(f))
 	}
 	fmt.Fprintf(w, "goal: fjord/floor <= 1.30x at p50 and p99; fjord p99 < 500µs idle, < 2ms with 20 clones running\n")
-	fmt.Fprintf(w, "\nserver process per question (each server asked alone; getrusage and runtime.MemStats in the server process)\n")
+	fmt.Fprintf(w, "\nserver process per question, over the same run (getrusage and runtime.MemStats in each server's own process, GOMAXPROCS %d)\n", serverProcs)
 	fmt.Fprintf(w, "%-38s %10s %10s %10s %12s   %8s %10s %8s\n", "", "CPU fjord", "gliderlabs", "x/crypto", "fjord-floor", "allocs", "gliderlabs", "x/crypto")
 	for _, r := range fastRows {
 		if r.cpu == nil {

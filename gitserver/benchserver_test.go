@@ -3,6 +3,8 @@ package gitserver_test
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,18 +25,19 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 )
 
-// The fast-path benchmark runs every server it measures in a child
-// process: the test binary re-run as TestBenchServerProcess, as the
+// The fast-path benchmark runs each server it measures in a child process
+// of its own: the test binary re-run as TestBenchServerProcess, as the
 // standard library's os/exec tests do. getrusage(RUSAGE_SELF) and the
-// allocation counters in that process then count server work only. Run
-// in-process, they would also count the benchmark's SSH client (its
+// allocation counters in that process then count that server's work only.
+// Run in-process, they would also count the benchmark's SSH client (its
 // encryption, its goroutines), which costs about as much as the server and
-// could only be subtracted by guesswork.
+// could only be subtracted by guesswork; and one process for all three
+// would share one heap, so one server's garbage would be collected in the
+// others' time.
 //
-// The child serves three servers on one host key, on the same 1,000-commit
-// repo, for the same client key:
+// Three servers, for the same client key:
 //
-//   - fjord, as `fjord serve` runs it;
+//   - fjord, as `fjord serve` runs it, on a 1,000-commit repo;
 //   - the gliderlabs floor: gliderlabs/ssh with fjord's settings (version,
 //     host key, idle timeout, public-key auth) and its default session
 //     handler, answering each exec with fixed bytes;
@@ -51,37 +54,47 @@ import (
 // (Closing before the request is read is not an option for any server: the
 // client's write of its request then fails with EOF.)
 
-// benchServerKeyEnv names the environment variable that makes
-// TestBenchServerProcess serve: the path of the client's private key.
-const benchServerKeyEnv = "FJORD_BENCH_SERVER_KEY"
+// The environment of a server process: the client's private key, which
+// server to run, and the directory where fjord's child leaves its answers
+// for the floors' children.
+const (
+	benchServerKeyEnv     = "FJORD_BENCH_SERVER_KEY"
+	benchServerRoleEnv    = "FJORD_BENCH_SERVER_ROLE"
+	benchServerAnswersEnv = "FJORD_BENCH_SERVER_ANSWERS"
+)
 
-// benchServerProfileEnv, when set, makes the server process write a CPU
-// profile to $FJORD_BENCH_SERVER_PROFILE.cpu and an allocation profile
-// (sampled at the runtime's default rate) to
-// $FJORD_BENCH_SERVER_PROFILE.mem, for go tool pprof: the server's share
+// benchServerProfileEnv, when set, makes each server process write a CPU
+// profile to $FJORD_BENCH_SERVER_PROFILE-ROLE.cpu and an allocation
+// profile (sampled at the runtime's default rate) to ...-ROLE.mem, ROLE
+// being fjord, gliderlabs or xcrypto, for go tool pprof: a server's share
 // alone, without the client's.
 const benchServerProfileEnv = "FJORD_BENCH_SERVER_PROFILE"
 
-// benchServerLine prefixes the child's answers on stdout, so they stand
-// out from anything the testing package prints.
+// benchServerProcsEnv, when set, is the GOMAXPROCS of the server
+// processes (the benchmark's own is set with -cpu or GOMAXPROCS).
+const benchServerProcsEnv = "FJORD_BENCH_SERVER_GOMAXPROCS"
+
+// benchServerLine prefixes a child's answers on stdout, so they stand out
+// from anything the testing package prints.
 const benchServerLine = "fjord-bench-server "
 
-// benchServerInfo is what the child tells the benchmark once it serves.
+// benchServerInfo is what a child tells the benchmark once it serves.
 type benchServerInfo struct {
-	Fjord, Gliderlabs, XCrypto string // listen addresses
-	HostKey                    string // authorized_keys line
-	RepoPath                   string // the repo on disk, for sshd
-	V0, V2                     int    // bytes of each answer
+	Addr     string // listen address
+	HostKey  string // authorized_keys line
+	RepoPath string // fjord's repo on disk, for sshd
+	V0, V2   int    // bytes of each answer
+	Procs    int    // GOMAXPROCS
 }
 
-// benchServerStats is the child's own resource use so far.
+// benchServerStats is a child's own resource use so far.
 type benchServerStats struct {
 	CPU     time.Duration // user + system
 	Mallocs uint64
 }
 
-// TestBenchServerProcess is the benchmark's server process, not a test: it
-// returns at once unless benchServerKeyEnv is set.
+// TestBenchServerProcess is one of the benchmark's server processes, not a
+// test: it returns at once unless benchServerKeyEnv is set.
 func TestBenchServerProcess(t *testing.T) {
 	keyPath := os.Getenv(benchServerKeyEnv)
 	if keyPath == "" {
@@ -95,11 +108,71 @@ func TestBenchServerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	answers := os.Getenv(benchServerAnswersEnv)
+	var info benchServerInfo
+	switch role := os.Getenv(benchServerRoleEnv); role {
+	case srvFjord:
+		info = serveFjordForBench(t, signer, answers)
+	case srvGliderlabs, srvXCrypto:
+		v0, err := os.ReadFile(filepath.Join(answers, "v0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2, err := os.ReadFile(filepath.Join(answers, "v2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer := func(v2Asked bool) floorAnswer {
+			if v2Asked {
+				return floorAnswer{v2, len(lsRefsRequest)}
+			}
+			return floorAnswer{v0, len("0000")} // the flush of a client that wants nothing
+		}
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		hk, _ := gossh.NewSignerFromKey(priv)
+		info = benchServerInfo{HostKey: strings.TrimSpace(string(gossh.MarshalAuthorizedKey(hk.PublicKey()))), V0: len(v0), V2: len(v2)}
+		if role == srvGliderlabs {
+			info.Addr = serveGliderlabsFloor(t, hk, signer.PublicKey(), answer)
+		} else {
+			info.Addr = serveXCryptoFloor(t, hk, signer.PublicKey(), answer)
+		}
+	default:
+		t.Fatalf("%s=%q: want %s, %s or %s", benchServerRoleEnv, role, srvFjord, srvGliderlabs, srvXCrypto)
+	}
+	info.Procs = runtime.GOMAXPROCS(0)
+
+	if path := os.Getenv(benchServerProfileEnv); path != "" {
+		stop := profileServer(t, path+"-"+strings.ReplaceAll(os.Getenv(benchServerRoleEnv), "/", ""))
+		defer stop()
+	}
+
+	out := json.NewEncoder(os.Stdout)
+	fmt.Print(benchServerLine)
+	out.Encode(info)
+	// One line in, one line of stats out, until the benchmark closes stdin.
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Print(benchServerLine)
+		out.Encode(benchServerStats{
+			CPU:     time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+			Mallocs: ms.Mallocs,
+		})
+	}
+}
+
+// serveFjordForBench serves fjord on the benchmark's repo for the holder
+// of signer, and leaves its answers in the directory answers.
+func serveFjordForBench(t *testing.T, signer gossh.Signer, answers string) benchServerInfo {
 	key, err := storage.ParseKey(string(gossh.MarshalAuthorizedKey(signer.PublicKey())))
 	if err != nil {
 		t.Fatal(err)
 	}
-
 	// The server logs to a file, one write per line as to a journal,
 	// not into the memory buffer tests read (which grows, and copies
 	// itself, for as long as the benchmark runs).
@@ -122,45 +195,17 @@ func TestBenchServerProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	answer := func(v2Asked bool) floorAnswer {
-		if v2Asked {
-			return floorAnswer{v2, len(lsRefsRequest)}
+	for name, b := range map[string][]byte{"v0": v0, "v2": v2} {
+		if err := os.WriteFile(filepath.Join(answers, name), b, 0o600); err != nil {
+			t.Fatal(err)
 		}
-		return floorAnswer{v0, len("0000")} // the flush of a client that wants nothing
 	}
-	hk := e.hostSigner
-	info := benchServerInfo{
-		Fjord:    e.addr,
-		HostKey:  strings.TrimSpace(string(gossh.MarshalAuthorizedKey(hk.PublicKey()))),
+	return benchServerInfo{
+		Addr:     e.addr,
+		HostKey:  strings.TrimSpace(string(gossh.MarshalAuthorizedKey(e.hostKey))),
 		RepoPath: e.store.RepoPath("app"),
 		V0:       len(v0),
 		V2:       len(v2),
-	}
-	info.Gliderlabs = serveGliderlabsFloor(t, hk, signer.PublicKey(), answer)
-	info.XCrypto = serveXCryptoFloor(t, hk, signer.PublicKey(), answer)
-
-	if path := os.Getenv(benchServerProfileEnv); path != "" {
-		stop := profileServer(t, path)
-		defer stop()
-	}
-
-	out := json.NewEncoder(os.Stdout)
-	fmt.Print(benchServerLine)
-	out.Encode(info)
-	// One line in, one line of stats out, until the benchmark closes stdin.
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			t.Fatal(err)
-		}
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		fmt.Print(benchServerLine)
-		out.Encode(benchServerStats{
-			CPU:     time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
-			Mallocs: ms.Mallocs,
-		})
 	}
 }
 
@@ -334,19 +379,24 @@ func xcryptoSession(nch gossh.NewChannel, answer func(v2 bool) floorAnswer) {
 	}
 }
 
-// benchServers is the running child process.
-type benchServers struct {
+// benchServer is one running server process.
+type benchServer struct {
+	name  string
 	info  benchServerInfo
-	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	out   *bufio.Reader
 }
 
-// startBenchServers starts the child serving for key.
-func startBenchServers(b *testing.B, key clientKey) *benchServers {
+// startBenchServer starts the server process of role for key; answers is
+// the directory fjord's process leaves its answers in for the floors, so
+// fjord's must start first.
+func startBenchServer(b *testing.B, role string, key clientKey, answers string) *benchServer {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchServerProcess$", "-test.timeout=0")
-	cmd.Env = append(os.Environ(), benchServerKeyEnv+"="+key.path)
+	cmd.Env = append(os.Environ(), benchServerKeyEnv+"="+key.path, benchServerRoleEnv+"="+role, benchServerAnswersEnv+"="+answers)
+	if n := os.Getenv(benchServerProcsEnv); n != "" {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+n)
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
@@ -358,9 +408,9 @@ func startBenchServers(b *testing.B, key clientKey) *benchServers {
 		b.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		b.Fatalf("start the benchmark's server process: %v", err)
+		b.Fatalf("start the benchmark's %s server process: %v", role, err)
 	}
-	s := &benchServers{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	s := &benchServer{name: role, stdin: stdin, out: bufio.NewReader(stdout)}
 	b.Cleanup(func() {
 		stdin.Close()
 		done := make(chan struct{})
@@ -373,13 +423,13 @@ func startBenchServers(b *testing.B, key clientKey) *benchServers {
 		}
 	})
 	if err := s.read(&s.info); err != nil {
-		b.Fatalf("benchmark server process: %v\n%s", err, stderr.String())
+		b.Fatalf("%s server process: %v\n%s", role, err, stderr.String())
 	}
 	return s
 }
 
 // read decodes the child's next answer line into v.
-func (s *benchServers) read(v any) error {
+func (s *benchServer) read(v any) error {
 	for {
 		line, err := s.out.ReadString('\n')
 		if err != nil {
@@ -392,7 +442,7 @@ func (s *benchServers) read(v any) error {
 }
 
 // stats returns the child's resource use so far.
-func (s *benchServers) stats(b *testing.B) benchServerStats {
+func (s *benchServer) stats(b *testing.B) benchServerStats {
 	b.Helper()
 	var st benchServerStats
 	if _, err := io.WriteString(s.stdin, "stats\n"); err != nil {
@@ -404,21 +454,21 @@ func (s *benchServers) stats(b *testing.B) benchServerStats {
 	return st
 }
 
-// dial opens a connection to one of the child's servers.
-func (s *benchServers) dial(b *testing.B, addr string, key clientKey) *gossh.Client {
+// dial opens a connection to the server.
+func (s *benchServer) dial(b *testing.B, key clientKey) *gossh.Client {
 	b.Helper()
 	pk, _, _, _, err := gossh.ParseAuthorizedKey([]byte(s.info.HostKey))
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
+	c, err := gossh.Dial("tcp", s.info.Addr, &gossh.ClientConfig{
 		User:            "git",
 		Auth:            []gossh.AuthMethod{gossh.PublicKeys(key.signer)},
 		HostKeyCallback: gossh.FixedHostKey(pk),
 		Timeout:         10 * time.Second,
 	})
 	if err != nil {
-		b.Fatalf("dial %s: %v", addr, err)
+		b.Fatalf("dial %s at %s: %v", s.name, s.info.Addr, err)
 	}
 	b.Cleanup(func() { c.Close() })
 	return c

@@ -31,6 +31,7 @@ func (s *Server) command(ctx context.Context, ch gossh.Channel, gitProtocol stri
 // proxyGit runs a stateful git service for repo with the client's stream on
 // its stdin and stdout. prefix, if not nil, is written to git's stdin
 // before the client's stream (bytes fjord already read from the client).
+// It serves readers (upload-archive), so git runs deprioritized.
 func (s *Server) proxyGit(ctx context.Context, ch gossh.Channel, repo, gitProtocol string, prefix []byte, svc string, flags ...string) error {
 	args := append(append([]string{}, flags...), svc, s.store.RepoPath(repo))
 	cmd := s.command(ctx, ch, gitProtocol, args...)
@@ -42,6 +43,7 @@ func (s *Server) proxyGit(ctx context.Context, ch gossh.Channel, repo, gitProtoc
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start git %s for %s: %w", svc, repo, err)
 	}
+	deprioritize(cmd.Process)
 	go feed(stdin, prefix, ch)
 	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("git %s %s: %w", svc, repo, err)

@@ -61,6 +61,7 @@ func (s *Server) uploadPackV0(ctx context.Context, ch gossh.Channel, user *stora
 	if err := cmd.Start(); err != nil {
 		return "pack", fmt.Errorf("start git upload-pack for %s: %w", repo, err)
 	}
+	deprioritize(cmd.Process)
 	if err := skipAdvertisement(stdout); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -123,7 +124,11 @@ func (s *Server) statelessUploadPack(ctx context.Context, ch gossh.Channel, repo
 	cmd := s.command(ctx, ch, gitProtocol, append(uploadPackFlags(), "upload-pack", "--stateless-rpc", "--strict", s.store.RepoPath(repo))...)
 	cmd.Stdin = bytes.NewReader(request)
 	cmd.Stdout = ch
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start git upload-pack --stateless-rpc for %s: %w", repo, err)
+	}
+	deprioritize(cmd.Process)
+	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("git upload-pack --stateless-rpc %s: %w", repo, err)
 	}
 	return nil
