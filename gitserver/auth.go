@@ -40,14 +40,16 @@ func (s *Server) acceptKey(ctx ssh.Context, key ssh.PublicKey) bool {
 
 // serverConfig installs the verified-key callback on the base config that
 // gliderlabs/ssh then completes.
-func (s *Server) serverConfig(ssh.Context) *gossh.ServerConfig {
+func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 	return &gossh.ServerConfig{
 		VerifiedPublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			fp := gossh.FingerprintSHA256(key)
 			if _, err := s.store.UserByKey(fp); err == nil {
+				loggedIn(ctx)
 				return &gossh.Permissions{Extensions: map[string]string{extKeyFingerprint: fp}}, nil
 			}
 			if s.store.AnyAnonRead() {
+				loggedIn(ctx)
 				return &gossh.Permissions{Extensions: map[string]string{extAnonymous: fp}}, nil
 			}
 			return nil, fmt.Errorf("unknown key %s", fp)

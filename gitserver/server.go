@@ -139,7 +139,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		PublicKeyHandler:         s.acceptKey,
 		BannerHandler:            s.banner,
 		ServerConfigCallback:     s.serverConfig,
-		ConnCallback:             s.conns.wrap,
+		ConnCallback:             func(ctx ssh.Context, c net.Conn) net.Conn { return s.conns.wrap(ctx, limitLogin(ctx, c)) },
 		ConnectionFailedCallback: s.connFailed,
 	}
 	return s, nil
