@@ -38,7 +38,8 @@ func TestFirstRun(t *testing.T) {
 	s.start()
 	w := s.welcome()
 	for _, want := range []string{"ssh-keygen -t ed25519", "user add alice --key ~/.ssh/id_ed25519.pub --admin", "repo create demo",
-		"hostkey > fjord_known_hosts", "UserKnownHostsFile=$PWD/fjord_known_hosts", "hostkey >> ~/.ssh/known_hosts"} {
+		"hostkey > fjord_known_hosts", "UserKnownHostsFile=$PWD/fjord_known_hosts", "hostkey >> ~/.ssh/known_hosts",
+		"make run ARGS='--kubeconfig FILE'"} {
 		if !strings.Contains(w, want) {
 			t.Errorf("first welcome lacks %q:\n%s", want, w)
 		}

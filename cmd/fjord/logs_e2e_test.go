@@ -14,6 +14,9 @@ func TestSuccessfulSyncsLogNoNilError(t *testing.T) {
 	env := startKube(t)
 	s := newSession(t)
 	s.start("--admin-key", s.key+".pub", "--kubeconfig", env.Kubeconfig(), "--log-level", "debug")
+	if strings.Contains(s.welcome(), "reconciler is off") {
+		t.Errorf("welcome with --kubeconfig says the reconciler is off:\n%s", s.welcome())
+	}
 	os.WriteFile(filepath.Join(s.home, "known_hosts"), []byte(lastLine(s.mustFjord("hostkey"))+"\n"), 0o600)
 	s.mustFjord("repo", "create", "cfg")
 	work := filepath.Join(s.dir, "work")

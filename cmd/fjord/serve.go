@@ -253,7 +253,7 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 	}
 	ready.Store(true)
 	log.Info("fjord serving", "data", dataDir, "ssh", info.SSHAddr, "http", info.HTTPAddr, "hostkey", info.HostKeyFingerprint)
-	printWelcome(stderr, dataDir, info, store)
+	printWelcome(stderr, dataDir, info, store, rec != nil)
 	err = grp.Wait()
 	log.Info("stopped")
 	return err
@@ -270,7 +270,7 @@ func ignoreClosed(err error) error {
 // the steps not done yet (a first user, a first repo), then how to trust
 // the host key and clone. After a restart with users and repos in place it
 // says only how to reach them.
-func printWelcome(w io.Writer, dataDir string, info admin.Info, store *storage.Store) {
+func printWelcome(w io.Writer, dataDir string, info admin.Info, store *storage.Store, reconciling bool) {
 	host, port, _ := net.SplitHostPort(info.SSHAddr)
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "localhost"
@@ -310,6 +310,9 @@ func printWelcome(w io.Writer, dataDir string, info admin.Info, store *storage.S
 (or trust the key for every ssh client: %s hostkey >> ~/.ssh/known_hosts, then a plain git clone)
 
 `, bin, net.JoinHostPort(host, strconv.Itoa(p)), repo, bin)
+	if !reconciling {
+		fmt.Fprintf(w, "The reconciler is off (no cluster): to deploy apps, start again with --kubeconfig FILE\n(with make: make run ARGS='--kubeconfig FILE').\n\n")
+	}
 }
 
 // newReconciler starts nothing; it returns the reconciler when a cluster is
