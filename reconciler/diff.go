@@ -46,8 +46,10 @@ func (r *Reconciler) Diff(ctx context.Context, name string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("read %s: %w", ref, err)
 		}
-		opts := metav1.ApplyOptions{FieldManager: r.fieldManager, Force: true, DryRun: []string{metav1.DryRunAll}}
-		merged, err := res.Apply(ctx, u.GetName(), u, opts)
+		// What a sync would send (RespectIgnoreDifferences leaves fields
+		// out), as the server would merge it.
+		t := &target{u: u, ref: ref, m: m, live: live}
+		merged, err := r.ssa(ctx, app, res, r.body(app, t), true)
 		if apierrors.IsNotFound(err) && live == nil {
 			// The namespace does not exist yet (CreateNamespace): show
 			// the object as git has it.

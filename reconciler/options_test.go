@@ -8,6 +8,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/fjordhq/fjord/reconciler"
 )
 
 func cmData(u *unstructured.Unstructured) string {
@@ -97,5 +99,50 @@ func TestPerResourceSyncOptions(t *testing.T) {
 	}
 	if c.get(gvrCM, ns, "ssa") != nil {
 		t.Error("the app's other objects were not deleted with it")
+	}
+}
+
+func TestFailOnSharedResource(t *testing.T) {
+	c, store, _, rec, ns := setup(t, map[string]string{"app/cms.yaml": cm("mine") + "---\n" + cm("shared")})
+	other := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "shared", "namespace": ns, "labels": map[string]any{reconciler.LabelApp: "other-app"}}}}
+	if _, err := c.dyn.Resource(gvrCM).Namespace(ns).Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	name := "shared-" + ns[len(ns)-6:]
+	doc := append(appDoc(name, "apps", "app", ns, true, true), "    syncOptions:\n    - FailOnSharedResource=true\n"...)
+	if _, err := rec.Apply(context.Background(), doc); err != nil {
+		t.Fatal(err)
+	}
+	st := appStatus(t, store, name)
+	if st.Sync != "Error" || !strings.Contains(st.Error, "ConfigMap/"+ns+"/shared") || !strings.Contains(st.Error, `"other-app"`) {
+		t.Errorf("status: %+v", st)
+	}
+	if c.get(gvrCM, ns, "mine") != nil {
+		t.Error("FailOnSharedResource: the sync applied the app's other objects")
+	}
+}
+
+func TestIgnoreExtraneousOrphanKeepsTheAppSynced(t *testing.T) {
+	c, store, w, rec, ns := setup(t, map[string]string{
+		"app/keep.yaml":  cm("keep"),
+		"app/quiet.yaml": cm("quiet", "argocd.argoproj.io/compare-options", "IgnoreExtraneous"),
+	})
+	name := "extraneous-" + ns[len(ns)-6:]
+	if _, err := rec.Apply(context.Background(), appDoc(name, "apps", "app", ns, false, true)); err != nil {
+		t.Fatal(err)
+	}
+	w.remove("app/quiet.yaml")
+	commit := w.commit("drop quiet")
+	eventually(t, "synced", func() (bool, string) {
+		st := appStatus(t, store, name)
+		return st.SyncedCommit == commit, fmt.Sprintf("%+v", st)
+	})
+	st := appStatus(t, store, name)
+	if c.get(gvrCM, ns, "quiet") == nil || len(st.Orphans) != 1 {
+		t.Fatalf("prune off: the orphan should stay and be listed: %+v", st)
+	}
+	if st.Sync != "Synced" {
+		t.Errorf("an IgnoreExtraneous orphan made the app %s", st.Sync)
 	}
 }

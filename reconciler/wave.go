@@ -210,7 +210,11 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 				return finish(err)
 			}
 		}
-		r.progress(name, s.phase, s.wave)
+		if len(p.steps) > 1 || len(s.hooks) > 0 {
+			// Only a sync that waits has a place worth showing; a
+			// plain one-wave sync spares the write.
+			r.progress(name, s.phase, s.wave)
+		}
 		var list []*target
 		for _, u := range s.objs {
 			t := targets[RefOf(u)]

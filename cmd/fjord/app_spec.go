@@ -281,6 +281,9 @@ func printApp(w io.Writer, a admin.AppDetail, wide bool) {
 	if st.Error != "" {
 		fmt.Fprintf(w, "Error:         %s\n", st.Error)
 	}
+	if p := st.Progress; p != nil {
+		fmt.Fprintf(w, "Syncing:       %s phase, wave %d (since %s)\n", p.Phase, p.Wave, ago(p.Since))
+	}
 	if r := st.Retry; r != nil {
 		limit := fmt.Sprint(r.Limit)
 		if r.Limit < 0 {
