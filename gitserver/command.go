@@ -19,6 +19,10 @@ const (
 	serviceUploadArchive service = "git-upload-archive"
 )
 
+// maxCommandLen bounds an exec request's command line: a service and a
+// repo path, whose name is at most 128 characters, quoted, fit many times.
+const maxCommandLen = 4096
+
 // errCommandRefused is the error for anything but the three git services.
 var errCommandRefused = errors.New("only git-upload-pack, git-receive-pack and git-upload-archive run on this server")
 
@@ -27,6 +31,11 @@ var errCommandRefused = errors.New("only git-upload-pack, git-receive-pack and g
 // space, as some clients send) is accepted too; anything else, including
 // extra arguments, is refused.
 func parseCommand(cmdline string) (service, string, error) {
+	// Before the lexer, whose cost grows with the square of the line: a
+	// client could otherwise spend seconds of CPU per exec request.
+	if len(cmdline) > maxCommandLen {
+		return "", "", fmt.Errorf("command longer than %d bytes: a git command names one repo", maxCommandLen)
+	}
 	if svc, path, ok := parsePlainCommand(cmdline); ok {
 		return svc, path, nil
 	}
