@@ -170,6 +170,9 @@ func readRequest(pr *pktReader) (v2Request, error) {
 			req.args = append(req.args, p.text())
 		default:
 			if c, ok := strings.CutPrefix(p.text(), "command="); ok {
+				if req.command != "" { // git's serve.c dies here too
+					return req, refusal("protocol", "command %q requested after already requesting command %q", c, req.command)
+				}
 				req.command = c
 			}
 		}
