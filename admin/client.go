@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/fjordhq/fjord/storage"
@@ -131,9 +132,10 @@ func (c *Client) UpdateRepo(ctx context.Context, name string, req UpdateRepoRequ
 	return r, c.do(ctx, http.MethodPatch, "/v1/repos/"+url.PathEscape(name), req, &r)
 }
 
-// DeleteRepo deletes a repo and everything in it.
-func (c *Client) DeleteRepo(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/repos/"+url.PathEscape(name), nil, nil)
+// DeleteRepo deletes a repo and everything in it. Unless force, it is
+// refused while an app uses the repo.
+func (c *Client) DeleteRepo(ctx context.Context, name string, force bool) error {
+	return c.do(ctx, http.MethodDelete, "/v1/repos/"+url.PathEscape(name)+"?force="+strconv.FormatBool(force), nil, nil)
 }
 
 // Users lists users.

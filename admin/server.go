@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fjordhq/fjord/storage"
@@ -157,6 +158,16 @@ func (s *Server) deleteRepo(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, err)
 		return
+	}
+	if r.URL.Query().Get("force") != "true" {
+		// An app whose repo vanishes fails quietly: say so first.
+		if apps, err := s.store.AppsUsingRepo(name); err != nil {
+			s.fail(w, err)
+			return
+		} else if len(apps) > 0 {
+			writeError(w, http.StatusConflict, fmt.Sprintf("repo %q is the source of apps %s: delete them first, or delete the repo anyway with --force (their syncs fail until it exists again)", name, strings.Join(apps, ", ")))
+			return
+		}
 	}
 	if err := s.store.DeleteRepo(r.Context(), name); err != nil {
 		s.fail(w, err)

@@ -12,6 +12,7 @@ type metrics struct {
 	objects      *prometheus.CounterVec   // objects changed, by action
 	drift        *prometheus.CounterVec   // by app and action
 	revert       prometheus.Histogram     // drift event seen -> reverted
+	renders      *prometheus.CounterVec   // renders run (not served from the cache), by app
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,9 +33,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "From the watch event of a drift to fjord's revert acknowledged by the API server.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
+		renders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fjord_app_renders_total", Help: "Renders of an app's source (kustomize or directory), by app; a commit that touches none of an app's inputs renders nothing.",
+		}, []string{"app"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.syncDuration, m.objects, m.drift, m.revert)
+		reg.MustRegister(m.syncDuration, m.objects, m.drift, m.revert, m.renders)
 	}
 	return m
 }

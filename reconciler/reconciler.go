@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,9 +111,10 @@ type appState struct {
 	reported map[ObjectRef]string                     // last drift reported, to report once
 	deleting bool
 	// render cache: the same commit and path render the same objects.
-	renderKey  string
-	renderObjs []*unstructured.Unstructured
-	retry      retryState // syncPolicy.retry after a failure
+	renderKey    string
+	renderObjs   []*unstructured.Unstructured
+	renderInputs *renderInputs // what the cached render read
+	retry        retryState    // syncPolicy.retry after a failure
 }
 
 // New returns a Reconciler. It does not contact the cluster until Run or a
@@ -244,7 +246,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 }
 
 // onRefChange queues the apps whose repo moved and whose revision now
-// resolves to a commit other than the one they last rendered.
+// resolves to a commit other than the one they last rendered (or whose
+// last sync failed). An app's repo is resolved again each time, so a repo
+// deleted and created again, or a mirror added later, is followed. When
+// the commit touches none of the app's inputs (the files its last render
+// read, or its manifest-generate-paths), the cached render is carried to
+// the new commit: the sync that follows renders nothing.
 func (r *Reconciler) onRefChange(c storage.RefChange) {
 	refs, ok := r.store.Refs(c.Repo)
 	if !ok {
@@ -255,25 +262,73 @@ func (r *Reconciler) onRefChange(c storage.RefChange) {
 		trigger = storage.TriggerMirror
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for name, st := range r.apps {
+	states := make([]*appState, 0, len(r.apps))
+	for _, st := range r.apps {
+		states = append(states, st)
+	}
+	r.mu.Unlock()
+	diffs := map[string][]string{} // "from to" -> changed paths
+	for _, st := range states {
 		st.mu.Lock()
-		match := st.repo == c.Repo || st.repo == ""
-		app := st.app
-		last := st.renderKey
+		app, last, inputs := st.app, st.renderKey, st.renderInputs
 		st.mu.Unlock()
-		if !match || app == nil {
+		if app == nil {
+			continue
+		}
+		if repo, err := r.resolveRepo(app.Spec.Source.RepoURL); err != nil || repo != c.Repo {
 			continue
 		}
 		commit, err := ResolveRevision(refs, app.Revision())
-		if err == nil && last != "" && last == renderKey(commit, app.Spec.Source.Path) {
+		if err != nil {
+			r.enqueue(st.name, trigger) // the sync says why
 			continue
 		}
-		if _, queued := r.triggers[name]; !queued {
-			r.triggers[name] = trigger
+		key := renderKey(commit, app.Spec.Source.Path)
+		if last == key && !r.lastSyncFailed(st.name) {
+			continue
 		}
-		r.queue.Add(name)
+		if lastCommit, _, _ := strings.Cut(last, "\x00"); last != "" && lastCommit != commit {
+			k := lastCommit + " " + commit
+			changed, seen := diffs[k]
+			if !seen {
+				if changed, err = changedPaths(r.store.RepoPath(c.Repo), lastCommit, commit); err != nil {
+					changed = nil
+					r.log.Warn("diff commits for the render cache", "app", st.name, "err", err)
+				}
+				diffs[k] = changed
+			}
+			if changed != nil && !inputsTouched(app, inputs, changed) {
+				st.mu.Lock()
+				if st.renderKey == last {
+					st.renderKey = key
+				}
+				st.mu.Unlock()
+			}
+		}
+		r.enqueue(st.name, trigger)
 	}
+}
+
+// inputsTouched reports whether changed paths reach an app's render: its
+// manifest-generate-paths when set, else what its last render read.
+func inputsTouched(app *Application, in *renderInputs, changed []string) bool {
+	if paths := app.ManifestGeneratePaths(); paths != nil {
+		for _, c := range changed {
+			for _, p := range paths {
+				if p == "" || c == p || strings.HasPrefix(c, p+"/") {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return in == nil || in.touchedBy(changed)
+}
+
+// lastSyncFailed reports whether the app's stored status is an error.
+func (r *Reconciler) lastSyncFailed(name string) bool {
+	a, err := r.store.App(name)
+	return err != nil || a.Status.Sync == storage.SyncError
 }
 
 func (r *Reconciler) enqueue(name string, trigger storage.Trigger) {

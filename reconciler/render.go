@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -70,11 +72,25 @@ func Render(repoPath, commit, dir string) ([]*unstructured.Unstructured, error) 
 // kustomization with directory settings is refused: they would be
 // ignored).
 func RenderSource(repoPath, commit string, src Source) ([]*unstructured.Unstructured, error) {
-	dir := src.Path
-	fs, err := treeFS(repoPath, commit)
+	objs, _, err := renderSource(repoPath, commit, src)
+	return objs, err
+}
+
+// renderSource renders as RenderSource does and also returns the render's
+// inputs: what it read of the tree, so that a commit touching none of it
+// need not render again.
+func renderSource(repoPath, commit string, src Source) ([]*unstructured.Unstructured, *renderInputs, error) {
+	tree, err := treeFS(repoPath, commit)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	fs := &recordingFS{FileSystem: tree, in: newRenderInputs()}
+	objs, err := renderFS(fs, commit, src)
+	return objs, fs.in, err
+}
+
+func renderFS(fs filesys.FileSystem, commit string, src Source) ([]*unstructured.Unstructured, error) {
+	dir := src.Path
 	root := "/" + strings.Trim(path.Clean("/"+dir), "/")
 	if !fs.IsDir(root) {
 		return nil, fmt.Errorf("path %q does not exist at commit %.12s: check spec.source.path", dir, commit)
@@ -371,4 +387,122 @@ func mapList(v any) []map[string]any {
 		}
 	}
 	return out
+}
+
+// renderInputs are the paths of a tree one render read (relative to the
+// repo root, no leading '/'): files it read or probed, directories it
+// listed, and trees it walked. A commit that changes none of them renders
+// the same objects.
+type renderInputs struct {
+	mu    sync.Mutex
+	files map[string]bool
+	dirs  map[string]bool
+	trees map[string]bool
+}
+
+func newRenderInputs() *renderInputs {
+	return &renderInputs{files: map[string]bool{}, dirs: map[string]bool{}, trees: map[string]bool{}}
+}
+
+func (in *renderInputs) add(m map[string]bool, p string) {
+	in.mu.Lock()
+	m[strings.Trim(path.Clean("/"+p), "/")] = true
+	in.mu.Unlock()
+}
+
+// touchedBy reports whether any of the changed paths (relative to the
+// repo root) is one the render read, a new entry of a directory it listed,
+// or anything under a tree it walked.
+func (in *renderInputs) touchedBy(changed []string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, c := range changed {
+		if in.files[c] || in.dirs[path.Dir(c)] || (path.Dir(c) == "." && in.dirs[""]) {
+			return true
+		}
+		for t := range in.trees {
+			if t == "" || c == t || strings.HasPrefix(c, t+"/") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// recordingFS records what a render reads of the in-memory tree.
+type recordingFS struct {
+	filesys.FileSystem
+	in *renderInputs
+}
+
+func (f *recordingFS) Open(p string) (filesys.File, error) {
+	f.in.add(f.in.files, p)
+	return f.FileSystem.Open(p)
+}
+
+func (f *recordingFS) ReadFile(p string) ([]byte, error) {
+	f.in.add(f.in.files, p)
+	return f.FileSystem.ReadFile(p)
+}
+
+func (f *recordingFS) Exists(p string) bool {
+	f.in.add(f.in.files, p)
+	return f.FileSystem.Exists(p)
+}
+
+func (f *recordingFS) IsDir(p string) bool {
+	f.in.add(f.in.files, p)
+	return f.FileSystem.IsDir(p)
+}
+
+func (f *recordingFS) ReadDir(p string) ([]string, error) {
+	f.in.add(f.in.dirs, p)
+	return f.FileSystem.ReadDir(p)
+}
+
+func (f *recordingFS) Glob(pattern string) ([]string, error) {
+	f.in.add(f.in.trees, path.Dir(pattern))
+	return f.FileSystem.Glob(pattern)
+}
+
+func (f *recordingFS) Walk(p string, fn filepath.WalkFunc) error {
+	f.in.add(f.in.trees, p)
+	return f.FileSystem.Walk(p, fn)
+}
+
+func (f *recordingFS) CleanedAbs(p string) (filesys.ConfirmedDir, string, error) {
+	f.in.add(f.in.files, p)
+	return f.FileSystem.CleanedAbs(p)
+}
+
+// changedPaths lists the paths (files, relative to the repo root) that
+// differ between two commits of the bare repo at repoPath.
+func changedPaths(repoPath, from, to string) ([]string, error) {
+	repo, err := git.PlainOpen(repoPath)
+	if err != nil {
+		return nil, fmt.Errorf("open repo %s: %w", repoPath, err)
+	}
+	trees := make([]*object.Tree, 2)
+	for i, c := range []string{from, to} {
+		co, err := repo.CommitObject(plumbing.NewHash(c))
+		if err != nil {
+			return nil, fmt.Errorf("read commit %.12s: %w", c, err)
+		}
+		if trees[i], err = co.Tree(); err != nil {
+			return nil, fmt.Errorf("read tree of %.12s: %w", c, err)
+		}
+	}
+	changes, err := object.DiffTree(trees[0], trees[1])
+	if err != nil {
+		return nil, fmt.Errorf("diff %.12s..%.12s: %w", from, to, err)
+	}
+	var out []string
+	for _, ch := range changes {
+		for _, n := range []string{ch.From.Name, ch.To.Name} {
+			if n != "" {
+				out = append(out, n)
+			}
+		}
+	}
+	return out, nil
 }

@@ -222,12 +222,13 @@ func (r *Reconciler) render(st *appState, repo, commit, path string) ([]*unstruc
 	src := st.app.Spec.Source
 	st.mu.Unlock()
 	src.Path = path
-	objs, err := RenderSource(r.store.RepoPath(repo), commit, src)
+	r.metrics.renders.WithLabelValues(st.name).Inc()
+	objs, inputs, err := renderSource(r.store.RepoPath(repo), commit, src)
 	if err != nil {
 		return nil, err
 	}
 	st.mu.Lock()
-	st.renderKey, st.renderObjs = key, objs
+	st.renderKey, st.renderObjs, st.renderInputs = key, objs, inputs
 	st.mu.Unlock()
 	return objs, nil
 }

@@ -374,3 +374,18 @@ func (s *Store) DeleteApp(name string) error {
 		return tx.Bucket(bucketApps).Delete([]byte(name))
 	})
 }
+
+// AppsUsingRepo names the apps whose source last resolved to repo, sorted.
+func (s *Store) AppsUsingRepo(repo string) ([]string, error) {
+	apps, err := s.Apps()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range apps {
+		if a.Status.Repo == repo {
+			out = append(out, a.Name)
+		}
+	}
+	return out, nil
+}

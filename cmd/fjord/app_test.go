@@ -106,7 +106,7 @@ spec:
 
 	// Refused fields are named.
 	bad := filepath.Join(s.dir, "bad.yaml")
-	os.WriteFile(bad, []byte(strings.Replace(app, "  project: default\n", "  project: default\n  sources: []\n", 1)), 0o644)
+	os.WriteFile(bad, []byte(strings.Replace(app, "  project: default\n", "  project: default\n  sources:\n  - repoURL: gitops-infra\n  - repoURL: other\n", 1)), 0o644)
 	if out, err := s.fjord("app", "apply", "-f", bad); err == nil || !strings.Contains(out, "spec.sources") {
 		t.Fatalf("app apply with spec.sources: %v %q", err, out)
 	}

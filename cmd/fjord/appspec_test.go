@@ -130,7 +130,12 @@ metadata:
 	if out, err := s.fjord("project", "delete", "team"); err == nil || !strings.Contains(out, "db") || !strings.Contains(out, "web") {
 		t.Errorf("project delete while in use: %v\n%s", err, out)
 	}
+	// The repo the apps use is not deleted without --force.
+	if out, err := s.fjord("repo", "delete", "gitops"); err == nil || !strings.Contains(out, "db, web") || !strings.Contains(out, "--force") {
+		t.Errorf("repo delete of a repo apps use: %v\n%s", err, out)
+	}
 	s.mustFjord("app", "delete", "web")
 	s.mustFjord("app", "delete", "db")
 	s.mustFjord("project", "delete", "team")
+	s.mustFjord("repo", "delete", "gitops")
 }

@@ -86,18 +86,20 @@ func newRepoCmd(g *globals) *cobra.Command {
 	updateCmd.Flags().BoolVar(&anon, "anon-read", false, "let clients without a registered key fetch this repo")
 	updateCmd.Flags().StringVar(&desc, "description", "", "free text shown by repo list")
 
+	var force bool
 	deleteCmd := &cobra.Command{
 		Use:   "delete NAME",
-		Short: "Delete a repository and everything in it",
+		Short: "Delete a repository and everything in it (refused while an app uses it, unless --force)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := admin.NewClient(g.dataDir).DeleteRepo(cmd.Context(), args[0]); err != nil {
+			if err := admin.NewClient(g.dataDir).DeleteRepo(cmd.Context(), args[0], force); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted repo %s\n", args[0])
 			return nil
 		},
 	}
+	deleteCmd.Flags().BoolVar(&force, "force", false, "delete even when apps use the repo (their syncs fail until it exists again)")
 	cmd.AddCommand(createCmd, listCmd, updateCmd, deleteCmd)
 	return cmd
 }
