@@ -240,7 +240,15 @@ once and prints how that went, so a wrong key or token shows now.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "mirror %s updated: interval %s, retention %d, credentials %s\n", m.Repo, m.Interval, max(m.Retention, 0), strings.Join(m.Credentials, ", "))
+			keep := m.Retention
+			if keep <= 0 {
+				keep = 100 // what a zero Retention means
+			}
+			creds := strings.Join(m.Credentials, ", ")
+			if creds == "" {
+				creds = "none"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "mirror %s updated: interval %s, retention %d, credentials %s\n", m.Repo, m.Interval, keep, creds)
 			fetchCreds := len(req.RemoveCredentials) > 0
 			for name := range req.Credentials {
 				fetchCreds = fetchCreds || name != mirror.CredWebhookSecret
