@@ -5,11 +5,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/fjordhq/fjord/internal/gitrun"
 	"github.com/fjordhq/fjord/storage"
 )
 
@@ -34,9 +34,7 @@ func probeCapabilities(ctx context.Context, git string) (capabilities, error) {
 	}
 	defer os.RemoveAll(dir)
 	run := func(proto string, args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, git, args...)
-		cmd.Env = append(storage.GitEnv(), "GIT_PROTOCOL="+proto)
-		cmd.WaitDelay = 5 * time.Second
+		cmd := gitrun.Runner{Git: git, WaitDelay: 5 * time.Second}.Command(ctx, "", []string{"GIT_PROTOCOL=" + proto}, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"time"
 
-	"github.com/fjordhq/fjord/storage"
+	"github.com/fjordhq/fjord/internal/gitrun"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -15,16 +14,14 @@ import (
 // the client's GIT_PROTOCOL. Its stderr goes to the client, as git's own
 // messages ("remote: ...") are meant for them.
 func (s *Server) command(ctx context.Context, ch gossh.Channel, gitProtocol string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, s.git, args...)
-	cmd.Env = storage.GitEnv()
+	var env []string
 	if gitProtocol != "" {
-		cmd.Env = append(cmd.Env, "GIT_PROTOCOL="+gitProtocol)
+		env = append(env, "GIT_PROTOCOL="+gitProtocol)
 	}
+	// gitrun's WaitDelay: a client that vanishes must not leave git or the
+	// copy goroutines behind for long.
+	cmd := gitrun.Runner{Git: s.git}.Command(ctx, "", env, args...)
 	cmd.Stderr = ch.Stderr()
-	// A client that vanishes must not leave git or the copy goroutines
-	// behind for long.
-	cmd.WaitDelay = 10 * time.Second
-	dieWithParent(cmd)
 	return cmd
 }
 

@@ -2,15 +2,8 @@ package gitserver
 
 import (
 	"os"
-	"os/exec"
 	"syscall"
 )
-
-// dieWithParent makes the kernel kill git if fjord dies, even by kill -9,
-// so no orphaned git keeps writing into a repo fjord no longer watches.
-func dieWithParent(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
 
 // packNice is how much nicer than fjord itself the git processes that make
 // packs for readers (upload-pack and the pack-objects it starts,

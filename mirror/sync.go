@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fjordhq/fjord/internal/gitrun"
 	"github.com/fjordhq/fjord/storage"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -251,11 +252,8 @@ func clearNamespace(run func(string, ...string) (string, error), prefix string) 
 // runGit runs git in dir with extra env, returning stdout; errors carry
 // git's stderr with secrets redacted.
 func (m *Manager) runGit(ctx context.Context, dir string, env []string, creds credentials, stdin string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, m.git, append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(storage.GitEnv(), env...)
+	cmd := gitrun.Runner{Git: m.git}.Command(ctx, "", env, append([]string{"-C", dir}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
-	cmd.WaitDelay = 10 * time.Second
-	dieWithParent(cmd)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -223,7 +223,3 @@ func (s *Store) runGit(ctx context.Context, dir string, args ...string) error {
 func (s *Store) gitOutput(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	return gitrun.Runner{Git: s.git}.Output(ctx, dir, nil, args...)
 }
-
-// GitEnv is the environment for git subprocesses fjord runs on its repos
-// (see gitrun.Env).
-func GitEnv() []string { return gitrun.Env() }
