@@ -120,7 +120,21 @@ func TestRenderRefuses(t *testing.T) {
 	w.write("helm/kustomization.yaml", "helmCharts:\n- name: x\n  repo: https://charts.example.com\n")
 	w.write("escape/kustomization.yaml", "resources:\n- ../outside.yaml\n")
 	w.write("outside.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: o\n")
+	w.write("tag/kustomization.yaml", "resources:\n- cm.yaml\nimages:\n- name: web\n  newTag: 2.0\n")
+	w.write("tag/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: t\n")
+	w.write("kdir/kustomization.yaml", "resources:\n- cm.yaml\n")
+	w.write("kdir/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: k\n")
 	commit := w.commit("bad")
+	// A numeric-looking newTag keeps kustomize's error and gains the fix.
+	_, err := reconciler.Render(store.RepoPath("bad"), commit, "tag")
+	if err == nil || !strings.Contains(err.Error(), "cannot unmarshal number") || !strings.Contains(err.Error(), `quote it: newTag: "2.0"`) {
+		t.Errorf("numeric newTag: %v", err)
+	}
+	// Directory settings on a kustomization would be ignored: refused.
+	_, err = reconciler.RenderSource(store.RepoPath("bad"), commit, reconciler.Source{Path: "kdir", Directory: &reconciler.DirectorySource{Recurse: true}})
+	if err == nil || !strings.Contains(err.Error(), "spec.source.directory") {
+		t.Errorf("directory settings on a kustomization: %v", err)
+	}
 	for dir, want := range map[string]string{
 		"remote":  "remote bases are disabled",
 		"url":     "remote bases are disabled",
