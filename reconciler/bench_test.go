@@ -231,7 +231,7 @@ func BenchmarkReconciler(b *testing.B) {
 		b.ReportMetric(float64(push.pct(50))/float64(time.Millisecond), fmt.Sprintf("push%d-p50-ms", n))
 	}
 	rows = append(rows, benchWaves(b, c)...)
-	rows = append(rows, benchConfigMaps(b, c)...)
+	rows = append(rows, benchConfigMaps(b, c, true)...)
 	fmt.Fprintf(os.Stdout, "\nfjord reconciler vs kubectl apply --server-side -k, local kube-apiserver %s\n", "(internal/testenv)")
 	fmt.Fprintf(os.Stdout, "%-42s %-40s %s\n", "", "fjord", "kubectl apply --server-side -k")
 	for _, r := range rows {

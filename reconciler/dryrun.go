@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // dryRunConcurrency bounds the dry-run requests in flight: they write
@@ -21,7 +23,8 @@ const dryRunConcurrency = 32
 // judge them before the sync's own first writes: objects of a kind this
 // render's CRDs define (or SkipDryRunOnMissingResource=true), objects in
 // a namespace this sync creates, and Replace=true objects (replaced, not
-// merged).
+// merged). A Force=true object the server refuses as invalid passes: its
+// apply recreates it.
 func (r *Reconciler) dryRun(ctx context.Context, app *Application, targets map[ObjectRef]*target, p *plan) error {
 	newNS := map[string]bool{}
 	for _, u := range p.first {
@@ -41,6 +44,11 @@ func (r *Reconciler) dryRun(ctx context.Context, app *Application, targets map[O
 	}
 	each(ctx, dryRunConcurrency, list, func(ctx context.Context, t *target) {
 		_, err := r.ssa(ctx, app, r.resource(t.m, t.ref.Namespace), r.body(app, t), true)
+		if apierrors.IsInvalid(err) && t.live != nil && hasOption(t.u, AnnotationSyncOptions, optForce) {
+			// Force=true: the apply will delete and recreate what the
+			// server refuses to change in place (an immutable field).
+			err = nil
+		}
 		if err != nil && ctx.Err() == nil {
 			mu.Lock()
 			refused = append(refused, fmt.Sprintf("%s: %v", t.ref, err))

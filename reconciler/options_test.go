@@ -51,6 +51,8 @@ func TestPerResourceSyncOptions(t *testing.T) {
 		"app/replace.yaml":  cm("replace", "argocd.argoproj.io/sync-options", "Replace=true"),
 		"app/recreate.yaml": cm("recreate", "argocd.argoproj.io/sync-options", "Replace=true,Force=true"),
 		"app/ssa.yaml":      cm("ssa", "argocd.argoproj.io/sync-options", "ServerSideApply=true"),
+		"app/immutable.yaml": strings.Replace(cm("immutable", "argocd.argoproj.io/sync-options", "Force=true"),
+			"\ndata:", "\nimmutable: true\ndata:", 1),
 	})
 	name := "res-opts-" + ns[len(ns)-6:]
 	if _, err := rec.Apply(context.Background(), appDoc(name, "apps", "app", ns, true, true)); err != nil {
@@ -67,9 +69,10 @@ func TestPerResourceSyncOptions(t *testing.T) {
 		}
 	}
 	uid := c.get(gvrCM, ns, "recreate").GetUID()
+	immutableUID := c.get(gvrCM, ns, "immutable").GetUID()
 
 	w.remove("app/keep.yaml")
-	for _, n := range []string{"replace", "recreate"} {
+	for _, n := range []string{"replace", "recreate", "immutable"} {
 		w.write("app/"+n+".yaml", strings.Replace(w.read("app/"+n+".yaml"), "k: v", "k: v2", 1))
 	}
 	commit := w.commit("drop keep, change the replaced ones")
@@ -88,6 +91,9 @@ func TestPerResourceSyncOptions(t *testing.T) {
 	}
 	if u := c.get(gvrCM, ns, "recreate"); cmData(u) != "v2" || u.GetUID() == uid {
 		t.Errorf("Replace=true,Force=true object not deleted and recreated: uid %s -> %s", uid, u.GetUID())
+	}
+	if u := c.get(gvrCM, ns, "immutable"); cmData(u) != "v2" || u.GetUID() == immutableUID {
+		t.Errorf("Force=true immutable object not recreated with the change: k=%s, uid %s -> %s", cmData(u), immutableUID, u.GetUID())
 	}
 
 	// Deleting the app with cascade keeps Delete=false objects.

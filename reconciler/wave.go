@@ -63,6 +63,7 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 	clear(st.reported)
 	st.mu.Unlock()
 
+	pruned := false // prune ran: out.kept is its verdict
 	finish := func(err error) outcome {
 		// What was not reached keeps its previous entry: it is still
 		// this app's, as it was.
@@ -78,9 +79,9 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		if err == nil {
 			r.cleanupHooks(ctx, hookRuns, true, &out.cs)
 		} else {
-			out.kept = Diff(p.prev, out.next)
-			for _, e := range out.kept {
-				out.next[e.Ref] = e
+			if !pruned {
+				// Not pruned: what git dropped stays this app's.
+				out.kept = Diff(p.prev, out.next)
 			}
 			r.cleanupHooks(ctx, hookRuns, false, &out.cs)
 			if len(p.syncFail) > 0 && ctx.Err() == nil {
@@ -179,7 +180,6 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		r.mapper.Reset()
 	}
 
-	pruned := false
 	prune := func() error {
 		pruned = true
 		if len(p.objs)+len(p.children) > 0 || app.AllowEmpty() {
