@@ -44,24 +44,3 @@ func TestParsePlainCommand(t *testing.T) {
 		}
 	}
 }
-
-func TestEditDistance(t *testing.T) {
-	for _, c := range []struct {
-		a, b string
-		want int
-	}{
-		{"demo", "demo", 0},
-		{"dmeo", "demo", 1},
-		{"demo", "deno", 1},
-		{"app", "apps", 1},
-		{"platfrom", "platform", 1},
-		{"denoo", "demo", 2},
-		{"", "abc", 3},
-		{"kitten", "sitting", 3},
-		{"ca", "abc", 3},
-	} {
-		if got := editDistance(c.a, c.b); got != c.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
-		}
-	}
-}

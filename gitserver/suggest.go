@@ -30,7 +30,7 @@ func (s *Server) nearestReadable(user *storage.User, name string) string {
 		if r.Name == name {
 			continue
 		}
-		d := editDistance(name, r.Name)
+		d := storage.EditDistance(name, r.Name)
 		if d >= bestD {
 			continue
 		}
@@ -40,31 +40,4 @@ func (s *Server) nearestReadable(user *storage.User, name string) string {
 		best, bestD = r.Name, d
 	}
 	return best
-}
-
-// editDistance is the optimal string alignment distance between a and b:
-// insertions, deletions, substitutions and swaps of two neighbouring
-// characters ("dmeo" → "demo") each count one.
-func editDistance(a, b string) int {
-	x, y := []rune(a), []rune(b)
-	// Three rows of the dynamic programming table: two back, one back, now.
-	prev2, prev, cur := make([]int, len(y)+1), make([]int, len(y)+1), make([]int, len(y)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(x); i++ {
-		cur[0] = i
-		for j := 1; j <= len(y); j++ {
-			cost := 1
-			if x[i-1] == y[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && x[i-1] == y[j-2] && x[i-2] == y[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(y)]
 }
