@@ -111,7 +111,10 @@ func (p phase) run(parent context.Context) (measured, error) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				if !t0.Before(end) {
+				// A worker whose every op so far fell in the warmup (one
+				// fdatasync can outlast a short run on a busy disk) runs one
+				// more, as fio completes at least one I/O per job.
+				if !t0.Before(end) && w.ops+w.errors > 0 {
 					return
 				}
 				lat, n, err := o(ctx)
