@@ -3,31 +3,23 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/fjordhq/fjord/admin"
 	"github.com/fjordhq/fjord/gitserver"
-	"github.com/fjordhq/fjord/housekeeping"
+	"github.com/fjordhq/fjord/internal/server"
 	"github.com/fjordhq/fjord/mirror"
 	"github.com/fjordhq/fjord/reconciler"
 	"github.com/fjordhq/fjord/storage"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	gossh "golang.org/x/crypto/ssh"
-	"golang.org/x/sync/errgroup"
 )
 
 type serveOptions struct {
@@ -104,16 +96,7 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 	if err := checkListenAddr("--http-addr", o.httpAddr, "127.0.0.1:8080"); err != nil {
 		return err
 	}
-	store, err := storage.Open(ctx, dataDir, &storage.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := store.Close(); err != nil {
-			log.Error("close database", "err", err)
-		}
-	}()
-
+	var adminKeys []storage.Key
 	if o.adminKey != "" {
 		lines, err := readPublicKeys("--admin-key", o.adminKey)
 		if err != nil {
@@ -124,146 +107,34 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 			if err != nil {
 				return fmt.Errorf("--admin-key %s: %w", o.adminKey, err)
 			}
-			u, err := store.EnsureAdminKey(key)
-			if err != nil {
-				return fmt.Errorf("--admin-key: %w", err)
-			}
-			log.Info("admin key registered", "user", u.Name, "key", key.Fingerprint)
+			adminKeys = append(adminKeys, key)
 		}
 	}
-
-	var hostKey gossh.Signer
-	if o.hostKey != "" {
-		hostKey, err = gitserver.LoadHostKey(o.hostKey)
-	} else {
-		hostKey, err = gitserver.LoadOrCreateHostKey(filepath.Join(dataDir, "ssh_host_ed25519_key"))
-	}
-	if err != nil {
-		return fmt.Errorf("--host-key: %w", err)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mirrors, err := mirror.New(mirror.Config{
-		Store:       store,
-		Logger:      log,
-		Registerer:  reg,
-		Concurrency: o.mirrorWorkers,
-		SyncTimeout: o.mirrorTimeout,
+	srv, err := server.Open(ctx, server.Options{
+		DataDir:           dataDir,
+		Version:           version,
+		SSHAddr:           o.sshAddr,
+		HTTPAddr:          o.httpAddr,
+		AdminKeys:         adminKeys,
+		HostKeyFile:       o.hostKey,
+		Logger:            log,
+		ShutdownTimeout:   o.shutdownTimeout,
+		Limits:            o.limits,
+		MirrorConcurrency: o.mirrorWorkers,
+		MirrorSyncTimeout: o.mirrorTimeout,
+		Kubeconfig:        o.kubeconfig,
+		ResyncInterval:    o.resyncInterval,
+		Ready: func(srv *server.Server) {
+			printWelcome(stderr, dataDir, srv.Info(), srv.Store(), srv.Reconciling())
+		},
 	})
 	if err != nil {
 		return err
 	}
-	upkeep, err := housekeeping.New(housekeeping.Config{Store: store, Logger: log, Registerer: reg})
-	if err != nil {
-		return err
-	}
-	gs, err := gitserver.New(ctx, gitserver.Config{
-		Store:      store,
-		HostKey:    hostKey,
-		Logger:     log,
-		Registerer: reg,
-		Limits:     o.limits,
-		PushGuard:  mirrors,
-	})
-	if err != nil {
-		return err
-	}
-
-	sshL, err := net.Listen("tcp", o.sshAddr)
-	if err != nil {
-		return fmt.Errorf("--ssh-addr %s: %w", o.sshAddr, err)
-	}
-	httpL, err := net.Listen("tcp", o.httpAddr)
-	if err != nil {
-		sshL.Close()
-		return fmt.Errorf("--http-addr %s: %w", o.httpAddr, err)
-	}
-	adminL, err := admin.Listen(dataDir)
-	if err != nil {
-		sshL.Close()
-		httpL.Close()
-		return err
-	}
-
-	var ready atomic.Bool
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ok\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("/hooks/", mirrors.WebhookHandler())
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-
-	info := admin.Info{
-		Version:            version,
-		DataDir:            dataDir,
-		SSHAddr:            sshL.Addr().String(),
-		HTTPAddr:           httpL.Addr().String(),
-		HostKey:            string(gossh.MarshalAuthorizedKey(hostKey.PublicKey())),
-		HostKeyFingerprint: gossh.FingerprintSHA256(hostKey.PublicKey()),
-	}
-	rec, err := newReconciler(store, log, reg, o, info.SSHAddr)
-	if err != nil {
-		sshL.Close()
-		httpL.Close()
-		adminL.Close()
-		return err
-	}
-	var apps admin.Apps
-	if rec != nil {
-		apps = appsAPI{rec}
-	}
-	adminSrv := admin.NewServer(admin.Config{Store: store, Info: info, Logger: log, Mirrors: mirrors, Apps: apps, HostKeyFile: o.hostKey})
-
-	grp, gctx := errgroup.WithContext(ctx)
-	grp.Go(func() error { return ignoreClosed(gs.Serve(sshL)) })
-	grp.Go(func() error { return ignoreClosed(httpSrv.Serve(httpL)) })
-	grp.Go(func() error { return ignoreClosed(adminSrv.Serve(adminL)) })
-	grp.Go(func() error { return mirrors.Run(gctx) })
-	grp.Go(func() error { return upkeep.Run(gctx) })
-	if rec != nil {
-		grp.Go(func() error { return rec.Run(gctx) })
-	}
-	grp.Go(func() error {
-		<-gctx.Done()
-		ready.Store(false)
-		log.Info("shutting down", "grace", o.shutdownTimeout)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
-		defer cancel()
-		// Stop the three servers concurrently; each error is logged.
-		var wg errgroup.Group
-		wg.Go(func() error { return gs.Shutdown(sctx) })
-		wg.Go(func() error { return httpSrv.Shutdown(sctx) })
-		wg.Go(func() error { return adminSrv.Shutdown(sctx) })
-		if err := wg.Wait(); err != nil {
-			log.Warn("shutdown", "err", err)
-		}
-		os.Remove(filepath.Join(dataDir, admin.SocketName))
-		return nil
-	})
-
-	if err := writeLastAddr(dataDir, info); err != nil {
+	if err := writeLastAddr(dataDir, srv.Info()); err != nil {
 		log.Warn("cannot record the listen addresses for `fjord hostkey`", "err", err)
 	}
-	ready.Store(true)
-	log.Info("fjord serving", "data", dataDir, "ssh", info.SSHAddr, "http", info.HTTPAddr, "hostkey", info.HostKeyFingerprint)
-	printWelcome(stderr, dataDir, info, store, rec != nil)
-	err = grp.Wait()
-	log.Info("stopped")
-	return err
-}
-
-func ignoreClosed(err error) error {
-	if errors.Is(err, gitserver.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
+	return srv.Run(ctx)
 }
 
 // printWelcome tells a person who just ran `make run` what to do next:
@@ -313,21 +184,6 @@ func printWelcome(w io.Writer, dataDir string, info admin.Info, store *storage.S
 	if !reconciling {
 		fmt.Fprintf(w, "The reconciler is off (no cluster): to deploy apps, start again with --kubeconfig FILE\n(with make: make run ARGS='--kubeconfig FILE').\n\n")
 	}
-}
-
-// newReconciler starts nothing; it returns the reconciler when a cluster is
-// configured, and nil (after saying so) when none is.
-func newReconciler(store *storage.Store, log *slog.Logger, reg prometheus.Registerer, o *serveOptions, sshAddr string) (*reconciler.Reconciler, error) {
-	cfg, source, err := reconciler.LoadRESTConfig(o.kubeconfig)
-	if errors.Is(err, reconciler.ErrNoCluster) {
-		log.Warn("reconciler off: no cluster configured; give --kubeconfig FILE or set KUBECONFIG to deploy apps", "reason", err)
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reconciler: %w", err)
-	}
-	log.Info("reconciler on", "cluster", cfg.Host, "from", source, "resync", o.resyncInterval)
-	return reconciler.New(reconciler.Config{Store: store, RESTConfig: cfg, Logger: log, Registerer: reg, ResyncInterval: o.resyncInterval, SSHAddr: sshAddr})
 }
 
 // checkListenAddr refuses a listen address net.Listen would reject with a
