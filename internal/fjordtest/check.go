@@ -15,8 +15,17 @@ func (s *Server) Fsck(ctx context.Context, repo string) error {
 	cmd := exec.CommandContext(ctx, "git", "-C", s.RepoPath(repo), "fsck", "--strict", "--no-dangling", "--no-progress")
 	cmd.Env = s.env()
 	out, err := cmd.CombinedOutput()
-	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
-		return fmt.Errorf("git fsck of %s: %v: %s", repo, err, strings.TrimSpace(string(out)))
+	var problems []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		// "notice:" lines describe a repo that has no commit yet (HEAD
+		// unborn, no default references): a kill before the first push
+		// leaves exactly that, and it is not damage.
+		if l != "" && !strings.HasPrefix(l, "notice: ") {
+			problems = append(problems, l)
+		}
+	}
+	if err != nil || len(problems) > 0 {
+		return fmt.Errorf("git fsck of %s: %v: %s", repo, err, strings.Join(problems, "\n"))
 	}
 	return nil
 }
