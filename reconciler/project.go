@@ -77,13 +77,7 @@ const (
 var projectSchema = objectOf(map[string]*fieldSpec{
 	"apiVersion": str(),
 	"kind":       str(),
-	"metadata": objectOf(map[string]*fieldSpec{
-		"name":        str(),
-		"namespace":   str(),
-		"labels":      strMap(),
-		"annotations": strMap(),
-		"finalizers":  strs(),
-	}),
+	"metadata":   objectMetaSchema(),
 	"spec": objectOf(map[string]*fieldSpec{
 		"description": str(),
 		"sourceRepos": strs(),

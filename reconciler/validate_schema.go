@@ -58,16 +58,21 @@ const (
 	refuseJsonnet   = "fjord does not render jsonnet yet; meanwhile commit the rendered YAML and point source.path at it"
 )
 
-var applicationSchema = objectOf(map[string]*fieldSpec{
-	"apiVersion": str(),
-	"kind":       str(),
-	"metadata": objectOf(map[string]*fieldSpec{
+// objectMetaSchema is the metadata Applications and AppProjects share.
+func objectMetaSchema() *fieldSpec {
+	return objectOf(map[string]*fieldSpec{
 		"name":        str(),
 		"namespace":   str(),
 		"labels":      strMap(),
 		"annotations": strMap(),
 		"finalizers":  strs(),
-	}),
+	})
+}
+
+var applicationSchema = objectOf(map[string]*fieldSpec{
+	"apiVersion": str(),
+	"kind":       str(),
+	"metadata":   objectMetaSchema(),
 	"spec": objectOf(map[string]*fieldSpec{
 		"project": str(),
 		"source": objectOf(map[string]*fieldSpec{
