@@ -70,6 +70,10 @@ type Config struct {
 	// WaveTimeout bounds the wait for a sync wave to become healthy and
 	// for a hook to finish. Zero means DefaultWaveTimeout.
 	WaveTimeout time.Duration
+	// Charts gives local copies of charts from Helm repositories, for
+	// apps with source.chart and charts with remote dependencies; nil
+	// fails those apps with an error that says so.
+	Charts ChartSource
 }
 
 // Reconciler syncs Applications from fjord's repos to a cluster. Create it
@@ -87,6 +91,7 @@ type Reconciler struct {
 	workers      int
 	waveTimeout  time.Duration
 	metrics      *metrics
+	charts       ChartSource
 
 	queue   workqueue.TypedInterface[string]
 	driftQ  workqueue.TypedInterface[driftKey]
@@ -150,6 +155,7 @@ func New(cfg Config) (*Reconciler, error) {
 		workers:      cfg.Workers,
 		waveTimeout:  cfg.WaveTimeout,
 		metrics:      newMetrics(cfg.Registerer),
+		charts:       cfg.Charts,
 		queue:        workqueue.NewTyped[string](),
 		driftQ:       workqueue.NewTyped[driftKey](),
 		healthQ:      workqueue.NewTypedDelayingQueue[string](),
