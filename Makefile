@@ -7,7 +7,7 @@ DATA    ?= ./data
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test bench lint testenv bench-compare deploy-check demo crash load fuzz
+.PHONY: all build run test bench lint testenv sealed-secrets bench-compare deploy-check demo crash load fuzz
 
 all: build
 
@@ -41,6 +41,14 @@ run: build
 testenv:
 	GO='$(GO)' bash internal/testenv/tools/build.sh
 
+# sealed-secrets builds the real Sealed Secrets controller and kubeseal
+# (bitnami-labs/sealed-secrets v0.27.1, from the Go module proxy in a tools
+# module of their own) and copies their CRD into the same cache as testenv,
+# once per version: a minute or two the first time, nothing after.
+# internal/sealedtest runs them against the test kube-apiserver.
+sealed-secrets:
+	GO='$(GO)' bash internal/sealedtest/tools/build.sh
+
 # demo plays fjord's GitOps loop on this machine (deploy/demo/demo.sh): a
 # real kube-apiserver and etcd, fjord, the example GitOps repo; a release
 # pushed from "CI" goes live and a manual kubectl scale is reverted, each
@@ -51,7 +59,7 @@ demo: build testenv
 
 # test installs Debian's chromium when missing: bench's HTML report is
 # checked for clipped and overlapping labels in headless Chromium.
-test: build testenv
+test: build testenv sealed-secrets
 	@command -v chromium >/dev/null 2>&1 || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		echo "installing chromium from Debian's packages (for the HTML report's layout test)"; \

@@ -171,7 +171,7 @@ func (r *Reconciler) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, er
 	}
 	if err != nil {
 		if meta.IsNoMatchError(err) {
-			return nil, fmt.Errorf("the cluster does not serve %s: install its CRD (in this app, or before it): %w", gvk, err)
+			return nil, missingKindError(gvk, err)
 		}
 		return nil, fmt.Errorf("map %s: %w", gvk, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // dryRunConcurrency bounds the dry-run requests in flight: they write
@@ -70,4 +71,58 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// controllers names, per API group, the controller that ships the CRDs
+// of that group, for the kinds an Argo CD repo most often holds before
+// the cluster has them. A group not listed still gets a message naming
+// the group; this only makes the fix one step shorter.
+var controllers = map[string]string{
+	"bitnami.com":                     "the Sealed Secrets controller (github.com/bitnami-labs/sealed-secrets; its CRD is bitnami.com_sealedsecrets.yaml)",
+	"cert-manager.io":                 "cert-manager",
+	"acme.cert-manager.io":            "cert-manager",
+	"monitoring.coreos.com":           "the Prometheus Operator (or kube-prometheus-stack)",
+	"external-secrets.io":             "the External Secrets Operator",
+	"argoproj.io":                     "Argo CD or Argo Rollouts/Workflows, whichever owns the kind",
+	"networking.istio.io":             "Istio",
+	"security.istio.io":               "Istio",
+	"traefik.io":                      "Traefik",
+	"traefik.containo.us":             "Traefik",
+	"gateway.networking.k8s.io":       "the Gateway API CRDs",
+	"snapshot.storage.k8s.io":         "the external-snapshotter CRDs",
+	"keda.sh":                         "KEDA",
+	"postgresql.cnpg.io":              "CloudNativePG",
+	"kustomize.toolkit.fluxcd.io":     "Flux",
+	"source.toolkit.fluxcd.io":        "Flux",
+	"helm.toolkit.fluxcd.io":          "Flux",
+	"cilium.io":                       "Cilium",
+	"velero.io":                       "Velero",
+	"policy.kyverno.io":               "Kyverno",
+	"kyverno.io":                      "Kyverno",
+	"secrets-store.csi.x-k8s.io":      "the Secrets Store CSI driver",
+	"autoscaling.k8s.io":              "the Vertical Pod Autoscaler",
+	"monitoring.googleapis.com":       "Google Managed Prometheus",
+	"cluster.x-k8s.io":                "Cluster API",
+	"infrastructure.cluster.x-k8s.io": "the Cluster API provider",
+}
+
+// missingKindError is the error for a kind the cluster does not serve: it
+// names the API group and says that the CRD of that group, and so the
+// controller that acts on it, is not installed, and how to order the
+// install before this app. It wraps err so that callers still see the
+// no-match error (meta.IsNoMatchError).
+func missingKindError(gvk schema.GroupVersionKind, err error) error {
+	kind := gvk.Kind + " (" + gvk.GroupVersion().String() + ")"
+	if gvk.Group == "" || !strings.Contains(gvk.Group, ".") {
+		// A built-in group: the API server of another Kubernetes version,
+		// or a typo, not a missing CRD.
+		return fmt.Errorf("the cluster does not serve %s: check apiVersion and kind against this cluster's Kubernetes version (kubectl api-resources): %w", kind, err)
+	}
+	install := "install the controller that owns API group " + gvk.Group + " (it ships the CRD)"
+	if c, ok := controllers[gvk.Group]; ok {
+		install = "install " + c
+	}
+	return fmt.Errorf("the cluster does not serve %s: the CRD of API group %s is not installed, and so neither is the controller that acts on it: %s first, "+
+		"or put the CRD in this app (or in an app of an earlier sync wave); fjord retries by itself on the app's syncPolicy.retry and every resync: %w",
+		kind, gvk.Group, install, err)
 }

@@ -1,0 +1,79 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// A custom resource whose CRD is not installed fails its sync with an
+// error that names the API group and says its CRD (and controller) is not
+// installed; once someone installs the CRD outside the app, the app's
+// retry syncs it with no push.
+func TestMissingCRDSaysInstallItAndSyncsOnceInstalled(t *testing.T) {
+	c := newCluster(t)
+	ns := c.env.Namespace(t)
+	suffix := ns[len(ns)-6:]
+	group := "missing" + suffix + ".example.com"
+	widget := fmt.Sprintf(`apiVersion: %s/v1
+kind: Widget
+metadata:
+  name: w1
+  annotations:
+    argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
+spec:
+  size: 3
+`, group)
+	_, store, w, rec, _ := setup(t, map[string]string{"app/widget.yaml": widget, "app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  k: v\n"})
+	name := "missing-crd-" + suffix
+	doc := string(appDoc(name, "apps", "app", ns, true, true)) +
+		"    retry:\n      limit: -1\n      backoff:\n        duration: 1s\n        factor: 2\n        maxDuration: 2s\n"
+	a, err := rec.Apply(context.Background(), []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status.Sync != "Error" {
+		t.Fatalf("a Widget with no CRD synced: %+v", a.Status)
+	}
+	for _, want := range []string{"Widget (" + group + "/v1)", "the CRD of API group " + group + " is not installed", "install the controller that owns API group " + group} {
+		if !strings.Contains(a.Status.Error, want) {
+			t.Errorf("the error does not say %q:\n%s", want, a.Status.Error)
+		}
+	}
+
+	crd := fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.%[1]s
+spec:
+  group: %[1]s
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+`, group)
+	f := filepath.Join(t.TempDir(), "crd.yaml")
+	if err := os.WriteFile(f, []byte(crd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.kubectl("apply", "-f", f)
+	head := git(t, w.dir, "rev-parse", "HEAD")
+	eventually(t, "the app synced by its retry once the CRD is installed", func() (bool, string) {
+		st := appStatus(t, store, name)
+		return st.Sync == "Synced" && st.SyncedCommit == head, fmt.Sprintf("%+v", st)
+	})
+	if c.get(schema.GroupVersionResource{Group: group, Version: "v1", Resource: "widgets"}, ns, "w1") == nil {
+		t.Fatal("the Widget was not applied")
+	}
+}
