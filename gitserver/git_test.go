@@ -142,7 +142,7 @@ func TestPushUpdatesSnapshotAndNotifies(t *testing.T) {
 	}
 	select {
 	case c := <-sub.C:
-		want := storage.RefChange{Repo: "app", Ref: "refs/heads/main", New: head}
+		want := storage.RefChange{Repo: "app", Ref: "refs/heads/main", New: head, Pos: e.store.Position()}
 		if c != want {
 			t.Fatalf("notification %+v, want %+v", c, want)
 		}

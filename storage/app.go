@@ -217,7 +217,7 @@ type InventoryEntry struct {
 // and creation time if it exists.
 func (s *Store) PutApp(name, manifest string, meta AppMeta) (App, error) {
 	var a App
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		err := getJSON(tx, bucketApps, name, &a)
 		now := time.Now().UTC()
 		switch {
@@ -227,7 +227,7 @@ func (s *Store) PutApp(name, manifest string, meta AppMeta) (App, error) {
 			return err
 		}
 		a.Manifest, a.AppMeta, a.Updated = manifest, meta, now
-		return putJSON(tx, bucketApps, name, a)
+		return tx.putJSON(bucketApps, name, a)
 	})
 	if err != nil {
 		return App{}, fmt.Errorf("save app %q: %w", name, err)
@@ -264,27 +264,27 @@ func (s *Store) Apps() ([]App, error) {
 // SetAppStatus replaces an app's status, but for LastDrift (see
 // RecordDrift).
 func (s *Store) SetAppStatus(name string, st AppStatus) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		var a App
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
 		}
 		st.LastDrift = a.Status.LastDrift
 		a.Status = st
-		return putJSON(tx, bucketApps, name, a)
+		return tx.putJSON(bucketApps, name, a)
 	})
 }
 
 // UpdateAppStatus applies fn to an app's status in one transaction, so a
 // partial update (health) never overwrites a concurrent sync's result.
 func (s *Store) UpdateAppStatus(name string, fn func(*AppStatus)) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		var a App
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
 		}
 		fn(&a.Status)
-		return putJSON(tx, bucketApps, name, a)
+		return tx.putJSON(bucketApps, name, a)
 	})
 }
 
@@ -292,7 +292,7 @@ func (s *Store) UpdateAppStatus(name string, fn func(*AppStatus)) error {
 // nil) and appends the sync to its history, in one transaction, so the
 // inventory never disagrees with the history that explains it.
 func (s *Store) RecordAppSync(name string, st AppStatus, inv *AppInventory, rec AppSync) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		var a App
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
@@ -301,11 +301,11 @@ func (s *Store) RecordAppSync(name string, st AppStatus, inv *AppInventory, rec 
 		// sync ran must not be lost to the status the sync started from.
 		st.LastDrift = a.Status.LastDrift
 		a.Status = st
-		if err := putJSON(tx, bucketApps, name, a); err != nil {
+		if err := tx.putJSON(bucketApps, name, a); err != nil {
 			return err
 		}
 		if inv != nil {
-			if err := putJSON(tx, bucketAppInv, name, inv); err != nil {
+			if err := tx.putJSON(bucketAppInv, name, inv); err != nil {
 				return err
 			}
 		}
@@ -332,13 +332,13 @@ func (s *Store) AppInventory(name string) (inv AppInventory, ok bool, err error)
 
 // RecordDrift appends a drift event and makes it the app's LastDrift.
 func (s *Store) RecordDrift(name string, ev DriftEvent) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		var a App
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
 		}
 		a.Status.LastDrift = &ev
-		if err := putJSON(tx, bucketApps, name, a); err != nil {
+		if err := tx.putJSON(bucketApps, name, a); err != nil {
 			return err
 		}
 		return appendLog(tx, bucketAppDrifts, name, ev, maxAppDrifts)
@@ -357,21 +357,19 @@ func (s *Store) AppDrifts(name string, n int) ([]DriftEvent, error) {
 
 // DeleteApp removes an app's configuration, status, inventory and logs.
 func (s *Store) DeleteApp(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketApps).Get([]byte(name)) == nil {
 			return fmt.Errorf("app %q: %w", name, ErrNotFound)
 		}
 		for _, b := range [][]byte{bucketAppSyncs, bucketAppDrifts} {
-			if tx.Bucket(b).Bucket([]byte(name)) != nil {
-				if err := tx.Bucket(b).DeleteBucket([]byte(name)); err != nil {
-					return err
-				}
+			if err := tx.dropNested(b, name); err != nil {
+				return err
 			}
 		}
-		if err := tx.Bucket(bucketAppInv).Delete([]byte(name)); err != nil {
+		if err := tx.del(bucketAppInv, []byte(name)); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketApps).Delete([]byte(name))
+		return tx.del(bucketApps, []byte(name))
 	})
 }
 

@@ -10,5 +10,11 @@
 //	DATA/repos/.tmp/              repos being created or deleted (never served)
 //	DATA/lost+found/              repo directories the database did not know at Open
 //
+// Every accepted change (a ref snapshot that moved, a metadata write) gets
+// the next position of one ordered change log, written in the same bbolt
+// transaction (changelog.go); replicas stream it, and a follower applies
+// a change and stores it at the same position in one transaction
+// (follow.go).
+//
 // storage knows nothing about SSH, HTTP or Kubernetes.
 package storage

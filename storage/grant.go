@@ -58,7 +58,7 @@ func grantKey(user, repo string) []byte { return []byte(user + "\x00" + repo) }
 
 // SetGrant gives user the access level on repo; AccessNone removes the grant.
 func (s *Store) SetGrant(user, repo string, a Access) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
 			return notFound("user", user, ErrNotFound)
 		}
@@ -66,9 +66,9 @@ func (s *Store) SetGrant(user, repo string, a Access) error {
 			return notFound("repo", repo, ErrNotFound)
 		}
 		if a == AccessNone {
-			return tx.Bucket(bucketGrants).Delete(grantKey(user, repo))
+			return tx.del(bucketGrants, grantKey(user, repo))
 		}
-		return tx.Bucket(bucketGrants).Put(grantKey(user, repo), []byte(a.String()))
+		return tx.put(bucketGrants, grantKey(user, repo), []byte(a.String()))
 	})
 }
 
@@ -115,18 +115,11 @@ func (s *Store) AccessFor(user *User, repo string) Access {
 	return a
 }
 
-func deleteGrantsForUser(tx *bolt.Tx, user string) error {
-	c := tx.Bucket(bucketGrants).Cursor()
-	prefix := []byte(user + "\x00")
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
-			return err
-		}
-	}
-	return nil
+func deleteGrantsForUser(tx *wtx, user string) error {
+	return tx.delPrefix(bucketGrants, []byte(user+"\x00"))
 }
 
-func deleteGrantsForRepo(tx *bolt.Tx, repo string) error {
+func deleteGrantsForRepo(tx *wtx, repo string) error {
 	b := tx.Bucket(bucketGrants)
 	var dead [][]byte
 	b.ForEach(func(k, _ []byte) error {
@@ -136,7 +129,7 @@ func deleteGrantsForRepo(tx *bolt.Tx, repo string) error {
 		return nil
 	})
 	for _, k := range dead {
-		if err := b.Delete(k); err != nil {
+		if err := tx.del(bucketGrants, k); err != nil {
 			return err
 		}
 	}

@@ -138,14 +138,14 @@ func (s *Store) CreateMirror(m Mirror) error {
 	if m.Created.IsZero() {
 		m.Created = time.Now().UTC()
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketRepos).Get([]byte(m.Repo)) == nil {
 			return fmt.Errorf("repo %q: %w", m.Repo, ErrNotFound)
 		}
 		if tx.Bucket(bucketMirrors).Get([]byte(m.Repo)) != nil {
 			return fmt.Errorf("mirror %q: %w", m.Repo, ErrExists)
 		}
-		return putJSON(tx, bucketMirrors, m.Repo, m)
+		return tx.putJSON(bucketMirrors, m.Repo, m)
 	})
 }
 
@@ -179,7 +179,7 @@ func (s *Store) Mirrors() ([]Mirror, error) {
 // UpdateMirror applies fn to a stored mirror in one transaction.
 func (s *Store) UpdateMirror(repo string, fn func(*Mirror) error) (Mirror, error) {
 	var m Mirror
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		if err := getJSON(tx, bucketMirrors, repo, &m); err != nil {
 			return notFound("mirror", repo, err)
 		}
@@ -187,7 +187,7 @@ func (s *Store) UpdateMirror(repo string, fn func(*Mirror) error) (Mirror, error
 			return err
 		}
 		m.Repo = repo
-		return putJSON(tx, bucketMirrors, repo, m)
+		return tx.putJSON(bucketMirrors, repo, m)
 	})
 	return m, err
 }
@@ -195,13 +195,13 @@ func (s *Store) UpdateMirror(repo string, fn func(*Mirror) error) (Mirror, error
 // RecordMirrorSync updates a mirror's status and appends the sync to its
 // history in one transaction, keeping the newest maxSyncHistory.
 func (s *Store) RecordMirrorSync(repo string, rec MirrorSync, update func(*Mirror)) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		var m Mirror
 		if err := getJSON(tx, bucketMirrors, repo, &m); err != nil {
 			return fmt.Errorf("mirror %q: %w", repo, err)
 		}
 		update(&m)
-		if err := putJSON(tx, bucketMirrors, repo, m); err != nil {
+		if err := tx.putJSON(bucketMirrors, repo, m); err != nil {
 			return err
 		}
 		return appendLog(tx, bucketMirrorSyncs, repo, rec, maxSyncHistory)
@@ -212,15 +212,18 @@ func (s *Store) RecordMirrorSync(repo string, rec MirrorSync, update func(*Mirro
 // keep; it returns the events dropped so their backup refs can go too.
 func (s *Store) RecordMirrorEvents(repo string, evs []MirrorEvent, keep int) ([]MirrorEvent, error) {
 	var dropped []MirrorEvent
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		for _, ev := range evs {
 			if err := appendLog(tx, bucketMirrorEvts, repo, ev, 0); err != nil {
 				return err
 			}
 		}
-		b := tx.Bucket(bucketMirrorEvts).Bucket([]byte(repo))
-		if b == nil {
+		if tx.Bucket(bucketMirrorEvts).Bucket([]byte(repo)) == nil {
 			return nil
+		}
+		b, err := tx.nested(bucketMirrorEvts, repo)
+		if err != nil {
+			return err
 		}
 		return trimFront(b, keep, func(v []byte) {
 			var ev MirrorEvent
@@ -278,18 +281,16 @@ func (s *Store) MirrorEvent(repo string, id uint64) (MirrorEvent, error) {
 // DeleteMirror removes a mirror's configuration, history and credentials;
 // the repo stays, as an ordinary hosted repo.
 func (s *Store) DeleteMirror(repo string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketMirrors).Get([]byte(repo)) == nil {
 			return notFound("mirror", repo, ErrNotFound)
 		}
 		for _, b := range [][]byte{bucketMirrorSyncs, bucketMirrorEvts} {
-			if tx.Bucket(b).Bucket([]byte(repo)) != nil {
-				if err := tx.Bucket(b).DeleteBucket([]byte(repo)); err != nil {
-					return err
-				}
+			if err := tx.dropNested(b, repo); err != nil {
+				return err
 			}
 		}
-		return tx.Bucket(bucketMirrors).Delete([]byte(repo))
+		return tx.del(bucketMirrors, []byte(repo))
 	})
 	if err != nil {
 		return err
@@ -299,12 +300,12 @@ func (s *Store) DeleteMirror(repo string) error {
 
 // appendLog adds v under the next sequence number of repo's nested
 // bucket, dropping the oldest entries beyond keep (0 keeps all).
-func appendLog(tx *bolt.Tx, bucket []byte, repo string, v any, keep int) error {
-	b, err := tx.Bucket(bucket).CreateBucketIfNotExists([]byte(repo))
+func appendLog(tx *wtx, bucket []byte, repo string, v any, keep int) error {
+	b, err := tx.nested(bucket, repo)
 	if err != nil {
 		return err
 	}
-	seq, err := b.NextSequence()
+	seq, err := b.nextSequence()
 	if err != nil {
 		return err
 	}
@@ -312,7 +313,7 @@ func appendLog(tx *bolt.Tx, bucket []byte, repo string, v any, keep int) error {
 	if err != nil {
 		return err
 	}
-	if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), raw); err != nil {
+	if err := b.put(binary.BigEndian.AppendUint64(nil, seq), raw); err != nil {
 		return err
 	}
 	return trimFront(b, keep, nil)
@@ -322,23 +323,27 @@ func appendLog(tx *bolt.Tx, bucket []byte, repo string, v any, keep int) error {
 // remain (keep <= 0 keeps all), passing each dropped value to dropped.
 // It counts with a cursor: Bucket.Stats does not see the writes of the
 // transaction it runs in.
-func trimFront(b *bolt.Bucket, keep int, dropped func([]byte)) error {
+func trimFront(b *nestedBucket, keep int, dropped func([]byte)) error {
 	if keep <= 0 {
 		return nil
 	}
 	n := 0
-	c := b.Cursor()
+	c := b.b.Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		n++
 	}
-	for k, v := c.First(); k != nil && n > keep; k, v = c.First() {
+	var dead [][]byte
+	for k, v := c.First(); k != nil && n > keep; k, v = c.Next() {
 		if dropped != nil {
 			dropped(v)
 		}
-		if err := c.Delete(); err != nil {
+		dead = append(dead, bytes.Clone(k))
+		n--
+	}
+	for _, k := range dead {
+		if err := b.del(k); err != nil {
 			return err
 		}
-		n--
 	}
 	return nil
 }
@@ -404,7 +409,7 @@ func (s *Store) CreatePushMirror(p PushMirror) error {
 	if p.Created.IsZero() {
 		p.Created = time.Now().UTC()
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketRepos).Get([]byte(p.Repo)) == nil {
 			return fmt.Errorf("repo %q: %w", p.Repo, ErrNotFound)
 		}
@@ -416,7 +421,7 @@ func (s *Store) CreatePushMirror(p PushMirror) error {
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketPushMirrors).Put(k, raw)
+		return tx.put(bucketPushMirrors, k, raw)
 	})
 }
 
@@ -449,7 +454,7 @@ func (s *Store) PushMirrors(repo string) ([]PushMirror, error) {
 // UpdatePushMirror applies fn to a stored push mirror in one transaction.
 func (s *Store) UpdatePushMirror(repo, id string, fn func(*PushMirror)) (PushMirror, error) {
 	var p PushMirror
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		k := pushMirrorKey(repo, id)
 		raw := tx.Bucket(bucketPushMirrors).Get(k)
 		if raw == nil {
@@ -463,19 +468,19 @@ func (s *Store) UpdatePushMirror(repo, id string, fn func(*PushMirror)) (PushMir
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketPushMirrors).Put(k, raw)
+		return tx.put(bucketPushMirrors, k, raw)
 	})
 	return p, err
 }
 
 // DeletePushMirror removes a push mirror and its credentials.
 func (s *Store) DeletePushMirror(repo, id string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		k := pushMirrorKey(repo, id)
 		if tx.Bucket(bucketPushMirrors).Get(k) == nil {
 			return fmt.Errorf("push mirror of %q: %w", repo, ErrNotFound)
 		}
-		return tx.Bucket(bucketPushMirrors).Delete(k)
+		return tx.del(bucketPushMirrors, k)
 	})
 	if err != nil {
 		return err

@@ -29,7 +29,7 @@ type Project struct {
 // PutProject creates or replaces a project, keeping its creation time.
 func (s *Store) PutProject(name, manifest, parent string) (Project, error) {
 	var p Project
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		err := getJSON(tx, bucketProjects, name, &p)
 		now := time.Now().UTC()
 		switch {
@@ -39,7 +39,7 @@ func (s *Store) PutProject(name, manifest, parent string) (Project, error) {
 			return err
 		}
 		p.Manifest, p.Parent, p.Updated = manifest, parent, now
-		return putJSON(tx, bucketProjects, name, p)
+		return tx.putJSON(bucketProjects, name, p)
 	})
 	if err != nil {
 		return Project{}, fmt.Errorf("save project %q: %w", name, err)
@@ -79,7 +79,7 @@ var ErrProjectInUse = fmt.Errorf("project in use")
 // DeleteProject removes a project. It refuses, in the same transaction,
 // while an app names it, so no app is left with a project that is gone.
 func (s *Store) DeleteProject(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketProjects).Get([]byte(name)) == nil {
 			return fmt.Errorf("project %q: %w", name, ErrNotFound)
 		}
@@ -101,6 +101,6 @@ func (s *Store) DeleteProject(name string) error {
 			sort.Strings(users)
 			return fmt.Errorf("project %q: %w by apps %v: delete them or move them to another project first", name, ErrProjectInUse, users)
 		}
-		return tx.Bucket(bucketProjects).Delete([]byte(name))
+		return tx.del(bucketProjects, []byte(name))
 	})
 }

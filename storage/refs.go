@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -59,6 +60,10 @@ type RefChange struct {
 	Ref  string `json:"ref"`
 	Old  string `json:"old,omitempty"`
 	New  string `json:"new,omitempty"`
+	// Pos is the change log position of the change that moved the ref:
+	// what a primary waits for its followers to hold before it
+	// acknowledges a push.
+	Pos uint64 `json:"pos,omitempty"`
 }
 
 // Refs returns the current snapshot of a repo's refs, answered from memory.
@@ -94,13 +99,22 @@ func (s *Store) RefreshRefs(ctx context.Context, repo string) ([]RefChange, erro
 	}
 	prev, _ := s.Refs(repo)
 	changes := diffRefs(repo, prev, next)
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	// The snapshot and, when anything moved, its change at the next
+	// position of the change log, in one transaction.
+	pos, err := s.updateChange(func(tx *wtx) error {
 		if tx.Bucket(bucketRepos).Get([]byte(repo)) == nil {
 			return fmt.Errorf("repo %q: %w", repo, ErrNotFound)
 		}
-		return putJSON(tx, bucketRefs, repo, next)
-	}); err != nil {
+		if len(changes) > 0 || (prev != nil && prev.Head != next.Head) {
+			tx.refs = &Change{Repo: repo, Head: next.Head, Refs: changes}
+		}
+		return tx.putJSON(bucketRefs, repo, next)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("save refs of %q: %w", repo, err)
+	}
+	for i := range changes {
+		changes[i].Pos = pos
 	}
 	s.setRefs(repo, next)
 	for _, c := range changes {
@@ -189,6 +203,21 @@ func (s *Store) loadSnapshots(ctx context.Context) error {
 	repos, err := s.Repos()
 	if err != nil {
 		return fmt.Errorf("storage: list repos: %w", err)
+	}
+	// Start from the persisted snapshots, so that only what moved on disk
+	// since they were saved (a push whose refresh a crash cut short) is a
+	// change, and goes into the change log.
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRefs).ForEach(func(k, v []byte) error {
+			var r Refs
+			if err := json.Unmarshal(v, &r); err != nil {
+				return nil // unreadable: the refresh below rewrites it
+			}
+			s.refs[string(k)] = &r
+			return nil
+		})
+	}); err != nil {
+		return fmt.Errorf("storage: read ref snapshots: %w", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)

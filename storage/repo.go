@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,16 +49,37 @@ func (s *Store) CreateRepo(ctx context.Context, r Repo) (Repo, error) {
 	if _, err := os.Stat(final); err == nil {
 		return Repo{}, fmt.Errorf("repo %q: %w on disk at %s but not in the database; move that directory away first", name, ErrExists, final)
 	}
+	if err := s.initRepoDir(ctx, name); err != nil {
+		return Repo{}, err
+	}
+	err = s.update(func(tx *wtx) error {
+		if tx.Bucket(bucketRepos).Get([]byte(name)) != nil {
+			return fmt.Errorf("repo %q: %w", name, ErrExists)
+		}
+		return tx.putJSON(bucketRepos, name, r)
+	})
+	if err != nil {
+		os.RemoveAll(final)
+		return Repo{}, err
+	}
+	s.setRefs(name, &Refs{Head: "refs/heads/main"})
+	s.log.Info("repo created", "repo", name)
+	return r, nil
+}
+
+// initRepoDir creates the empty bare repository of name.
+func (s *Store) initRepoDir(ctx context.Context, name string) error {
+	final := s.RepoPath(name)
 	if err := os.MkdirAll(s.tmpDir(), 0o750); err != nil {
-		return Repo{}, fmt.Errorf("create repo %q: %w", name, err)
+		return fmt.Errorf("create repo %q: %w", name, err)
 	}
 	tmp, err := os.MkdirTemp(s.tmpDir(), "create-")
 	if err != nil {
-		return Repo{}, fmt.Errorf("create repo %q: %w", name, err)
+		return fmt.Errorf("create repo %q: %w", name, err)
 	}
 	defer os.RemoveAll(tmp) // no-op after the rename
 	if err := s.runGit(ctx, "", "init", "--quiet", "--bare", "--initial-branch=main", tmp); err != nil {
-		return Repo{}, fmt.Errorf("create repo %q: %w", name, err)
+		return fmt.Errorf("create repo %q: %w", name, err)
 	}
 	// Settings every hosted repo needs; written to the repo's own config,
 	// never to anything global.
@@ -69,28 +89,16 @@ func (s *Store) CreateRepo(ctx context.Context, r Repo) (Repo, error) {
 		{"core.logAllRefUpdates", "false"},
 	} {
 		if err := s.runGit(ctx, tmp, "config", kv[0], kv[1]); err != nil {
-			return Repo{}, fmt.Errorf("create repo %q: %w", name, err)
+			return fmt.Errorf("create repo %q: %w", name, err)
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
-		return Repo{}, fmt.Errorf("create repo %q: %w", name, err)
+		return fmt.Errorf("create repo %q: %w", name, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		return Repo{}, fmt.Errorf("create repo %q: move into place: %w", name, err)
+		return fmt.Errorf("create repo %q: move into place: %w", name, err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketRepos).Get([]byte(name)) != nil {
-			return fmt.Errorf("repo %q: %w", name, ErrExists)
-		}
-		return putJSON(tx, bucketRepos, name, r)
-	})
-	if err != nil {
-		os.RemoveAll(final)
-		return Repo{}, err
-	}
-	s.setRefs(name, &Refs{Head: "refs/heads/main"})
-	s.log.Info("repo created", "repo", name)
-	return r, nil
+	return nil
 }
 
 // Repo returns the metadata of one repo, or ErrNotFound.
@@ -124,7 +132,7 @@ func (s *Store) Repos() ([]Repo, error) {
 // in one transaction. The name itself cannot change.
 func (s *Store) UpdateRepo(name string, fn func(*Repo) error) (Repo, error) {
 	var r Repo
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		if err := getJSON(tx, bucketRepos, name, &r); err != nil {
 			return notFound("repo", name, err)
 		}
@@ -132,7 +140,7 @@ func (s *Store) UpdateRepo(name string, fn func(*Repo) error) (Repo, error) {
 			return err
 		}
 		r.Name = name
-		return putJSON(tx, bucketRepos, name, r)
+		return tx.putJSON(bucketRepos, name, r)
 	})
 	return r, err
 }
@@ -156,31 +164,25 @@ func (s *Store) AnyAnonRead() bool {
 // directory. The directory is first renamed into DATA/repos/.tmp so clients
 // never see a half-deleted repo.
 func (s *Store) DeleteRepo(ctx context.Context, name string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketRepos).Get([]byte(name)) == nil {
 			return notFound("repo", name, ErrNotFound)
 		}
-		if err := tx.Bucket(bucketRepos).Delete([]byte(name)); err != nil {
+		if err := tx.del(bucketRepos, []byte(name)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketRefs).Delete([]byte(name)); err != nil {
+		if err := tx.del(bucketRefs, []byte(name)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketMirrors).Delete([]byte(name)); err != nil {
+		if err := tx.del(bucketMirrors, []byte(name)); err != nil {
 			return err
 		}
-		c := tx.Bucket(bucketPushMirrors).Cursor()
-		prefix := []byte(name + "\x00")
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-			if err := c.Delete(); err != nil {
-				return err
-			}
+		if err := tx.delPrefix(bucketPushMirrors, []byte(name+"\x00")); err != nil {
+			return err
 		}
 		for _, b := range [][]byte{bucketMirrorSyncs, bucketMirrorEvts} {
-			if tx.Bucket(b).Bucket([]byte(name)) != nil {
-				if err := tx.Bucket(b).DeleteBucket([]byte(name)); err != nil {
-					return err
-				}
+			if err := tx.dropNested(b, name); err != nil {
+				return err
 			}
 		}
 		return deleteGrantsForRepo(tx, name)
@@ -191,6 +193,17 @@ func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 	s.mu.Lock()
 	delete(s.refs, name)
 	s.mu.Unlock()
+	if err := s.removeRepoDir(name); err != nil {
+		return err
+	}
+	s.log.Info("repo deleted", "repo", name)
+	return nil
+}
+
+// removeRepoDir removes a repo's directory and credentials; the directory
+// is first renamed into DATA/repos/.tmp so clients never see a
+// half-deleted repo.
+func (s *Store) removeRepoDir(name string) error {
 	if err := os.MkdirAll(s.tmpDir(), 0o750); err != nil {
 		return fmt.Errorf("delete repo %q: %w", name, err)
 	}
@@ -209,7 +222,6 @@ func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 			return fmt.Errorf("delete repo %q: credentials: %w", name, err)
 		}
 	}
-	s.log.Info("repo deleted", "repo", name)
 	return nil
 }
 

@@ -111,7 +111,8 @@ func TestRepoLifecycleAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := storage.RefChange{Repo: "team/app", Ref: "refs/heads/main", New: hash}
+	// The change is the one after the repo's creation in the change log.
+	want := storage.RefChange{Repo: "team/app", Ref: "refs/heads/main", New: hash, Pos: 2}
 	if len(changes) != 1 || changes[0] != want {
 		t.Fatalf("changes = %+v, want %+v", changes, want)
 	}

@@ -42,6 +42,9 @@ type Options struct {
 	// Git is the git binary used to create repos and read refs. Empty
 	// means "git" from PATH.
 	Git string
+	// ChangeLogSize is how many changes the change log keeps for
+	// followers. Zero means DefaultChangeLogSize.
+	ChangeLogSize int
 }
 
 // Store is an open data directory. It is safe for concurrent use.
@@ -59,6 +62,9 @@ type Store struct {
 	repoLocks map[string]*sync.Mutex // serializes snapshot refreshes per repo
 
 	gate repoGate // writes against upkeep, see BeginRepoWrite
+
+	watch   positionWatch // the change log's position
+	logSize int
 }
 
 // Open opens (creating if needed) the data directory dir. It fails with
@@ -74,6 +80,10 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 		git:       opts.Git,
 		refs:      make(map[string]*Refs),
 		repoLocks: make(map[string]*sync.Mutex),
+		logSize:   opts.ChangeLogSize,
+	}
+	if s.logSize <= 0 {
+		s.logSize = DefaultChangeLogSize
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -106,6 +116,10 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("storage: %s: %w", path, err)
 	}
+	if err := s.loadPosition(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: %s: %w", path, err)
+	}
 	if err := s.recoverRepos(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("storage: %s: %w", dir, err)
@@ -121,7 +135,7 @@ func (s *Store) initSchema() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketRepos, bucketUsers, bucketKeys, bucketGrants, bucketRefs,
 			bucketMirrors, bucketMirrorSyncs, bucketMirrorEvts, bucketPushMirrors,
-			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts, bucketProjects} {
+			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts, bucketProjects, bucketChanges} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
@@ -156,8 +170,13 @@ func (s *Store) Dir() string { return s.dir }
 func (s *Store) reposDir() string { return filepath.Join(s.dir, "repos") }
 func (s *Store) tmpDir() string   { return filepath.Join(s.reposDir(), ".tmp") }
 
+// reader is a transaction that reads buckets: a *bolt.Tx or a *wtx.
+type reader interface {
+	Bucket(name []byte) *bolt.Bucket
+}
+
 // getJSON decodes the value at key in bucket into v, or returns ErrNotFound.
-func getJSON(tx *bolt.Tx, bucket []byte, key string, v any) error {
+func getJSON(tx reader, bucket []byte, key string, v any) error {
 	raw := tx.Bucket(bucket).Get([]byte(key))
 	if raw == nil {
 		return ErrNotFound
@@ -166,13 +185,4 @@ func getJSON(tx *bolt.Tx, bucket []byte, key string, v any) error {
 		return fmt.Errorf("decode %s/%s: %w", bucket, key, err)
 	}
 	return nil
-}
-
-// putJSON encodes v and stores it at key in bucket.
-func putJSON(tx *bolt.Tx, bucket []byte, key string, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", bucket, key, err)
-	}
-	return tx.Bucket(bucket).Put([]byte(key), raw)
 }

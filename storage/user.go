@@ -50,14 +50,14 @@ func (s *Store) CreateUser(u User) (User, error) {
 	if u.Created.IsZero() {
 		u.Created = time.Now().UTC()
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketUsers).Get([]byte(u.Name)) != nil {
 			return fmt.Errorf("user %q: %w", u.Name, ErrExists)
 		}
 		if err := indexKeys(tx, u.Name, u.Keys); err != nil {
 			return err
 		}
-		return putJSON(tx, bucketUsers, u.Name, u)
+		return tx.putJSON(bucketUsers, u.Name, u)
 	})
 	if err != nil {
 		return User{}, err
@@ -67,13 +67,13 @@ func (s *Store) CreateUser(u User) (User, error) {
 
 // indexKeys records that keys belong to user, refusing a key that belongs
 // to someone else: one key, one identity.
-func indexKeys(tx *bolt.Tx, user string, keys []Key) error {
+func indexKeys(tx *wtx, user string, keys []Key) error {
 	b := tx.Bucket(bucketKeys)
 	for _, k := range keys {
 		if owner := b.Get([]byte(k.Fingerprint)); owner != nil && string(owner) != user {
 			return fmt.Errorf("key %s: %w: it belongs to user %q", k.Fingerprint, ErrExists, owner)
 		}
-		if err := b.Put([]byte(k.Fingerprint), []byte(user)); err != nil {
+		if err := tx.put(bucketKeys, []byte(k.Fingerprint), []byte(user)); err != nil {
 			return err
 		}
 	}
@@ -124,7 +124,7 @@ func (s *Store) Users() ([]User, error) {
 // in one transaction.
 func (s *Store) UpdateUser(name string, fn func(*User) error) (User, error) {
 	var u User
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		if err := getJSON(tx, bucketUsers, name, &u); err != nil {
 			return notFound("user", name, err)
 		}
@@ -134,34 +134,34 @@ func (s *Store) UpdateUser(name string, fn func(*User) error) (User, error) {
 		}
 		u.Name = name
 		for _, k := range old {
-			if err := tx.Bucket(bucketKeys).Delete([]byte(k.Fingerprint)); err != nil {
+			if err := tx.del(bucketKeys, []byte(k.Fingerprint)); err != nil {
 				return err
 			}
 		}
 		if err := indexKeys(tx, name, u.Keys); err != nil {
 			return err
 		}
-		return putJSON(tx, bucketUsers, name, u)
+		return tx.putJSON(bucketUsers, name, u)
 	})
 	return u, err
 }
 
 // DeleteUser removes a user, their keys and their grants.
 func (s *Store) DeleteUser(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *wtx) error {
 		var u User
 		if err := getJSON(tx, bucketUsers, name, &u); err != nil {
 			return notFound("user", name, err)
 		}
 		for _, k := range u.Keys {
-			if err := tx.Bucket(bucketKeys).Delete([]byte(k.Fingerprint)); err != nil {
+			if err := tx.del(bucketKeys, []byte(k.Fingerprint)); err != nil {
 				return err
 			}
 		}
 		if err := deleteGrantsForUser(tx, name); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketUsers).Delete([]byte(name))
+		return tx.del(bucketUsers, []byte(name))
 	})
 }
 

@@ -1,0 +1,453 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// The change log: every accepted change (a ref snapshot that moved, a
+// metadata write) gets the next position in one ordered log, recorded in
+// the same bbolt transaction as the change itself, so the log and the data
+// never disagree. Replicas stream the log; a follower applies change N and
+// stores it, verbatim and at the same position, in one transaction, so a
+// follower's log is a prefix of its primary's and a promoted follower can
+// serve the stream on.
+var (
+	bucketChanges  = []byte("changes") // position (uint64 big endian) -> Change JSON
+	keyPosition    = []byte("position")
+	keyPositionSum = []byte("position-sum")
+)
+
+// DefaultChangeLogSize is how many changes a store keeps for followers
+// that fall behind when Options.ChangeLogSize is zero. A follower further
+// behind makes a full copy.
+const DefaultChangeLogSize = 10000
+
+// Errors of the change log.
+var (
+	// ErrChangesTrimmed is returned by ChangesSince when changes after the
+	// asked position were already trimmed: the follower needs a full copy.
+	ErrChangesTrimmed = errors.New("changes trimmed from the change log")
+	// ErrPositionGap is returned by ApplyChange for a change that is not
+	// the one after the store's position.
+	ErrPositionGap = errors.New("change is not the next position")
+)
+
+// localBuckets are never replicated: the log itself, the schema, and the
+// ref snapshots, which every replica derives from its own repos.
+var localBuckets = map[string]bool{
+	string(bucketMeta):    true,
+	string(bucketChanges): true,
+	string(bucketRefs):    true,
+}
+
+// Change is one accepted change at one position of the log.
+type Change struct {
+	// Pos is the change's position: 1 for the first, then one more each.
+	Pos  uint64    `json:"pos"`
+	Time time.Time `json:"time"`
+	// Repo is the repo whose refs moved, for a ref snapshot change.
+	Repo string `json:"repo,omitempty"`
+	// Head is Repo's HEAD target after the change ("refs/heads/main").
+	Head string `json:"head,omitempty"`
+	// Refs are Repo's refs that moved.
+	Refs []RefChange `json:"refs,omitempty"`
+	// Ops are the metadata keys the change wrote, in order.
+	Ops []Op `json:"ops,omitempty"`
+
+	// Raw is the change as stored, which a follower stores verbatim.
+	Raw json.RawMessage `json:"-"`
+}
+
+// Op is one metadata key written or deleted by a change.
+type Op struct {
+	// Bucket is the top-level bucket.
+	Bucket string `json:"b"`
+	// Nested is the bucket inside Bucket the op is in (a per-repo or
+	// per-app log); empty for Bucket itself.
+	Nested string `json:"n,omitempty"`
+	// Key is the key; empty with Delete and Nested set, the op deletes
+	// the nested bucket whole.
+	Key []byte `json:"k,omitempty"`
+	// Value is the new value; unused with Delete.
+	Value  []byte `json:"v,omitempty"`
+	Delete bool   `json:"d,omitempty"`
+	// Seq is the nested bucket's sequence after the op, so a promoted
+	// follower numbers the next log entry as its primary would have.
+	Seq uint64 `json:"s,omitempty"`
+}
+
+// Sum returns the checksum that identifies the change at its position: a
+// follower and its primary hold the same change at a position exactly when
+// the sums agree.
+func (c Change) Sum() string { return sumOf(c.Raw) }
+
+func sumOf(raw []byte) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	h := sha256.Sum256(raw)
+	return hex.EncodeToString(h[:16])
+}
+
+// positionWatch wakes waiters when the position advances.
+type positionWatch struct {
+	mu   sync.Mutex
+	pos  uint64
+	sum  string
+	wake chan struct{} // closed and replaced on every advance
+}
+
+func (w *positionWatch) set(pos uint64, sum string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pos, w.sum = pos, sum
+	if w.wake != nil {
+		close(w.wake)
+		w.wake = nil
+	}
+}
+
+func (w *positionWatch) get() (uint64, string, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wake == nil {
+		w.wake = make(chan struct{})
+	}
+	return w.pos, w.sum, w.wake
+}
+
+// Position returns the position of the newest change this store holds
+// (0 before the first).
+func (s *Store) Position() uint64 {
+	pos, _, _ := s.watch.get()
+	return pos
+}
+
+// PositionSum returns the position and the Sum of the change at it ("" at
+// 0), which a follower sends its primary to prove it holds the same
+// history.
+func (s *Store) PositionSum() (uint64, string) {
+	pos, sum, _ := s.watch.get()
+	return pos, sum
+}
+
+// WaitChange blocks until the store's position is past after, or ctx ends.
+func (s *Store) WaitChange(ctx context.Context, after uint64) error {
+	for {
+		pos, _, wake := s.watch.get()
+		if pos > after {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// SumAt returns the Sum of the change at pos, or ErrChangesTrimmed when
+// the store no longer (or never) held it.
+func (s *Store) SumAt(pos uint64) (string, error) {
+	if pos == 0 {
+		return "", nil
+	}
+	cur, sum := s.PositionSum()
+	if pos == cur {
+		return sum, nil
+	}
+	var out string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketChanges).Get(posKey(pos))
+		if raw == nil {
+			return fmt.Errorf("change %d: %w", pos, ErrChangesTrimmed)
+		}
+		out = sumOf(raw)
+		return nil
+	})
+	return out, err
+}
+
+// ChangesSince returns up to max changes after pos, oldest first (none
+// when pos is the newest). It fails with ErrChangesTrimmed when the change
+// after pos is no longer in the log.
+func (s *Store) ChangesSince(pos uint64, max int) ([]Change, error) {
+	if max <= 0 {
+		max = 1000
+	}
+	var out []Change
+	err := s.db.View(func(tx *bolt.Tx) error {
+		cur := readPosition(tx)
+		if pos >= cur {
+			return nil
+		}
+		c := tx.Bucket(bucketChanges).Cursor()
+		k, v := c.Seek(posKey(pos + 1))
+		if k == nil || binary.BigEndian.Uint64(k) != pos+1 {
+			return fmt.Errorf("change %d: %w (the log starts later; a full copy is needed)", pos+1, ErrChangesTrimmed)
+		}
+		for ; k != nil && len(out) < max; k, v = c.Next() {
+			ch, err := decodeChange(v)
+			if err != nil {
+				return fmt.Errorf("change %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, ch)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func decodeChange(raw []byte) (Change, error) {
+	var c Change
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return Change{}, fmt.Errorf("decode change: %w", err)
+	}
+	c.Raw = append(json.RawMessage(nil), raw...)
+	return c, nil
+}
+
+func posKey(pos uint64) []byte { return binary.BigEndian.AppendUint64(nil, pos) }
+
+func readPosition(tx *bolt.Tx) uint64 {
+	v := tx.Bucket(bucketMeta).Get(keyPosition)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// loadPosition reads the position at Open.
+func (s *Store) loadPosition() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		s.watch.set(readPosition(tx), string(tx.Bucket(bucketMeta).Get(keyPositionSum)))
+		return nil
+	})
+}
+
+// wtx is a write transaction that records, for the change log, every
+// metadata key it writes. Every write of the store goes through one (see
+// Store.update); reads may use the embedded *bolt.Tx.
+type wtx struct {
+	*bolt.Tx
+	ops  []Op
+	refs *Change // the ref snapshot change, set by RefreshRefs
+}
+
+func (w *wtx) record(op Op) {
+	if !localBuckets[op.Bucket] {
+		w.ops = append(w.ops, op)
+	}
+}
+
+// put stores value at key in bucket.
+func (w *wtx) put(bucket, key, value []byte) error {
+	if err := w.Bucket(bucket).Put(key, value); err != nil {
+		return fmt.Errorf("write %s/%s: %w", bucket, key, err)
+	}
+	w.record(Op{Bucket: string(bucket), Key: bytes.Clone(key), Value: bytes.Clone(value)})
+	return nil
+}
+
+// putJSON encodes v and stores it at key in bucket.
+func (w *wtx) putJSON(bucket []byte, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", bucket, key, err)
+	}
+	return w.put(bucket, []byte(key), raw)
+}
+
+// del deletes key from bucket.
+func (w *wtx) del(bucket, key []byte) error {
+	if err := w.Bucket(bucket).Delete(key); err != nil {
+		return fmt.Errorf("delete %s/%s: %w", bucket, key, err)
+	}
+	w.record(Op{Bucket: string(bucket), Key: bytes.Clone(key), Delete: true})
+	return nil
+}
+
+// delPrefix deletes every key of bucket that starts with prefix.
+func (w *wtx) delPrefix(bucket, prefix []byte) error {
+	var dead [][]byte
+	c := w.Bucket(bucket).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		dead = append(dead, bytes.Clone(k))
+	}
+	for _, k := range dead {
+		if err := w.del(bucket, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nested returns the bucket name inside bucket, creating it if needed.
+func (w *wtx) nested(bucket []byte, name string) (*nestedBucket, error) {
+	b, err := w.Bucket(bucket).CreateBucketIfNotExists([]byte(name))
+	if err != nil {
+		return nil, fmt.Errorf("create %s/%s: %w", bucket, name, err)
+	}
+	return &nestedBucket{w: w, b: b, top: string(bucket), name: name}, nil
+}
+
+// dropNested deletes the bucket name inside bucket, if it exists.
+func (w *wtx) dropNested(bucket []byte, name string) error {
+	if w.Bucket(bucket).Bucket([]byte(name)) == nil {
+		return nil
+	}
+	if err := w.Bucket(bucket).DeleteBucket([]byte(name)); err != nil {
+		return fmt.Errorf("delete %s/%s: %w", bucket, name, err)
+	}
+	w.record(Op{Bucket: string(bucket), Nested: name, Delete: true})
+	return nil
+}
+
+// nestedBucket is a bucket inside a top-level bucket whose writes are
+// recorded.
+type nestedBucket struct {
+	w         *wtx
+	b         *bolt.Bucket
+	top, name string
+}
+
+// nextSequence is bolt's NextSequence.
+func (n *nestedBucket) nextSequence() (uint64, error) { return n.b.NextSequence() }
+
+func (n *nestedBucket) put(key, value []byte) error {
+	if err := n.b.Put(key, value); err != nil {
+		return fmt.Errorf("write %s/%s: %w", n.top, n.name, err)
+	}
+	n.w.record(Op{Bucket: n.top, Nested: n.name, Key: bytes.Clone(key), Value: bytes.Clone(value), Seq: n.b.Sequence()})
+	return nil
+}
+
+func (n *nestedBucket) del(key []byte) error {
+	if err := n.b.Delete(key); err != nil {
+		return fmt.Errorf("delete %s/%s: %w", n.top, n.name, err)
+	}
+	n.w.record(Op{Bucket: n.top, Nested: n.name, Key: bytes.Clone(key), Delete: true, Seq: n.b.Sequence()})
+	return nil
+}
+
+// update runs fn in a write transaction and, when fn wrote anything that
+// replicates, appends the change to the log at the next position in the
+// same transaction. It is the one way the store writes: a write that went
+// around it would never reach a follower.
+func (s *Store) update(fn func(tx *wtx) error) error {
+	_, err := s.updateChange(fn)
+	return err
+}
+
+// updateChange is update returning the position of the change recorded
+// (0 when nothing replicated was written).
+func (s *Store) updateChange(fn func(tx *wtx) error) (uint64, error) {
+	var pos uint64
+	var sum string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		w := &wtx{Tx: tx}
+		if err := fn(w); err != nil {
+			return err
+		}
+		if len(w.ops) == 0 && w.refs == nil {
+			return nil
+		}
+		c := Change{Pos: readPosition(tx) + 1, Time: time.Now().UTC(), Ops: w.ops}
+		if w.refs != nil {
+			c.Repo, c.Head, c.Refs = w.refs.Repo, w.refs.Head, w.refs.Refs
+			for i := range c.Refs {
+				c.Refs[i].Pos = c.Pos
+			}
+		}
+		raw, err := json.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("encode change %d: %w", c.Pos, err)
+		}
+		pos, sum = c.Pos, sumOf(raw)
+		return s.appendChange(tx, pos, raw)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if pos > 0 {
+		s.watch.set(pos, sum)
+	}
+	return pos, nil
+}
+
+// appendChange stores raw at pos, makes pos the position, and trims the
+// log to the newest ChangeLogSize entries.
+func (s *Store) appendChange(tx *bolt.Tx, pos uint64, raw []byte) error {
+	b := tx.Bucket(bucketChanges)
+	if err := b.Put(posKey(pos), raw); err != nil {
+		return fmt.Errorf("append change %d: %w", pos, err)
+	}
+	meta := tx.Bucket(bucketMeta)
+	if err := meta.Put(keyPosition, posKey(pos)); err != nil {
+		return err
+	}
+	if err := meta.Put(keyPositionSum, []byte(sumOf(raw))); err != nil {
+		return err
+	}
+	if pos <= uint64(s.logSize) {
+		return nil
+	}
+	oldest := pos - uint64(s.logSize) // the newest key to drop
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= oldest; k, _ = c.First() {
+		if err := c.Delete(); err != nil {
+			return fmt.Errorf("trim change log: %w", err)
+		}
+	}
+	return nil
+}
+
+// applyOp writes one op of another store's change.
+func applyOp(tx *bolt.Tx, op Op) error {
+	if localBuckets[op.Bucket] || op.Bucket == "" {
+		return fmt.Errorf("op on bucket %q: not a replicated bucket", op.Bucket)
+	}
+	top, err := tx.CreateBucketIfNotExists([]byte(op.Bucket))
+	if err != nil {
+		return err
+	}
+	b := top
+	if op.Nested != "" {
+		if op.Delete && len(op.Key) == 0 {
+			if err := top.DeleteBucket([]byte(op.Nested)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return err
+			}
+			return nil
+		}
+		if b, err = top.CreateBucketIfNotExists([]byte(op.Nested)); err != nil {
+			return err
+		}
+		if len(op.Key) == 0 && !op.Delete { // a snapshot's nested bucket
+			return b.SetSequence(op.Seq)
+		}
+	}
+	if op.Delete {
+		err = b.Delete(op.Key)
+	} else {
+		err = b.Put(op.Key, op.Value)
+	}
+	if err != nil {
+		return err
+	}
+	if op.Nested != "" && op.Seq > b.Sequence() {
+		return b.SetSequence(op.Seq)
+	}
+	return nil
+}
