@@ -247,7 +247,7 @@ func (r *Reconciler) deleteChildren(ctx context.Context, parent string, cascade 
 	}
 	for _, p := range projects {
 		if p.Parent == parent {
-			if _, err := r.store.PutProject(p.Name, p.Manifest, ""); err != nil {
+			if _, err := r.store.PutProject(p.Name, p.Manifest, "", p.SignatureKeys); err != nil {
 				return nil, err
 			}
 		}

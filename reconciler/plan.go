@@ -79,6 +79,9 @@ type plan struct {
 	children map[int][]*unstructured.Unstructured
 	// prev is the inventory of the last sync.
 	prev Inventory
+	// refused is set when commit's signature does not satisfy the
+	// project's signatureKeys; the plan then fails before any render.
+	refused *storage.RefusedCommit
 }
 
 // plan resolves the app's revision, renders it (from the app's cache
@@ -99,6 +102,9 @@ func (r *Reconciler) plan(ctx context.Context, st *appState, app *Application) (
 	}
 	if p.commit, err = ResolveRevision(refs, app.Revision()); err != nil {
 		return p, fmt.Errorf("repo %q: %w", repo, err)
+	}
+	if p.refused, err = r.verifyRevision(ctx, app, repo, p.commit); err != nil {
+		return p, err
 	}
 	rendered, err := r.render(st, repo, p.commit, app.Spec.Source.Path)
 	if err != nil {

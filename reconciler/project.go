@@ -41,6 +41,27 @@ type AppProjectSpec struct {
 	// allows all.
 	NamespaceResourceWhitelist []GroupKindGlob `json:"namespaceResourceWhitelist,omitempty"`
 	NamespaceResourceBlacklist []GroupKindGlob `json:"namespaceResourceBlacklist,omitempty"`
+	// SignatureKeys are the keys the commits of the project's apps must
+	// be signed by; empty applies unsigned commits. See SignatureKey.
+	SignatureKeys []SignatureKey `json:"signatureKeys,omitempty"`
+}
+
+// SignatureKey is one entry of spec.signatureKeys, in Argo CD's format.
+// KeyID names a key added with `fjord signkey add`: an OpenPGP key ID (16
+// hex digits) or fingerprint, as Argo CD takes it; an SSH key's SHA256:
+// fingerprint, as `ssh-keygen -lf` prints it; or, for either kind, the
+// key's fjord name.
+type SignatureKey struct {
+	KeyID string `json:"keyID"`
+}
+
+// keyIDs returns the keyIDs of spec.signatureKeys.
+func (p *AppProject) keyIDs() []string {
+	var ids []string
+	for _, k := range p.Spec.SignatureKeys {
+		ids = append(ids, strings.TrimSpace(k.KeyID))
+	}
+	return ids
 }
 
 // ProjectDestination is one entry of spec.destinations.
@@ -71,7 +92,6 @@ func (g GroupKindGlob) matches(group, kind string) bool {
 const (
 	refuseRoles       = "fjord does not support project roles yet: give people access with `fjord grant`"
 	refuseSyncWindows = "fjord does not support sync windows yet; meanwhile set the apps' syncPolicy to manual (automated.enabled: false) and sync them with `fjord app sync` inside the window"
-	refuseSignatures  = "fjord does not verify commit signatures yet; meanwhile protect the branch upstream"
 )
 
 var projectSchema = objectOf(map[string]*fieldSpec{
@@ -92,7 +112,7 @@ var projectSchema = objectOf(map[string]*fieldSpec{
 		"namespaceResourceBlacklist": objectsOf(groupKindFields),
 		"roles":                      refused(refuseRoles),
 		"syncWindows":                refused(refuseSyncWindows),
-		"signatureKeys":              refused(refuseSignatures),
+		"signatureKeys":              objectsOf(map[string]*fieldSpec{"keyID": str()}),
 		"sourceNamespaces":           refused("fjord keeps every app in one flat namespace of names: delete the field"),
 		"orphanedResources":          refused("fjord reports the orphans of each app in `fjord app get`: delete the field"),
 	}),
@@ -129,6 +149,11 @@ func ParseProject(data []byte) (*AppProject, error) {
 		}
 		if !appName.MatchString(p.Metadata.Name) {
 			ps.add("metadata.name", "metadata.name: %q must be lower-case letters, digits and '-', at most 63 characters", p.Metadata.Name)
+		}
+		for i, k := range p.Spec.SignatureKeys {
+			if strings.TrimSpace(k.KeyID) == "" {
+				ps.add("spec.signatureKeys", "spec.signatureKeys[%d].keyID: missing: name a key of `fjord signkey list` (its name, OpenPGP key ID or SSH SHA256: fingerprint)", i)
+			}
 		}
 		for i, gk := range p.allGroupKinds() {
 			if gk.Kind == "" {
@@ -365,5 +390,9 @@ func applyProject(store *storage.Store, manifest []byte, parent string) (storage
 	if err != nil {
 		return storage.Project{}, err
 	}
-	return store.PutProject(p.Metadata.Name, string(manifest), parent)
+	sp, err := store.PutProject(p.Metadata.Name, string(manifest), parent, p.keyIDs())
+	if errors.Is(err, storage.ErrSigningKeyMissing) {
+		return storage.Project{}, &AppError{Name: p.Metadata.Name, Problems: []string{err.Error()}}
+	}
+	return sp, err
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fjordhq/fjord/internal/gitrun"
+	"github.com/fjordhq/fjord/storage"
 )
 
 // sigRepo is a git repo whose commits the test signs with real keys.
@@ -52,7 +53,7 @@ func (r *sigRepo) commit(msg string, env []string, sign ...string) string {
 	return r.git("rev-parse", "HEAD")
 }
 
-func sshKey(t *testing.T, name string) (priv string, pub SigningKey, fpr string) {
+func sshKey(t *testing.T, name string) (priv string, pub storage.SigningKey, fpr string) {
 	t.Helper()
 	priv = filepath.Join(t.TempDir(), name)
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", priv).CombinedOutput(); err != nil {
@@ -66,10 +67,16 @@ func sshKey(t *testing.T, name string) (priv string, pub SigningKey, fpr string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return priv, SigningKey{Name: name, Public: data}, strings.Fields(string(out))[1]
+	return priv, parseKey(t, name, data), strings.Fields(string(out))[1]
 }
 
-func gpgKey(t *testing.T, email string) (home string, pub SigningKey, fpr string) {
+func gpgKey(t *testing.T, email string) (home string, pub storage.SigningKey, fpr string) {
+	return gpgKeyWith(t, email, false)
+}
+
+// gpgKeyWith makes an OpenPGP key; with subkey, the primary key only
+// certifies and a subkey signs, as many release keys are set up.
+func gpgKeyWith(t *testing.T, email string, subkey bool) (home string, pub storage.SigningKey, fpr string) {
 	t.Helper()
 	home = filepath.Join(t.TempDir(), "g")
 	if err := os.Mkdir(home, 0o700); err != nil {
@@ -83,35 +90,53 @@ func gpgKey(t *testing.T, email string) (home string, pub SigningKey, fpr string
 		}
 		return string(out)
 	}
-	gpg("--passphrase", "", "--quick-gen-key", email, "ed25519", "sign", "never")
+	usage := "sign"
+	if subkey {
+		usage = "cert"
+	}
+	gpg("--passphrase", "", "--quick-gen-key", email, "ed25519", usage, "never")
 	fpr = regexp.MustCompile(`(?m)^fpr:+([0-9A-F]+):`).FindStringSubmatch(gpg("--with-colons", "--list-keys", email))[1]
+	if subkey {
+		gpg("--passphrase", "", "--quick-add-key", fpr, "ed25519", "sign", "never")
+	}
 	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run() })
-	return home, SigningKey{Name: email, Public: []byte(gpg("--armor", "--export", email))}, fpr
+	return home, parseKey(t, strings.Split(email, "@")[0], []byte(gpg("--armor", "--export", email))), fpr
+}
+
+func parseKey(t *testing.T, name string, data []byte) storage.SigningKey {
+	t.Helper()
+	k, err := storage.ParseSigningKey(name, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func TestVerifyCommit(t *testing.T) {
 	ctx := context.Background()
 	r := newSigRepo(t)
-	sshPriv, sshPub, sshFpr := sshKey(t, "ci")
+	sshPriv, sshPub, _ := sshKey(t, "ci")
 	otherPriv, otherPub, otherFpr := sshKey(t, "other")
 	gpgHome, gpgPub, gpgFpr := gpgKey(t, "release@example.com")
 	strangerHome, _, _ := gpgKey(t, "stranger@example.com")
 	knownHome, knownPub, knownFpr := gpgKey(t, "known@example.com")
+	subHome, subPub, subFpr := gpgKeyWith(t, "sub@example.com", true)
 	sshSign := func(key string) []string {
 		return []string{"-c", "gpg.format=ssh", "-c", "user.signingKey=" + key}
 	}
-	keys := []SigningKey{sshPub, otherPub, gpgPub, knownPub}
-	project := []string{sshFpr, gpgFpr[len(gpgFpr)-16:]}
+	keys := []storage.SigningKey{sshPub, otherPub, gpgPub, knownPub, subPub}
+	project := []storage.SigningKey{sshPub, gpgPub, subPub}
 
 	for _, c := range []struct {
 		name, commit, want string
 	}{
 		{"ssh signed", r.commit("ssh", nil, sshSign(sshPriv)...), ""},
 		{"unsigned", r.commit("plain", nil), "not signed"},
-		{"ssh untrusted", r.commit("other", nil, sshSign(otherPriv)...), "signed by " + otherFpr + ", which is not in the project's signatureKeys"},
+		{"ssh untrusted", r.commit("other", nil, sshSign(otherPriv)...), "signed by fjord key other (" + otherFpr + "), which is not in the project's signatureKeys"},
 		{"gpg signed", r.commit("gpg", []string{"GNUPGHOME=" + gpgHome}, "-c", "user.signingKey="+gpgFpr), ""},
+		{"gpg subkey signed", r.commit("sub", []string{"GNUPGHOME=" + subHome}, "-c", "user.signingKey="+subFpr), ""},
 		{"gpg unknown", r.commit("stranger", []string{"GNUPGHOME=" + strangerHome}, "-c", "user.signingKey=stranger@example.com"), "a key fjord does not know"},
-		{"gpg untrusted", r.commit("known", []string{"GNUPGHOME=" + knownHome}, "-c", "user.signingKey="+knownFpr), "signed by " + knownFpr + ", which is not in the project's signatureKeys"},
+		{"gpg untrusted", r.commit("known", []string{"GNUPGHOME=" + knownHome}, "-c", "user.signingKey="+knownFpr), "signed by fjord key known (" + knownFpr + "), which is not in the project's signatureKeys"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := verifyCommit(ctx, gitrun.Runner{}, r.dir, c.commit, project, keys)

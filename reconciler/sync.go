@@ -64,6 +64,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 	p, err := r.plan(ctx, st, app)
 	if p != nil {
 		status.Repo = p.repo
+		status.Refused = p.refused
 		rec.Revision, status.Revision = p.commit, p.commit
 	}
 	if err != nil {

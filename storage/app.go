@@ -117,6 +117,20 @@ type AppStatus struct {
 	// Retry is the state of syncPolicy.retry after a failed sync; nil
 	// when the last sync succeeded or the app does not retry.
 	Retry *RetryState `json:"retry,omitempty"`
+	// Refused is the commit the last sync attempt would not apply because
+	// its signature did not satisfy the project's signatureKeys; nil once
+	// a commit verifies (or the project asks for no signatures).
+	Refused *RefusedCommit `json:"refused,omitempty"`
+}
+
+// RefusedCommit is a commit fjord did not apply, and why.
+type RefusedCommit struct {
+	Commit  string `json:"commit"`
+	Project string `json:"project"`
+	// Reason says what was wrong with its signature: not signed, signed
+	// by a key fjord does not know, or by a key the project does not trust.
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
 }
 
 // RetryState is where an app's retries of a failed sync stand.

@@ -111,7 +111,7 @@ func TestChangeLogRecordsEveryWrite(t *testing.T) {
 		{"mirror sync", func() error {
 			return s.RecordMirrorSync("team/app", storage.MirrorSync{Trigger: "interval"}, func(m *storage.Mirror) {})
 		}},
-		{"project", func() error { _, err := s.PutProject("p", "kind: AppProject", ""); return err }},
+		{"project", func() error { _, err := s.PutProject("p", "kind: AppProject", "", nil); return err }},
 		{"app", func() error {
 			_, err := s.PutApp("web", "kind: Application", storage.AppMeta{Project: "p"})
 			return err
@@ -119,6 +119,14 @@ func TestChangeLogRecordsEveryWrite(t *testing.T) {
 		{"app status", func() error { return s.SetAppStatus("web", storage.AppStatus{Sync: storage.Synced}) }},
 		{"delete app", func() error { return s.DeleteApp("web") }},
 		{"delete user", func() error { return s.DeleteUser("ci") }},
+		{"signing key", func() error {
+			k, err := storage.ParseSigningKey("ci", []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@host"))
+			if err == nil {
+				_, err = s.AddSigningKey(k)
+			}
+			return err
+		}},
+		{"delete signing key", func() error { return s.DeleteSigningKey("ci") }},
 	}
 	for _, st := range steps {
 		before := s.Position()

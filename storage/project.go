@@ -21,16 +21,31 @@ type Project struct {
 	Manifest string `json:"manifest"`
 	// Parent is the app whose render declared it; empty when applied by
 	// hand.
-	Parent  string    `json:"parent,omitempty"`
-	Created time.Time `json:"created"`
-	Updated time.Time `json:"updated"`
+	Parent string `json:"parent,omitempty"`
+	// SignatureKeys are the keyIDs of the document's spec.signatureKeys:
+	// the keys an app's commits must be signed by (none: unsigned commits
+	// are applied). Kept here so a signing key a project names cannot be
+	// deleted, and a project cannot name a key fjord does not have.
+	SignatureKeys []string  `json:"signatureKeys,omitempty"`
+	Created       time.Time `json:"created"`
+	Updated       time.Time `json:"updated"`
 }
 
 // PutProject creates or replaces a project, keeping its creation time.
-func (s *Store) PutProject(name, manifest, parent string) (Project, error) {
+// signatureKeys are the keyIDs its spec.signatureKeys names; each must
+// match a stored signing key (checked in the same transaction), or the
+// error wraps ErrSigningKeyMissing and nothing changes.
+func (s *Store) PutProject(name, manifest, parent string, signatureKeys []string) (Project, error) {
 	var p Project
 	err := s.update(func(tx *wtx) error {
-		err := getJSON(tx, bucketProjects, name, &p)
+		missing, err := missingSigningKeys(tx, signatureKeys)
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			return signingKeysMissing(name, missing)
+		}
+		err = getJSON(tx, bucketProjects, name, &p)
 		now := time.Now().UTC()
 		switch {
 		case err == ErrNotFound:
@@ -38,7 +53,7 @@ func (s *Store) PutProject(name, manifest, parent string) (Project, error) {
 		case err != nil:
 			return err
 		}
-		p.Manifest, p.Parent, p.Updated = manifest, parent, now
+		p.Manifest, p.Parent, p.SignatureKeys, p.Updated = manifest, parent, signatureKeys, now
 		return tx.putJSON(bucketProjects, name, p)
 	})
 	if err != nil {

@@ -235,3 +235,7 @@ func (s *Store) runGit(ctx context.Context, dir string, args ...string) error {
 func (s *Store) gitOutput(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	return gitrun.Runner{Git: s.git}.Output(ctx, dir, nil, args...)
 }
+
+// Git returns the git runner the store uses, for readers of its repos
+// (the reconciler verifying a commit's signature) to start the same git.
+func (s *Store) Git() gitrun.Runner { return gitrun.Runner{Git: s.git} }
