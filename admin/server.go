@@ -54,6 +54,7 @@ func NewServer(cfg Config) *Server {
 	mux := http.NewServeMux()
 	s.mirrorRoutes(mux)
 	s.appRoutes(mux)
+	s.signKeyRoutes(mux)
 	mux.HandleFunc("GET /v1/info", s.getInfo)
 	mux.HandleFunc("GET /v1/repos", s.listRepos)
 	mux.HandleFunc("POST /v1/repos", s.createRepo)

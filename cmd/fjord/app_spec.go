@@ -281,6 +281,9 @@ func printApp(w io.Writer, a admin.AppDetail, wide bool) {
 	if st.Error != "" {
 		fmt.Fprintf(w, "Error:         %s\n", st.Error)
 	}
+	if rf := st.Refused; rf != nil {
+		fmt.Fprintf(w, "Refused:       commit %s (%s): project %s requires a trusted signature, but %s\n", shortCommit(rf.Commit), ago(rf.Time), rf.Project, rf.Reason)
+	}
 	if p := st.Progress; p != nil {
 		fmt.Fprintf(w, "Syncing:       %s phase, wave %d (since %s)\n", p.Phase, p.Wave, ago(p.Since))
 	}

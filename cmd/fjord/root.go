@@ -73,6 +73,7 @@ Every command finds the running server through the data directory
 		newPushMirrorCmd(g),
 		newAppCmd(g),
 		newProjectCmd(g),
+		newSignKeyCmd(g),
 		newHostkeyCmd(g),
 		newBackupCmd(g),
 		newRestoreCmd(g),
