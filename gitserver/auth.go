@@ -32,6 +32,9 @@ func (s *Server) acceptKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	}
 	fp := gossh.FingerprintSHA256(key)
 	s.log.Debug("public key offered", "remote", host, "key", fp)
+	if s.isPeerKey(key) {
+		return true
+	}
 	if _, err := s.store.UserByKey(fp); err == nil {
 		return true
 	}
@@ -44,6 +47,10 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 	return &gossh.ServerConfig{
 		VerifiedPublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			fp := gossh.FingerprintSHA256(key)
+			if s.isPeerKey(key) {
+				loggedIn(ctx)
+				return &gossh.Permissions{Extensions: map[string]string{extPeer: fp}}, nil
+			}
 			if _, err := s.store.UserByKey(fp); err == nil {
 				loggedIn(ctx)
 				return &gossh.Permissions{Extensions: map[string]string{extKeyFingerprint: fp}}, nil

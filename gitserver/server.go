@@ -80,6 +80,13 @@ type Config struct {
 	PushGuard PushGuard
 	// Git is the git binary. Empty means "git" from PATH.
 	Git string
+	// PeerKey is the public half of the replica group's key (--ha-key).
+	// A connection proving it holds it is a peer replica, which is no
+	// user: it may run the replication stream (Replicator) and fetch
+	// every repo, hidden refs too, and nothing else. Nil means no peers.
+	PeerKey gossh.PublicKey
+	// Replicator serves the replication stream to peers. Nil refuses it.
+	Replicator Replicator
 }
 
 // Server is an SSH git server. Create one with New.
@@ -95,6 +102,9 @@ type Server struct {
 	slots   chan struct{} // one token per running git command
 	conns   conns
 	ssh     *ssh.Server
+
+	peerKey    gossh.PublicKey
+	replicator Replicator
 }
 
 // New checks the configuration, probes the installed git for its
@@ -109,6 +119,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		limits: cfg.Limits.withDefaults(),
 		guard:  cfg.PushGuard,
 		git:    cfg.Git,
+
+		peerKey:    cfg.PeerKey,
+		replicator: cfg.Replicator,
 	}
 	if s.log == nil {
 		s.log = slog.Default()

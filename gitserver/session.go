@@ -216,6 +216,9 @@ func refusal(reason, format string, args ...any) error {
 // It logs one line per command, built at the end from plain attributes
 // (no Logger.With chain to clone on every command).
 func (s *Server) exec(ctx context.Context, p peer, ch gossh.Channel, cmdline, gitProtocol string) int {
+	if isPeer(p) {
+		return s.execPeer(ctx, p, ch, cmdline, gitProtocol)
+	}
 	start := time.Now()
 	user, fp, err := s.identity(p)
 	if err != nil {

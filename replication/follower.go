@@ -1,0 +1,318 @@
+package replication
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fjordhq/fjord/gitserver"
+	"github.com/fjordhq/fjord/internal/gitrun"
+	"github.com/fjordhq/fjord/storage"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// hostAlias is the name git's ssh checks the primary's host key under:
+// every replica presents the one host key, whatever its address.
+const hostAlias = "fjord-replica-group"
+
+// peerLogin is the SSH login name a follower gives; fjord ignores login
+// names, but a log line reads better with it.
+const peerLogin = "fjord-replica"
+
+// FollowerOptions configures a Follower. ID, Primary, KeyFile and HostKey
+// are required.
+type FollowerOptions struct {
+	// ID names this replica to the primary (--replica-id).
+	ID string
+	// Primary is the primary's SSH address, HOST:PORT. SetPrimary changes
+	// it.
+	Primary string
+	// KeyFile is the group key's private key file (--ha-key), which git's
+	// ssh uses to fetch objects.
+	KeyFile string
+	// Signer is the group key for the stream. Nil means it is read from
+	// KeyFile.
+	Signer gossh.Signer
+	// HostKey is the host key every replica presents; the primary's is
+	// checked against it.
+	HostKey gossh.PublicKey
+	// Logger receives the follower's events. Nil means slog.Default().
+	Logger *slog.Logger
+	// Git and SSH are the git and ssh binaries. Empty means "git" and
+	// "ssh" from PATH.
+	Git, SSH string
+	// MinBackoff and MaxBackoff bound the wait before reconnecting to a
+	// primary that went away. Zero means 100 ms and 5 s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// FollowerState is what a follower knows of its stream.
+type FollowerState struct {
+	// Primary is the address it follows.
+	Primary string `json:"primary"`
+	// Connected is whether its stream is open now.
+	Connected bool `json:"connected"`
+	// Position is what it holds; PrimaryPosition what the primary last
+	// said it holds.
+	Position        uint64 `json:"position"`
+	PrimaryPosition uint64 `json:"primaryPosition"`
+	// LastContact is when it last heard from the primary.
+	LastContact time.Time `json:"lastContact,omitzero"`
+	// LastError is why the last stream ended, if it failed.
+	LastError string `json:"lastError,omitempty"`
+}
+
+// Follower keeps a store a copy of its primary's: it streams the
+// primary's change log, applies every change and acks it. A follower
+// store must take no writes of its own: the caller refuses pushes and
+// admin writes while it follows (a local write would make its history
+// diverge, and the primary would then send it a full copy).
+type Follower struct {
+	store *storage.Store
+	o     FollowerOptions
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	state  FollowerState
+	cancel context.CancelFunc // of the current stream
+}
+
+// NewFollower returns a follower of o.Primary for store. Run starts it.
+func NewFollower(store *storage.Store, o FollowerOptions) *Follower {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Git == "" {
+		o.Git = "git"
+	}
+	if o.SSH == "" {
+		o.SSH = "ssh"
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	return &Follower{store: store, o: o, log: o.Logger.With("replica", o.ID), state: FollowerState{Primary: o.Primary}}
+}
+
+// Position returns the position the follower's store holds.
+func (f *Follower) Position() uint64 { return f.store.Position() }
+
+// State returns what the follower knows of its stream.
+func (f *Follower) State() FollowerState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.state
+	st.Position = f.store.Position()
+	return st
+}
+
+// SetPrimary makes the follower follow addr: the current stream ends and
+// the next one goes to addr, from the position held. A follower whose
+// new primary holds a different history gets a full copy from it.
+func (f *Follower) SetPrimary(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state.Primary == addr {
+		return
+	}
+	f.state.Primary = addr
+	if f.cancel != nil {
+		f.cancel()
+	}
+}
+
+// Run follows the primary until ctx ends, reconnecting with backoff when
+// the stream breaks; it returns nil when ctx ends, or an error for
+// options that can never work.
+func (f *Follower) Run(ctx context.Context) error {
+	if f.o.ID == "" || f.o.KeyFile == "" || f.o.HostKey == nil {
+		return errors.New("replication: FollowerOptions.ID, KeyFile and HostKey are required")
+	}
+	if !validID.MatchString(f.o.ID) {
+		return fmt.Errorf("replication: replica id %q: use letters, digits, '.', '_' and '-', at most 63", f.o.ID)
+	}
+	if f.o.Signer == nil {
+		pem, err := os.ReadFile(f.o.KeyFile)
+		if err != nil {
+			return fmt.Errorf("replication: group key: %w", err)
+		}
+		if f.o.Signer, err = gossh.ParsePrivateKey(pem); err != nil {
+			return fmt.Errorf("replication: group key %s: %w (give an unencrypted OpenSSH private key)", f.o.KeyFile, err)
+		}
+	}
+	// known_hosts for git's ssh: the one host key, under an alias.
+	dir, err := os.MkdirTemp("", "fjord-replica-")
+	if err != nil {
+		return fmt.Errorf("replication: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	knownHosts := filepath.Join(dir, "known_hosts")
+	line := hostAlias + " " + string(gossh.MarshalAuthorizedKey(f.o.HostKey))
+	if err := os.WriteFile(knownHosts, []byte(line), 0o600); err != nil {
+		return fmt.Errorf("replication: %w", err)
+	}
+	sshCmd := strings.Join([]string{shellQuote(f.o.SSH), "-F", "/dev/null", "-i", shellQuote(f.o.KeyFile),
+		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + shellQuote(knownHosts),
+		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "HostKeyAlias=" + hostAlias, "-o", "ConnectTimeout=10"}, " ")
+
+	backoff := f.o.MinBackoff
+	for {
+		applied, err := f.follow(ctx, sshCmd)
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.mu.Lock()
+		f.state.Connected = false
+		if err != nil {
+			f.state.LastError = err.Error()
+		}
+		f.mu.Unlock()
+		if applied {
+			backoff = f.o.MinBackoff
+		}
+		f.log.Warn("replication stream ended; reconnecting", "primary", f.State().Primary, "in", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, f.o.MaxBackoff)
+	}
+}
+
+// follow runs one stream; applied tells whether it got anywhere.
+func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f.mu.Lock()
+	addr := f.state.Primary
+	f.cancel = cancel
+	f.mu.Unlock()
+
+	cfg := &gossh.ClientConfig{
+		User:            peerLogin,
+		Auth:            []gossh.AuthMethod{gossh.PublicKeys(f.o.Signer)},
+		HostKeyCallback: gossh.FixedHostKey(f.o.HostKey),
+		Timeout:         10 * time.Second,
+	}
+	var d net.Dialer
+	dctx, dcancel := context.WithTimeout(ctx, cfg.Timeout)
+	conn, err := d.DialContext(dctx, "tcp", addr)
+	dcancel()
+	if err != nil {
+		return false, fmt.Errorf("connect to primary %s: %w", addr, err)
+	}
+	c, chans, reqs, err := gossh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		return false, fmt.Errorf("ssh to primary %s: %w", addr, err)
+	}
+	client := gossh.NewClient(c, chans, reqs)
+	defer client.Close()
+	go func() {
+		<-ctx.Done()
+		client.Close() // unblocks the reads below
+	}()
+	sess, err := client.NewSession()
+	if err != nil {
+		return false, fmt.Errorf("session on primary %s: %w", addr, err)
+	}
+	var stderr bytes.Buffer
+	sess.Stderr = &stderr
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return false, err
+	}
+	stdout, err := sess.StdoutPipe()
+	if err != nil {
+		return false, err
+	}
+	pos, sum := f.store.PositionSum()
+	if sum == "" {
+		sum = "-"
+	}
+	if err := sess.Start(fmt.Sprintf("%s %s %d %s", gitserver.ReplicateCommand, f.o.ID, pos, sum)); err != nil {
+		return false, fmt.Errorf("start the stream on primary %s: %w", addr, err)
+	}
+	f.mu.Lock()
+	f.state.Connected, f.state.LastContact, f.state.LastError = true, time.Now(), ""
+	f.mu.Unlock()
+	f.log.Info("following primary", "primary", addr, "position", pos)
+
+	enc := json.NewEncoder(stdin)
+	dec := json.NewDecoder(bufio.NewReaderSize(stdout, 64<<10))
+	fetch := f.fetcher(addr, sshCmd)
+	for {
+		var m message
+		if err := dec.Decode(&m); err != nil {
+			if msg := strings.TrimSpace(stderr.String()); msg != "" {
+				return applied, fmt.Errorf("primary %s: %s", addr, msg)
+			}
+			return applied, fmt.Errorf("read the stream of primary %s: %w", addr, err)
+		}
+		f.mu.Lock()
+		f.state.PrimaryPosition, f.state.LastContact = m.Pos, time.Now()
+		f.mu.Unlock()
+		switch m.Type {
+		case msgSnapshot:
+			if m.Snapshot == nil {
+				return applied, fmt.Errorf("primary %s sent an empty full copy", addr)
+			}
+			f.log.Info("making a full copy of the primary", "primary", addr, "position", m.Snapshot.Pos)
+			if err := f.store.ApplySnapshot(ctx, m.Snapshot, fetch); err != nil {
+				return applied, err
+			}
+		case msgChange:
+			if _, err := f.store.ApplyChange(ctx, m.Change, fetch); err != nil {
+				return applied, err
+			}
+		case msgPing:
+		default:
+			continue // a newer primary's message: nothing to do with it
+		}
+		applied = applied || m.Type != msgPing
+		if err := enc.Encode(ack{Ack: f.store.Position()}); err != nil {
+			return applied, fmt.Errorf("ack to primary %s: %w", addr, err)
+		}
+	}
+}
+
+// fetcher fetches objects from the primary with git over SSH with the
+// group key. A fetch by object name is allowed to peers (the primary's
+// upload-pack serves any object to them), and hidden refs come along so a
+// promoted follower keeps mirrors' history protection.
+func (f *Follower) fetcher(addr, sshCmd string) storage.FetchFunc {
+	return func(ctx context.Context, repo, dir string, wants []string) error {
+		url := "ssh://" + peerLogin + "@" + addr + "/" + repo + ".git"
+		args := []string{"-c", "protocol.version=2", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-gc", "--stdin", url}
+		in := "+" + storage.HiddenRefPrefix + "*:" + storage.HiddenRefPrefix + "*\n" + strings.Join(wants, "\n") + "\n"
+		r := gitrun.Runner{Git: f.o.Git}
+		cmd := r.Command(ctx, dir, []string{"GIT_SSH_COMMAND=" + sshCmd}, args...)
+		cmd.Stdin = strings.NewReader(in)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("fetch %d objects of %q from %s: %w", len(wants), repo, addr, r.Error(args[2:], err, stderr.String()))
+		}
+		return nil
+	}
+}
+
+// shellQuote quotes s for the shell git runs core.sshCommand with.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

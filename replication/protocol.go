@@ -1,0 +1,30 @@
+package replication
+
+import (
+	"encoding/json"
+
+	"github.com/fjordhq/fjord/storage"
+)
+
+// Message types the primary sends.
+const (
+	msgSnapshot = "snapshot"
+	msgChange   = "change"
+	msgPing     = "ping"
+)
+
+// message is one line the primary writes to a follower.
+type message struct {
+	Type string `json:"type"`
+	// Change is the change exactly as the primary's log stores it.
+	Change json.RawMessage `json:"change,omitempty"`
+	// Snapshot is a full copy, for msgSnapshot.
+	Snapshot *storage.Snapshot `json:"snapshot,omitempty"`
+	// Pos is the primary's position, on every message.
+	Pos uint64 `json:"pos"`
+}
+
+// ack is one line a follower writes to its primary: it holds Pos, durably.
+type ack struct {
+	Ack uint64 `json:"ack"`
+}
