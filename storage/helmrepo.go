@@ -12,8 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Helm repository buckets. They are created on first write, so a data dir
-// written before Helm repositories existed opens unchanged.
+// Helm repository buckets.
 var (
 	bucketHelmRepos  = []byte("helm_repos")  // name -> HelmRepo
 	bucketHelmCharts = []byte("helm_charts") // name "\x00" chart "\x00" version -> HelmChart
@@ -98,16 +97,13 @@ func (s *Store) CreateHelmRepo(r HelmRepo) error {
 	if r.Created.IsZero() {
 		r.Created = time.Now().UTC()
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketHelmRepos)
-		if err != nil {
-			return err
-		}
+	return s.update(func(tx *wtx) error {
+		b := tx.Bucket(bucketHelmRepos)
 		if b.Get([]byte(r.Name)) != nil {
 			return fmt.Errorf("helm repository %q: %w", r.Name, ErrExists)
 		}
 		var clash string
-		err = b.ForEach(func(k, v []byte) error {
+		err := b.ForEach(func(k, v []byte) error {
 			var o HelmRepo
 			if json.Unmarshal(v, &o) == nil && o.URL == r.URL {
 				clash = o.Name
@@ -120,11 +116,7 @@ func (s *Store) CreateHelmRepo(r HelmRepo) error {
 		if clash != "" {
 			return fmt.Errorf("helm repository %s is already mirrored as %q: %w", r.URL, clash, ErrExists)
 		}
-		raw, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(r.Name), raw)
+		return tx.putJSON(bucketHelmRepos, r.Name, r)
 	})
 }
 
@@ -172,9 +164,9 @@ func (s *Store) HelmRepos() ([]HelmRepo, error) {
 // UpdateHelmRepo applies fn to a stored Helm repository in one transaction.
 func (s *Store) UpdateHelmRepo(name string, fn func(*HelmRepo) error) (HelmRepo, error) {
 	var r HelmRepo
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *wtx) error {
 		b := tx.Bucket(bucketHelmRepos)
-		if b == nil || b.Get([]byte(name)) == nil {
+		if b.Get([]byte(name)) == nil {
 			return notFound("helm repository", name, ErrNotFound)
 		}
 		if err := json.Unmarshal(b.Get([]byte(name)), &r); err != nil {
@@ -184,30 +176,22 @@ func (s *Store) UpdateHelmRepo(name string, fn func(*HelmRepo) error) (HelmRepo,
 			return err
 		}
 		r.Name = name
-		raw, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(name), raw)
+		return tx.putJSON(bucketHelmRepos, name, r)
 	})
 	return r, err
 }
 
 // PutHelmChart records a chart version kept on disk.
 func (s *Store) PutHelmChart(c HelmChart) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketHelmRepos); b == nil || b.Get([]byte(c.Repo)) == nil {
+	return s.update(func(tx *wtx) error {
+		if tx.Bucket(bucketHelmRepos).Get([]byte(c.Repo)) == nil {
 			return notFound("helm repository", c.Repo, ErrNotFound)
-		}
-		b, err := tx.CreateBucketIfNotExists(bucketHelmCharts)
-		if err != nil {
-			return err
 		}
 		raw, err := json.Marshal(c)
 		if err != nil {
 			return err
 		}
-		return b.Put(helmChartKey(c.Repo, c.Name, c.Version), raw)
+		return tx.put(bucketHelmCharts, helmChartKey(c.Repo, c.Name, c.Version), raw)
 	})
 }
 
@@ -257,21 +241,14 @@ func (s *Store) HelmCharts(repo string) ([]HelmChart, error) {
 // DeleteHelmRepo removes a Helm repository's record, the records of its
 // kept charts, its credentials and its directory of index and archives.
 func (s *Store) DeleteHelmRepo(name string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketHelmRepos)
-		if b == nil || b.Get([]byte(name)) == nil {
+	err := s.update(func(tx *wtx) error {
+		if tx.Bucket(bucketHelmRepos).Get([]byte(name)) == nil {
 			return notFound("helm repository", name, ErrNotFound)
 		}
-		if cb := tx.Bucket(bucketHelmCharts); cb != nil {
-			prefix := []byte(name + "\x00")
-			c := cb.Cursor()
-			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-				if err := c.Delete(); err != nil {
-					return err
-				}
-			}
+		if err := tx.delPrefix(bucketHelmCharts, []byte(name+"\x00")); err != nil {
+			return err
 		}
-		return b.Delete([]byte(name))
+		return tx.del(bucketHelmRepos, []byte(name))
 	})
 	if err != nil {
 		return err

@@ -135,7 +135,8 @@ func (s *Store) initSchema() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketRepos, bucketUsers, bucketKeys, bucketGrants, bucketRefs,
 			bucketMirrors, bucketMirrorSyncs, bucketMirrorEvts, bucketPushMirrors,
-			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts, bucketProjects, bucketSigningKeys, bucketChanges} {
+			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts, bucketProjects, bucketSigningKeys, bucketChanges,
+			bucketHelmRepos, bucketHelmCharts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
