@@ -55,6 +55,7 @@ func NewServer(cfg Config) *Server {
 	s.mirrorRoutes(mux)
 	s.appRoutes(mux)
 	s.signKeyRoutes(mux)
+	s.uiRoutes(mux)
 	mux.HandleFunc("GET /v1/info", s.getInfo)
 	mux.HandleFunc("GET /v1/repos", s.listRepos)
 	mux.HandleFunc("POST /v1/repos", s.createRepo)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/fjordhq/fjord/internal/style"
 )
 
 // WriteHTML writes rep as one self-contained HTML page: the device, the
@@ -63,6 +65,7 @@ func writePage(w io.Writer, name string, page htmlPage) error {
 		"repoLine":   repoLine,
 		"includes":   includesLine,
 		"join2":      func(a, b []string) []string { return append(append([]string{}, a...), b...) },
+		"css":        style.CSS,
 	}).Parse(htmlTemplate)
 	if err != nil {
 		return fmt.Errorf("bench: html template: %w", err)
@@ -281,25 +284,7 @@ const htmlTemplate = `
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.}}</title>
 <style>
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1f24; margin: 2rem auto; max-width: 66rem; padding: 0 1rem; }
-h1 { font-size: 1.4rem; margin-bottom: .2rem; } h2 { font-size: 1.1rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
-.sub { color: #57606a; margin-top: 0; }
-table { border-collapse: collapse; margin: .5rem 0; }
-th, td { padding: .25rem .6rem; text-align: left; vertical-align: top; border-bottom: 1px solid #eaeef2; }
-th { font-weight: 600; background: #f6f8fa; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.status { font-weight: 700; padding: .05rem .45rem; border-radius: .3rem; color: #fff; font-size: .8rem; }
-.pass { background: #1a7f37; } .warn { background: #9a6700; } .fail { background: #cf222e; }
-.src { color: #57606a; font-size: .85rem; }
-.includes { background: #fff8c5; border: 1px solid #d4a72c; border-radius: .3rem; padding: .5rem .75rem; }
-figure { margin: 1rem 0 1.5rem; } figcaption { font-weight: 600; } figcaption span { font-weight: 400; color: #57606a; }
-svg { display: block; max-width: 100%; height: auto; }
-svg text { font: 11px system-ui, sans-serif; fill: #424a53; }
-svg .bar { fill: #54aeff; } svg .axis { stroke: #8c959f; stroke-width: 1; }
-svg line.mark-pct { stroke: #6639ba; stroke-dasharray: 3 2; } svg text.mark-pct { fill: #6639ba; }
-svg line.mark-pass { stroke: #1a7f37; stroke-width: 2; } svg text.mark-pass { fill: #1a7f37; font-weight: 600; }
-svg line.mark-fail { stroke: #cf222e; stroke-width: 2; } svg text.mark-fail { fill: #cf222e; font-weight: 600; }
-ul.notes li { margin: .2rem 0; }
+{{css}}
 </style>
 </head>
 <body>

@@ -182,7 +182,8 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 			return nil // the server normalised it to the same object: no drift
 		}
 		if !seen.IsZero() {
-			r.metrics.revert.Observe(time.Since(seen).Seconds())
+			ev.RevertedIn = time.Since(seen)
+			r.metrics.revert.Observe(ev.RevertedIn.Seconds())
 		}
 		ev.Action = storage.DriftReverted
 		if ev.Deleted {

@@ -196,6 +196,10 @@ type DriftEvent struct {
 	Deleted bool `json:"deleted,omitempty"`
 	// Action is what fjord did about it.
 	Action DriftAction `json:"action"`
+	// RevertedIn is how long after the watch saw the change fjord had
+	// put it back (reverted or recreated); zero when not reverted or not
+	// measured.
+	RevertedIn time.Duration `json:"revertedIn,omitempty"`
 }
 
 // DriftAction is what fjord did about a drift.
@@ -246,7 +250,7 @@ func (s *Store) PutApp(name, manifest string, meta AppMeta) (App, error) {
 	if err != nil {
 		return App{}, fmt.Errorf("save app %q: %w", name, err)
 	}
-	return a, nil
+	return a, s.published(nil, Event{Kind: EventApp, Name: name})
 }
 
 // App returns an app, or ErrNotFound.
@@ -278,7 +282,7 @@ func (s *Store) Apps() ([]App, error) {
 // SetAppStatus replaces an app's status, but for LastDrift (see
 // RecordDrift).
 func (s *Store) SetAppStatus(name string, st AppStatus) error {
-	return s.update(func(tx *wtx) error {
+	err := s.update(func(tx *wtx) error {
 		var a App
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
@@ -287,12 +291,13 @@ func (s *Store) SetAppStatus(name string, st AppStatus) error {
 		a.Status = st
 		return tx.putJSON(bucketApps, name, a)
 	})
+	return s.published(err, Event{Kind: EventApp, Name: name})
 }
 
 // UpdateAppStatus applies fn to an app's status in one transaction, so a
 // partial update (health) never overwrites a concurrent sync's result.
 func (s *Store) UpdateAppStatus(name string, fn func(*AppStatus)) error {
-	return s.update(func(tx *wtx) error {
+	err := s.update(func(tx *wtx) error {
 		var a App
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
@@ -300,13 +305,14 @@ func (s *Store) UpdateAppStatus(name string, fn func(*AppStatus)) error {
 		fn(&a.Status)
 		return tx.putJSON(bucketApps, name, a)
 	})
+	return s.published(err, Event{Kind: EventApp, Name: name})
 }
 
 // RecordAppSync stores an app's status (but for LastDrift), its inventory (when inv is not
 // nil) and appends the sync to its history, in one transaction, so the
 // inventory never disagrees with the history that explains it.
 func (s *Store) RecordAppSync(name string, st AppStatus, inv *AppInventory, rec AppSync) error {
-	return s.update(func(tx *wtx) error {
+	err := s.update(func(tx *wtx) error {
 		var a App
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
@@ -329,6 +335,7 @@ func (s *Store) RecordAppSync(name string, st AppStatus, inv *AppInventory, rec 
 		}
 		return appendLog(tx, bucketAppSyncs, name, rec, keep)
 	})
+	return s.published(err, Event{Kind: EventApp, Name: name})
 }
 
 // AppInventory returns what an app applied last; ok is false if nothing
@@ -346,7 +353,7 @@ func (s *Store) AppInventory(name string) (inv AppInventory, ok bool, err error)
 
 // RecordDrift appends a drift event and makes it the app's LastDrift.
 func (s *Store) RecordDrift(name string, ev DriftEvent) error {
-	return s.update(func(tx *wtx) error {
+	err := s.update(func(tx *wtx) error {
 		var a App
 		if err := getJSON(tx, bucketApps, name, &a); err != nil {
 			return fmt.Errorf("app %q: %w", name, err)
@@ -357,6 +364,7 @@ func (s *Store) RecordDrift(name string, ev DriftEvent) error {
 		}
 		return appendLog(tx, bucketAppDrifts, name, ev, maxAppDrifts)
 	})
+	return s.published(err, Event{Kind: EventApp, Name: name})
 }
 
 // AppSyncs returns up to n recent syncs of an app, newest first.
@@ -371,7 +379,7 @@ func (s *Store) AppDrifts(name string, n int) ([]DriftEvent, error) {
 
 // DeleteApp removes an app's configuration, status, inventory and logs.
 func (s *Store) DeleteApp(name string) error {
-	return s.update(func(tx *wtx) error {
+	err := s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketApps).Get([]byte(name)) == nil {
 			return fmt.Errorf("app %q: %w", name, ErrNotFound)
 		}
@@ -385,6 +393,7 @@ func (s *Store) DeleteApp(name string) error {
 		}
 		return tx.del(bucketApps, []byte(name))
 	})
+	return s.published(err, Event{Kind: EventAppDeleted, Name: name})
 }
 
 // AppsUsingRepo names the apps whose source last resolved to repo, sorted.

@@ -195,7 +195,7 @@ func (s *Store) UpdateMirror(repo string, fn func(*Mirror) error) (Mirror, error
 // RecordMirrorSync updates a mirror's status and appends the sync to its
 // history in one transaction, keeping the newest maxSyncHistory.
 func (s *Store) RecordMirrorSync(repo string, rec MirrorSync, update func(*Mirror)) error {
-	return s.update(func(tx *wtx) error {
+	err := s.update(func(tx *wtx) error {
 		var m Mirror
 		if err := getJSON(tx, bucketMirrors, repo, &m); err != nil {
 			return fmt.Errorf("mirror %q: %w", repo, err)
@@ -206,6 +206,7 @@ func (s *Store) RecordMirrorSync(repo string, rec MirrorSync, update func(*Mirro
 		}
 		return appendLog(tx, bucketMirrorSyncs, repo, rec, maxSyncHistory)
 	})
+	return s.published(err, Event{Kind: EventMirror, Name: repo})
 }
 
 // RecordMirrorEvents appends history-protection events, keeping the newest
@@ -232,7 +233,7 @@ func (s *Store) RecordMirrorEvents(repo string, evs []MirrorEvent, keep int) ([]
 			}
 		})
 	})
-	return dropped, err
+	return dropped, s.published(err, Event{Kind: EventMirror, Name: repo})
 }
 
 // MirrorSyncs returns up to n recent syncs, newest first.

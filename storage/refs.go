@@ -42,6 +42,9 @@ type Refs struct {
 	Refs []Ref `json:"refs"`
 	// Read is when the snapshot was read from disk.
 	Read time.Time `json:"read"`
+	// Changed is when a ref last moved (a push, a mirror sync), as far
+	// as this data dir has seen; it survives restarts.
+	Changed time.Time `json:"changed,omitzero"`
 }
 
 // Lookup returns the ref with this full name.
@@ -107,6 +110,13 @@ func (s *Store) RefreshRefs(ctx context.Context, repo string) ([]RefChange, erro
 		}
 		if len(changes) > 0 || (prev != nil && prev.Head != next.Head) {
 			tx.refs = &Change{Repo: repo, Head: next.Head, Refs: changes}
+		}
+		// The snapshot persisted last (not the one in memory, empty after
+		// a restart) says whether anything moved since.
+		var saved Refs
+		next.Changed = next.Read
+		if getJSON(tx, bucketRefs, repo, &saved) == nil && len(diffRefs(repo, &saved, next)) == 0 && !saved.Changed.IsZero() {
+			next.Changed = saved.Changed
 		}
 		return tx.putJSON(bucketRefs, repo, next)
 	})

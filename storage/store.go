@@ -54,6 +54,7 @@ type Store struct {
 	log    *slog.Logger
 	git    string
 	notify notifier
+	events eventFeed // app and mirror record changes, see SubscribeEvents
 
 	mu   sync.RWMutex
 	refs map[string]*Refs // current ref snapshot per repo; values immutable
@@ -136,7 +137,8 @@ func (s *Store) initSchema() error {
 		for _, b := range [][]byte{bucketMeta, bucketRepos, bucketUsers, bucketKeys, bucketGrants, bucketRefs,
 			bucketMirrors, bucketMirrorSyncs, bucketMirrorEvts, bucketPushMirrors,
 			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts, bucketProjects, bucketSigningKeys, bucketChanges,
-			bucketHelmRepos, bucketHelmCharts} {
+			bucketHelmRepos, bucketHelmCharts,
+			bucketLoginTokens, bucketSessions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}

@@ -161,6 +161,9 @@ func (s *Store) DeleteUser(name string) error {
 		if err := deleteGrantsForUser(tx, name); err != nil {
 			return err
 		}
+		if err := deleteSessionsOf(tx, name); err != nil {
+			return err
+		}
 		return tx.del(bucketUsers, []byte(name))
 	})
 }

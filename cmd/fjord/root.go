@@ -76,6 +76,7 @@ Every command finds the running server through the data directory
 		newSignKeyCmd(g),
 		newHostkeyCmd(g),
 		newBackupCmd(g),
+		newUICmd(g),
 		newRestoreCmd(g),
 		newVersionCmd(),
 		newBenchCmd(),

@@ -42,8 +42,8 @@ type Options struct {
 	Version string
 	// SSHAddr is the SSH listen address. Empty means 127.0.0.1:2222.
 	SSHAddr string
-	// HTTPAddr is the listen address for /healthz, /readyz, /metrics and
-	// /hooks/. Empty means 127.0.0.1:8080.
+	// HTTPAddr is the listen address for /healthz, /readyz, /metrics,
+	// /hooks/ and the web UI under /ui/. Empty means 127.0.0.1:8080.
 	HTTPAddr string
 	// AdminKeys are registered as admin keys on every start. Nil means
 	// none.
@@ -212,6 +212,9 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	}
 	s.rec, err = newReconciler(s.store, log, reg, o, s.info.SSHAddr)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.mountUI(mux); err != nil {
 		return nil, err
 	}
 	var apps admin.Apps

@@ -1,0 +1,152 @@
+package ui
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fjordhq/fjord/storage"
+)
+
+// appRow is one line of the apps page.
+type appRow struct {
+	Name           string
+	Project        string
+	Labels         map[string]string
+	Repo           string
+	TargetRevision string
+	Synced         string // the synced commit
+	Subject        string // its subject
+	Sync           storage.SyncStatus
+	Health         string
+	LastSynced     time.Time
+	LastDuration   time.Duration
+	LastDrift      *storage.DriftEvent
+	Error          string
+}
+
+// appsFilter is the apps page's query: ?label=k=v,k2=v2&sync=S&health=H.
+type appsFilter struct {
+	Label  string
+	Sync   string
+	Health string
+	labels map[string]string
+}
+
+// appsData is the apps page.
+type appsData struct {
+	Filter  appsFilter
+	Rows    []appRow
+	Total   int // apps the viewer may see, before the filter
+	Syncs   []string
+	Healths []string
+	Problem string // a filter that does not parse
+	NoRec   bool   // the reconciler is off
+}
+
+// syncStatuses and healths are the filter choices, in the order people
+// scan for trouble.
+var (
+	syncStatuses = []string{string(storage.Synced), string(storage.OutOfSync), string(storage.SyncError), string(storage.SyncUnknown)}
+	healths      = []string{"Current", "InProgress", "Failed", "Terminating", "NotFound", "Unknown"}
+)
+
+func parseFilter(r *http.Request) (appsFilter, error) {
+	q := r.URL.Query()
+	f := appsFilter{Label: strings.TrimSpace(q.Get("label")), Sync: q.Get("sync"), Health: q.Get("health")}
+	if f.Sync != "" && !slices.Contains(syncStatuses, f.Sync) {
+		return f, fmt.Errorf("sync status %q: want one of %s", f.Sync, strings.Join(syncStatuses, ", "))
+	}
+	if f.Health != "" && !slices.Contains(healths, f.Health) {
+		return f, fmt.Errorf("health %q: want one of %s", f.Health, strings.Join(healths, ", "))
+	}
+	if f.Label != "" {
+		f.labels = map[string]string{}
+		for _, kv := range strings.Split(f.Label, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || k == "" {
+				return f, fmt.Errorf("label filter %q: write key=value, several separated by commas (team=web,env=prod)", f.Label)
+			}
+			f.labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return f, nil
+}
+
+func (f appsFilter) match(a storage.App) bool {
+	if f.Sync != "" && string(a.Status.Sync) != f.Sync {
+		return false
+	}
+	if f.Health != "" && a.Status.Health != f.Health {
+		return false
+	}
+	for k, v := range f.labels {
+		if got, ok := a.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Handler) appsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	d, err := h.appsData(r, v)
+	if err != nil {
+		h.log.Error("ui: apps page", "err", err)
+		h.fail(w, r, v, http.StatusInternalServerError, "reading the apps failed; the server log says why")
+		return
+	}
+	h.render(w, http.StatusOK, "apps", page{Title: "Apps", Nav: "apps", V: v, Live: "apps", Data: d})
+}
+
+// appsData reads every app the viewer may see and the filter's share of
+// them, with their synced commit's subject and last sync's duration.
+func (h *Handler) appsData(r *http.Request, v *viewer) (appsData, error) {
+	d := appsData{Syncs: syncStatuses, Healths: healths, NoRec: h.apps == nil}
+	f, ferr := parseFilter(r)
+	d.Filter = f
+	if ferr != nil {
+		d.Problem = ferr.Error()
+		f = appsFilter{}
+	}
+	apps, err := h.store.Apps()
+	if err != nil {
+		return d, err
+	}
+	want := map[string][]string{}
+	for _, a := range apps {
+		if !h.mayRead(v, a.Status.Repo) {
+			continue
+		}
+		d.Total++
+		if !f.match(a) {
+			continue
+		}
+		st := a.Status
+		row := appRow{
+			Name: a.Name, Project: a.Project, Labels: a.Labels, Repo: st.Repo, Synced: st.SyncedCommit,
+			Sync: st.Sync, Health: st.Health, LastSynced: st.LastSynced, LastDrift: st.LastDrift, Error: st.Error,
+		}
+		if h.apps != nil {
+			if o, ok := h.apps.Objects(a.Name); ok {
+				row.TargetRevision = o.TargetRevision
+			}
+		}
+		if last, err := h.store.AppSyncs(a.Name, 1); err == nil && len(last) > 0 {
+			row.LastDuration = last[0].Duration
+			if row.LastSynced.IsZero() {
+				row.LastSynced = last[0].Start.Add(last[0].Duration)
+			}
+		}
+		if st.Repo != "" && st.SyncedCommit != "" {
+			want[st.Repo] = append(want[st.Repo], st.SyncedCommit)
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	subjects := h.commits.Subjects(r.Context(), want)
+	for i := range d.Rows {
+		d.Rows[i].Subject = subjects[d.Rows[i].Repo+"\x00"+d.Rows[i].Synced]
+	}
+	return d, nil
+}

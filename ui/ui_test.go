@@ -1,0 +1,351 @@
+package ui_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fjordhq/fjord/storage"
+	"github.com/fjordhq/fjord/ui"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// env is a UI on a real store with real repos: two repos, an app on each,
+// an admin and a read-only user granted one of the repos.
+type env struct {
+	t     *testing.T
+	store *storage.Store
+	srv   *httptest.Server
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	store, err := storage.Open(ctx, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	for _, u := range []storage.User{{Name: "admin", Admin: true}, {Name: "reader"}} {
+		u.Keys = []storage.Key{newKey(t)}
+		if _, err := store.CreateUser(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, repo := range []string{"team/web", "team/secret"} {
+		if _, err := store.CreateRepo(ctx, storage.Repo{Name: repo}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.SetGrant("reader", "team/web", storage.AccessRead); err != nil {
+		t.Fatal(err)
+	}
+	for name, repo := range map[string]string{"web": "team/web", "secret-app": "team/secret"} {
+		if _, err := store.PutApp(name, "kind: Application", storage.AppMeta{Labels: map[string]string{"team": name}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.SetAppStatus(name, storage.AppStatus{Repo: repo, Sync: storage.Synced, Health: "Current"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := ui.New(ui.Config{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { h.Shutdown(); srv.Close() })
+	return &env{t: t, store: store, srv: srv}
+}
+
+func newKey(t *testing.T) storage.Key {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := gossh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := storage.ParseKey(string(gossh.MarshalAuthorizedKey(pk)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// client is a browser-like client with its own cookie jar that does not
+// follow redirects (so the test sees them).
+func (e *env) client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// login redeems a fresh one-time token for user and returns the client.
+func (e *env) login(user string) *http.Client {
+	e.t.Helper()
+	token, _, err := e.store.CreateLoginToken(user, time.Minute)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c := e.client()
+	resp := e.get(c, "/ui/login?token="+token)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" {
+		e.t.Fatalf("login as %s: %s, Location %q", user, resp.Status, resp.Header.Get("Location"))
+	}
+	return c
+}
+
+func (e *env) get(c *http.Client, path string) *http.Response {
+	e.t.Helper()
+	resp, err := c.Get(e.srv.URL + path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func body(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestNoSessionGetsLoginPageOnly(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	for _, path := range []string{"/ui/", "/ui/apps/web", "/ui/apps/web/diff", "/ui/mirrors", "/ui/repos", "/ui/events", "/ui/nope"} {
+		resp := e.get(c, path)
+		b := body(t, resp)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(b, "fjord ui login") {
+			t.Errorf("GET %s without a session: %s, want 401 and the login page", path, resp.Status)
+		}
+		for _, secret := range []string{"team/web", "secret-app", "team/secret", "Synced"} {
+			if strings.Contains(b, secret) {
+				t.Errorf("GET %s without a session shows %q", path, secret)
+			}
+		}
+	}
+	// A forged cookie is no session either.
+	u, _ := url.Parse(e.srv.URL + "/ui/")
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: "fjord_session", Value: "GUESSED", Path: "/ui/"}})
+	if resp := e.get(c, "/ui/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a made-up session cookie: %s", resp.Status)
+	}
+	// POSTs too.
+	resp, err := c.PostForm(e.srv.URL+"/ui/apps/web/sync", url.Values{"csrf": {"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("sync without a session: %s", resp.Status)
+	}
+}
+
+func TestLoginTokenSingleUseAndCookie(t *testing.T) {
+	e := newEnv(t)
+	token, _, err := e.store.CreateLoginToken("admin", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.client()
+	resp := e.get(c, "/ui/login?token="+token)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("first use: %s", resp.Status)
+	}
+	var sess *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "fjord_session" {
+			sess = ck
+		}
+	}
+	if sess == nil || !sess.HttpOnly || sess.SameSite != http.SameSiteStrictMode || sess.MaxAge <= 0 || sess.Path != "/ui/" {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, a Max-Age, Path /ui/", sess)
+	}
+	if resp := e.get(c, "/ui/"); resp.StatusCode != http.StatusOK || !strings.Contains(body(t, resp), "secret-app") {
+		t.Fatalf("admin after login: %s", resp.Status)
+	}
+	// Used once: a second browser gets the login page and no session.
+	other := e.client()
+	resp = e.get(other, "/ui/login?token="+token)
+	if b := body(t, resp); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(b, "used already or expired") {
+		t.Fatalf("second use of a token: %s", resp.Status)
+	}
+	if resp := e.get(other, "/ui/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("second use of a token gave a session: %s", resp.Status)
+	}
+	// An expired token is refused, and gone.
+	expired, _, err := e.store.CreateLoginToken("admin", -time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := e.get(e.client(), "/ui/login?token="+expired); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("expired token: %s", resp.Status)
+	}
+	// Deleting the user ends the session.
+	if err := e.store.DeleteUser("admin"); err != nil {
+		t.Fatal(err)
+	}
+	if resp := e.get(c, "/ui/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the session of a deleted user: %s", resp.Status)
+	}
+}
+
+func TestReadOnlyUserSeesGrantedAppsOnly(t *testing.T) {
+	e := newEnv(t)
+	c := e.login("reader")
+	b := body(t, e.get(c, "/ui/"))
+	if !strings.Contains(b, `data-app="web"`) || strings.Contains(b, "secret-app") || strings.Contains(b, "team/secret") {
+		t.Fatalf("reader's apps page: want web and not secret-app:\n%s", b)
+	}
+	if strings.Contains(b, `id="sync-now"`) {
+		t.Fatal("reader sees a sync button")
+	}
+	if resp := e.get(c, "/ui/apps/secret-app"); resp.StatusCode != http.StatusNotFound || strings.Contains(body(t, resp), "team/secret") {
+		t.Fatalf("reader opening an app of a repo not granted: %s", resp.Status)
+	}
+	if resp := e.get(c, "/ui/apps/web"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("reader opening a granted app: %s", resp.Status)
+	}
+	if b := body(t, e.get(c, "/ui/repos")); !strings.Contains(b, "team/web") || strings.Contains(b, "team/secret") {
+		t.Fatalf("reader's repos page:\n%s", b)
+	}
+	// The filters apply to what the user may see.
+	a := e.login("admin")
+	if b := body(t, e.get(a, "/ui/?label=team%3Dsecret-app")); !strings.Contains(b, "secret-app") || strings.Contains(b, `data-app="web"`) {
+		t.Fatalf("label filter:\n%s", b)
+	}
+	if b := body(t, e.get(a, "/ui/?label=oops")); !strings.Contains(b, "write key=value") {
+		t.Fatalf("a bad label filter is not explained:\n%s", b)
+	}
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func TestSyncNeedsAdminAndCSRF(t *testing.T) {
+	e := newEnv(t)
+	post := func(c *http.Client, path string, form url.Values, hdr map[string]string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	a := e.login("admin")
+	page := body(t, e.get(a, "/ui/apps/web"))
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no CSRF token on the app page")
+	}
+	token := m[1]
+	if resp := post(a, "/ui/apps/web/sync", nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("sync without a CSRF token: %s", resp.Status)
+	}
+	if resp := post(a, "/ui/apps/web/sync", url.Values{"csrf": {"WRONG"}}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("sync with a wrong CSRF token: %s", resp.Status)
+	}
+	if resp := post(a, "/ui/apps/web/sync", url.Values{"csrf": {token}}, map[string]string{"Origin": "http://evil.example"}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("sync from another origin: %s", resp.Status)
+	}
+	if resp := post(a, "/ui/apps/web/sync", url.Values{"csrf": {token}}, map[string]string{"Sec-Fetch-Site": "cross-site"}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("sync from another site: %s", resp.Status)
+	}
+	// With the right token the request reaches the reconciler, which this
+	// handler has not: it says so.
+	if resp := post(a, "/ui/apps/web/sync", url.Values{"csrf": {token}}, nil); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body(t, resp), "reconciler is off") {
+		t.Errorf("admin sync with the token: %s", resp.Status)
+	}
+	// A reader's own token does not make a reader an admin.
+	r := e.login("reader")
+	rt := csrfRE.FindStringSubmatch(body(t, e.get(r, "/ui/apps/web")))[1]
+	if resp := post(r, "/ui/apps/web/sync", url.Values{"csrf": {rt}}, nil); resp.StatusCode != http.StatusForbidden || !strings.Contains(body(t, resp), "only an admin") {
+		t.Errorf("reader sync: %s", resp.Status)
+	}
+	// Another session's token is no good either.
+	if resp := post(r, "/ui/apps/web/sync", url.Values{"csrf": {token}}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("reader with the admin's token: %s", resp.Status)
+	}
+	// Log out ends the session.
+	if resp := post(a, "/ui/logout", url.Values{"csrf": {token}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %s", resp.Status)
+	}
+	if resp := e.get(a, "/ui/"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after logout: %s", resp.Status)
+	}
+}
+
+// TestEventsFollowVisibility opens the event stream as the reader: a
+// change to an app the reader may not see is not sent; the one after it,
+// to the reader's app, is the first event to arrive.
+func TestEventsFollowVisibility(t *testing.T) {
+	e := newEnv(t)
+	c := e.login("reader")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+"/ui/events", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	rd := bufio.NewReader(resp.Body)
+	// The stream's greeting comes first: after it, the subscription is on.
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "\n" {
+			break
+		}
+	}
+	if err := e.store.UpdateAppStatus("secret-app", func(s *storage.AppStatus) { s.Health = "Failed" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.UpdateAppStatus("web", func(s *storage.AppStatus) { s.Health = "InProgress" }); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, ok := strings.CutPrefix(strings.TrimSpace(line), "data: ")
+		if !ok {
+			continue
+		}
+		var ev struct{ Kind, Name string }
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind != "app" || ev.Name != "web" {
+			t.Fatalf("first event to the reader: %+v, want app web (secret-app is not theirs)", ev)
+		}
+		return
+	}
+}
