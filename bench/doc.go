@@ -37,8 +37,9 @@
 // RunGit drives the real git client against any Git server: ref
 // advertisement (ls-remote), an incremental fetch of one commit, and full and
 // shallow clones, each with a latency distribution, throughput and errors.
-// It only reads from the server. StartSelf starts a temporary fjord on a
-// generated repository (GenerateRepo) for runs with no setup.
+// It only reads from the server. StartSelf starts a temporary fjord, the
+// same assembly as `fjord serve` (internal/server), on a generated
+// repository (GenerateRepo) for runs with no setup.
 //
 // # Reports
 //

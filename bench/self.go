@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/fjordhq/fjord/gitserver"
+	"github.com/fjordhq/fjord/internal/server"
 	"github.com/fjordhq/fjord/storage"
 )
 
@@ -35,9 +37,11 @@ type SelfOptions struct {
 	Logger *slog.Logger
 }
 
-// Self is a temporary fjord SSH server on a fresh data directory, serving one
-// generated repository to one user, so bench git runs with no setup. Pass
-// its URL, KeyFile and KnownHosts to RunGit, then Close it.
+// Self is a temporary fjord on a fresh data directory, assembled by
+// internal/server as `fjord serve` is (SSH git server, mirrors,
+// housekeeping; the reconciler and the admin socket off), serving one generated
+// repository to one user, so bench git runs with no setup. Pass its URL,
+// KeyFile and KnownHosts to RunGit, then Close it.
 type Self struct {
 	// URL is the generated repository's ssh:// URL on 127.0.0.1.
 	URL string
@@ -46,10 +50,10 @@ type Self struct {
 	// KnownHosts holds the server's host key.
 	KnownHosts string
 
-	dir   string
-	store *storage.Store
-	srv   *gitserver.Server
-	done  chan error
+	dir    string
+	srv    *server.Server
+	cancel context.CancelFunc
+	done   chan error
 }
 
 // selfRepo and selfUser name what StartSelf creates.
@@ -59,7 +63,8 @@ const (
 )
 
 // StartSelf starts a temporary fjord serving a generated repository, pushed
-// through the server itself over SSH. Close stops it and removes everything.
+// through the server itself over SSH and then housekept, as a running
+// fjord keeps it. Close stops it and removes everything.
 func StartSelf(ctx context.Context, opts SelfOptions) (_ *Self, err error) {
 	if opts.Git == "" {
 		opts.Git = "git"
@@ -78,44 +83,54 @@ func StartSelf(ctx context.Context, opts SelfOptions) (_ *Self, err error) {
 		}
 	}()
 
-	data := filepath.Join(dir, "data")
-	s.store, err = storage.Open(ctx, data, &storage.Options{Logger: opts.Logger})
+	srv, err := server.Open(ctx, server.Options{
+		DataDir:         filepath.Join(dir, "data"),
+		SSHAddr:         "127.0.0.1:0",
+		HTTPAddr:        "127.0.0.1:0",
+		Logger:          opts.Logger,
+		Git:             opts.Git,
+		NoReconciler:    true,
+		NoAdmin:         true,
+		ShutdownTimeout: 5 * time.Second,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bench: start the temporary fjord: %w", err)
 	}
-	hostKey, err := gitserver.LoadOrCreateHostKey(filepath.Join(data, "ssh_host_ed25519_key"))
-	if err != nil {
-		return nil, err
-	}
+	s.srv = srv
+	store := srv.Store()
 	s.KeyFile = filepath.Join(dir, "id_ed25519")
 	pub, err := writeClientKey(s.KeyFile)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.store.CreateUser(storage.User{Name: selfUser, Keys: []storage.Key{pub}}); err != nil {
+	if _, err := store.CreateUser(storage.User{Name: selfUser, Keys: []storage.Key{pub}}); err != nil {
 		return nil, fmt.Errorf("bench: create user: %w", err)
 	}
-	if _, err := s.store.CreateRepo(ctx, storage.Repo{Name: selfRepo}); err != nil {
+	if _, err := store.CreateRepo(ctx, storage.Repo{Name: selfRepo}); err != nil {
 		return nil, fmt.Errorf("bench: create repo: %w", err)
 	}
-	if err := s.store.SetGrant(selfUser, selfRepo, storage.AccessWrite); err != nil {
+	if err := store.SetGrant(selfUser, selfRepo, storage.AccessWrite); err != nil {
 		return nil, fmt.Errorf("bench: grant: %w", err)
 	}
+	info := srv.Info()
+	hostKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(info.HostKey))
+	if err != nil {
+		return nil, fmt.Errorf("bench: the temporary fjord's host key: %w", err)
+	}
+	_, portText, _ := net.SplitHostPort(info.SSHAddr)
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, fmt.Errorf("bench: the temporary fjord's SSH address %q: %w", info.SSHAddr, err)
+	}
 
-	s.srv, err = gitserver.New(ctx, gitserver.Config{Store: s.store, HostKey: hostKey, Logger: opts.Logger, Git: opts.Git})
-	if err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("bench: listen for the temporary fjord: %w", err)
-	}
-	s.done = make(chan error, 1)
-	go func() { s.done <- s.srv.Serve(l) }()
-	port := l.Addr().(*net.TCPAddr).Port
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel, s.done = cancel, make(chan error, 1)
+	go func() {
+		s.done <- srv.Run(runCtx)
+	}()
 	s.URL = fmt.Sprintf("ssh://git@127.0.0.1:%d/%s", port, selfRepo)
 	s.KnownHosts = filepath.Join(dir, "known_hosts")
-	line := gitserver.KnownHostsLine("127.0.0.1", port, hostKey.PublicKey())
+	line := gitserver.KnownHostsLine("127.0.0.1", port, hostKey)
 	if err := os.WriteFile(s.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("bench: write %s: %w", s.KnownHosts, err)
 	}
@@ -133,6 +148,9 @@ func StartSelf(ctx context.Context, opts SelfOptions) (_ *Self, err error) {
 	if out, err := push.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("bench: push the generated repository to the temporary fjord: %w: %s", err, strings.TrimSpace(string(out)))
 	}
+	if _, err := srv.Housekeep(ctx, selfRepo); err != nil {
+		return nil, fmt.Errorf("bench: housekeep the generated repository: %w", err)
+	}
 	return s, nil
 }
 
@@ -140,21 +158,18 @@ func StartSelf(ctx context.Context, opts SelfOptions) (_ *Self, err error) {
 // after a partial start and more than once.
 func (s *Self) Close() error {
 	var errs []error
-	if s.srv != nil {
-		if err := s.srv.Close(); err != nil {
+	switch {
+	case s.done != nil:
+		// Run stops every service and closes the store.
+		s.cancel()
+		if err := <-s.done; err != nil {
 			errs = append(errs, err)
 		}
-		if err := <-s.done; err != nil && !errors.Is(err, gitserver.ErrServerClosed) {
-			errs = append(errs, err)
-		}
-		s.srv = nil
+		s.done = nil
+	case s.srv != nil:
+		s.srv.Close() // opened, never run
 	}
-	if s.store != nil {
-		if err := s.store.Close(); err != nil {
-			errs = append(errs, err)
-		}
-		s.store = nil
-	}
+	s.srv = nil
 	if s.dir != "" {
 		// The directory is this run's own, made by MkdirTemp.
 		if err := os.RemoveAll(s.dir); err != nil {

@@ -70,6 +70,17 @@ type Options struct {
 	// ResyncInterval is the reconciler's full resync. Zero means
 	// reconciler.DefaultResyncInterval.
 	ResyncInterval time.Duration
+	// NoReconciler keeps the reconciler off even when a cluster is
+	// configured (bench git --self serves git only). False means on when a
+	// cluster is found.
+	NoReconciler bool
+	// NoAdmin serves no admin API: no socket in DataDir (bench git --self
+	// drives the store itself, and its data dir may be too deep for a unix
+	// socket's path). False means the CLI's socket is served.
+	NoAdmin bool
+	// Git is the git binary every service runs. Empty means "git" from
+	// PATH.
+	Git string
 	// Ready is called once by Run when every service serves and /readyz
 	// says ok, e.g. to print where to connect. Nil means nothing is called.
 	Ready func(*Server)
@@ -126,7 +137,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
-	s.store, err = storage.Open(ctx, o.DataDir, &storage.Options{Logger: log})
+	s.store, err = storage.Open(ctx, o.DataDir, &storage.Options{Logger: log, Git: o.Git})
 	if err != nil {
 		return nil, err
 	}
@@ -156,11 +167,12 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 		Registerer:  reg,
 		Concurrency: o.MirrorConcurrency,
 		SyncTimeout: o.MirrorSyncTimeout,
+		Git:         o.Git,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.upkeep, err = housekeeping.New(housekeeping.Config{Store: s.store, Logger: log, Registerer: reg})
+	s.upkeep, err = housekeeping.New(housekeeping.Config{Store: s.store, Logger: log, Registerer: reg, Git: o.Git})
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +183,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 		Registerer: reg,
 		Limits:     o.Limits,
 		PushGuard:  s.mirrors,
+		Git:        o.Git,
 	})
 	if err != nil {
 		return nil, err
@@ -184,9 +197,10 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("--http-addr %s: %w", o.HTTPAddr, err)
 	}
-	s.adminL, err = admin.Listen(o.DataDir)
-	if err != nil {
-		return nil, err
+	if !o.NoAdmin {
+		if s.adminL, err = admin.Listen(o.DataDir); err != nil {
+			return nil, err
+		}
 	}
 
 	mux := http.NewServeMux()
@@ -243,7 +257,9 @@ func (s *Server) Run(ctx context.Context) error {
 	grp, gctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return ignoreClosed(s.gs.Serve(s.sshL)) })
 	grp.Go(func() error { return ignoreClosed(s.httpSrv.Serve(s.httpL)) })
-	grp.Go(func() error { return ignoreClosed(s.adminSrv.Serve(s.adminL)) })
+	if s.adminL != nil {
+		grp.Go(func() error { return ignoreClosed(s.adminSrv.Serve(s.adminL)) })
+	}
 	grp.Go(func() error { return s.mirrors.Run(gctx) })
 	grp.Go(func() error { return s.upkeep.Run(gctx) })
 	if s.rec != nil {
@@ -259,7 +275,9 @@ func (s *Server) Run(ctx context.Context) error {
 		var wg errgroup.Group
 		wg.Go(func() error { return s.gs.Shutdown(sctx) })
 		wg.Go(func() error { return s.httpSrv.Shutdown(sctx) })
-		wg.Go(func() error { return s.adminSrv.Shutdown(sctx) })
+		if s.adminL != nil {
+			wg.Go(func() error { return s.adminSrv.Shutdown(sctx) })
+		}
 		if err := wg.Wait(); err != nil {
 			s.log.Warn("shutdown", "err", err)
 		}
@@ -310,6 +328,9 @@ func ignoreClosed(err error) error {
 // newReconciler starts nothing; it returns the reconciler when a cluster is
 // configured, and nil (after saying so) when none is.
 func newReconciler(store *storage.Store, log *slog.Logger, reg prometheus.Registerer, o Options, sshAddr string) (*reconciler.Reconciler, error) {
+	if o.NoReconciler {
+		return nil, nil
+	}
 	cfg, source, err := reconciler.LoadRESTConfig(o.Kubeconfig)
 	if errors.Is(err, reconciler.ErrNoCluster) {
 		log.Warn("reconciler off: no cluster configured; give --kubeconfig FILE or set KUBECONFIG to deploy apps", "reason", err)
