@@ -90,8 +90,14 @@ type AppMetadata struct {
 // ApplicationSpec is spec.
 type ApplicationSpec struct {
 	// Project names a fjord project; "" means "default".
-	Project     string      `json:"project,omitempty"`
-	Source      Source      `json:"source"`
+	Project string `json:"project,omitempty"`
+	// Source is the one source of a single-source app; unused when
+	// Sources is set.
+	Source Source `json:"source"`
+	// Sources are the sources of a multi-source app, rendered in order
+	// into one set of objects; a source with ref (and no path or chart)
+	// only lends its files to the Helm sources' valueFiles ($ref/...).
+	Sources     []Source    `json:"sources,omitempty"`
 	Destination Destination `json:"destination"`
 	SyncPolicy  SyncPolicy  `json:"syncPolicy"`
 	// IgnoreDifferences names fields that are not drift.
@@ -103,18 +109,122 @@ type ApplicationSpec struct {
 	Info []InfoItem `json:"info,omitempty"`
 }
 
-// Source is spec.source.
+// Source is spec.source (or one of spec.sources).
 type Source struct {
-	// RepoURL names a repo of this fjord: its name, its SSH URL, or the
-	// upstream URL of a pull mirror.
+	// RepoURL names a repo of this fjord (its name, its SSH URL, or the
+	// upstream URL of a pull mirror) or, with Chart, a Helm repository
+	// (https://...) or OCI registry (oci://...).
 	RepoURL string `json:"repoURL"`
-	// TargetRevision is HEAD (default), a branch, a tag or a full commit.
+	// TargetRevision is HEAD (default), a branch, a tag or a full commit;
+	// with Chart, the chart version or a semver range ("" the newest).
 	TargetRevision string `json:"targetRevision,omitempty"`
 	// Path is the directory in the repo to render; "" or "." is the root.
+	// A directory holding Chart.yaml is rendered as a Helm chart.
 	Path string `json:"path,omitempty"`
+	// Chart names a chart of the Helm repository RepoURL.
+	Chart string `json:"chart,omitempty"`
 	// Directory reads a plain directory (no kustomization) with these
 	// settings; nil reads its top level.
 	Directory *DirectorySource `json:"directory,omitempty"`
+	// Helm sets how a chart is rendered.
+	Helm *HelmSource `json:"helm,omitempty"`
+	// Kustomize edits the kustomization before it is built.
+	Kustomize *KustomizeSource `json:"kustomize,omitempty"`
+	// Ref names this source for the valueFiles of the others: $ref/path.
+	Ref string `json:"ref,omitempty"`
+	// Name is Argo CD's name of the source; shown, otherwise unused.
+	Name string `json:"name,omitempty"`
+}
+
+// IsChart reports whether the source is a chart of a Helm repository.
+func (s Source) IsChart() bool { return s.Chart != "" }
+
+// refOnly reports whether the source only lends its files ($ref) and
+// renders nothing itself, as in Argo CD.
+func (s Source) refOnly() bool { return s.Ref != "" && s.Path == "" && s.Chart == "" }
+
+// HelmSource is spec.source.helm.
+type HelmSource struct {
+	// ValueFiles are read in order, relative to the chart's directory,
+	// or $ref/path in another source of the app.
+	ValueFiles []string `json:"valueFiles,omitempty"`
+	// Values is a YAML document of values; ValuesObject, when set, is
+	// used instead. They override the value files.
+	Values       string         `json:"values,omitempty"`
+	ValuesObject map[string]any `json:"valuesObject,omitempty"`
+	// Parameters are --set (or --set-string with ForceString) values,
+	// over all of the above.
+	Parameters []HelmParameter `json:"parameters,omitempty"`
+	// FileParameters are --set-file values: a key set to a file's text.
+	FileParameters []HelmFileParameter `json:"fileParameters,omitempty"`
+	// ReleaseName is .Release.Name; "" means the app's name.
+	ReleaseName string `json:"releaseName,omitempty"`
+	// Namespace is .Release.Namespace; "" means destination.namespace.
+	Namespace string `json:"namespace,omitempty"`
+	// SkipCrds leaves out the chart's crds/ directory.
+	SkipCrds bool `json:"skipCrds,omitempty"`
+	// SkipTests leaves out test hooks (which are never run anyway).
+	SkipTests bool `json:"skipTests,omitempty"`
+	// SkipSchemaValidation does not check values against values.schema.json.
+	SkipSchemaValidation bool `json:"skipSchemaValidation,omitempty"`
+	// PassCredentials false is all fjord supports.
+	PassCredentials bool `json:"passCredentials,omitempty"`
+	// IgnoreMissingValueFiles skips value files that do not exist.
+	IgnoreMissingValueFiles bool `json:"ignoreMissingValueFiles,omitempty"`
+	// Version is the Helm major version: "" or v3.
+	Version string `json:"version,omitempty"`
+	// KubeVersion and APIVersions override what the destination cluster
+	// reports for .Capabilities.
+	KubeVersion string   `json:"kubeVersion,omitempty"`
+	APIVersions []string `json:"apiVersions,omitempty"`
+}
+
+// HelmParameter is one entry of helm.parameters.
+type HelmParameter struct {
+	Name        string `json:"name"`
+	Value       string `json:"value"`
+	ForceString bool   `json:"forceString,omitempty"`
+}
+
+// HelmFileParameter is one entry of helm.fileParameters.
+type HelmFileParameter struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+}
+
+// KustomizeSource is spec.source.kustomize: edits fjord makes to the
+// kustomization before kustomize builds it, as Argo CD's kustomize edit.
+type KustomizeSource struct {
+	// Images are kustomize edit set image arguments: name=newName:tag,
+	// name:tag or name@digest.
+	Images            []string          `json:"images,omitempty"`
+	NamePrefix        string            `json:"namePrefix,omitempty"`
+	NameSuffix        string            `json:"nameSuffix,omitempty"`
+	CommonLabels      map[string]string `json:"commonLabels,omitempty"`
+	CommonAnnotations map[string]string `json:"commonAnnotations,omitempty"`
+	// ForceCommonLabels and ForceCommonAnnotations override keys the
+	// kustomization already sets to other values.
+	ForceCommonLabels      bool `json:"forceCommonLabels,omitempty"`
+	ForceCommonAnnotations bool `json:"forceCommonAnnotations,omitempty"`
+	// Namespace sets the kustomization's namespace.
+	Namespace string `json:"namespace,omitempty"`
+	// Replicas set the replica count of named workloads.
+	Replicas []KustomizeReplica `json:"replicas,omitempty"`
+	// Patches are kustomize patches (patch text or path, with target).
+	Patches []map[string]any `json:"patches,omitempty"`
+	// Components are paths of kustomize components, relative to the path.
+	Components []string `json:"components,omitempty"`
+	// IgnoreMissingComponents skips components that do not exist.
+	IgnoreMissingComponents bool `json:"ignoreMissingComponents,omitempty"`
+	// Version is ignored: fjord builds with the kustomize it embeds.
+	Version string `json:"version,omitempty"`
+}
+
+// KustomizeReplica is one entry of kustomize.replicas. Count is a number
+// or a string holding one, as Argo CD reads it.
+type KustomizeReplica struct {
+	Name  string          `json:"name"`
+	Count json.RawMessage `json:"count"`
 }
 
 // DirectorySource is spec.source.directory.
@@ -320,19 +430,16 @@ func (a *Application) ManifestGeneratePaths() []string {
 		if strings.HasPrefix(p, "/") {
 			p = cleanRepoPath(p)
 		} else {
-			p = cleanRepoPath(a.Spec.Source.Path + "/" + p)
+			p = cleanRepoPath(a.AllSources()[0].Path + "/" + p)
 		}
 		out = append(out, p)
 	}
 	return out
 }
 
-// Revision is the target revision, HEAD when unset.
+// Revision is the (first) source's target revision, HEAD when unset.
 func (a *Application) Revision() string {
-	if a.Spec.Source.TargetRevision == "" {
-		return "HEAD"
-	}
-	return a.Spec.Source.TargetRevision
+	return orDefault(a.AllSources()[0].TargetRevision, "HEAD")
 }
 
 // Retry is a parsed spec.syncPolicy.retry.
@@ -577,18 +684,121 @@ func (a *Application) validate(ps *problems) {
 	}
 }
 
+// refName is what a source's ref may be: it is written $ref/path.
+var refName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
 func (a *Application) validateSource(ps *problems) {
-	s := a.Spec.Source
+	if len(a.Spec.Sources) > 0 {
+		s := a.Spec.Source
+		if s.RepoURL != "" || s.Path != "" || s.Chart != "" {
+			ps.add("spec.source", "spec.source: give spec.source or spec.sources, not both (Argo CD ignores spec.source then): move it into spec.sources")
+		}
+	}
+	refs := map[string]bool{}
+	rendered := 0
+	for i, s := range a.AllSources() {
+		if s.Ref == "" {
+			continue
+		}
+		at := a.sourceField(i) + ".ref"
+		switch {
+		case len(a.Spec.Sources) == 0:
+			ps.add(at, "%s: ref names a source of spec.sources for the others' value files; with one source it has no use: drop it, or move the sources into spec.sources", at)
+		case !refName.MatchString(s.Ref):
+			ps.add(at, "%s: %q: use letters, digits, '-' and '_' only (it is written $%s/path)", at, s.Ref, s.Ref)
+		case refs[s.Ref]:
+			ps.add(at, "%s: %q is the ref of an earlier source too: give each source its own ref", at, s.Ref)
+		}
+		refs[s.Ref] = true
+	}
+	for i, s := range a.AllSources() {
+		if !s.refOnly() {
+			rendered++
+		}
+		a.validateOneSource(ps, a.sourceField(i), s, refs)
+	}
+	if len(a.Spec.Sources) > 0 && rendered == 0 {
+		ps.add("spec.sources", "spec.sources: every source has ref and no path or chart, so nothing is rendered: give the source to deploy a path or a chart")
+	}
+}
+
+func (a *Application) validateOneSource(ps *problems, at string, s Source, refs map[string]bool) {
 	if s.RepoURL == "" {
-		ps.add("spec.source.repoURL", "spec.source.repoURL: missing: name a repo of this fjord (see `fjord repo list`)")
+		ps.add(at+".repoURL", "%s.repoURL: missing: name a repo of this fjord (see `fjord repo list`), or a Helm repository with chart", at)
 	}
 	if path := s.Path; strings.HasPrefix(path, "/") || hasDotDot(path) {
-		ps.add("spec.source.path", "spec.source.path: %q must be relative to the repo root, without '..'", path)
+		ps.add(at+".path", "%s.path: %q must be relative to the repo root, without '..'", at, path)
+	}
+	if s.Chart != "" {
+		switch {
+		case s.Path != "":
+			ps.add(at+".chart", "%s: give chart (a chart of a Helm repository) or path (a directory of a git repo), not both", at)
+		case s.Ref != "":
+			ps.add(at+".ref", "%s.ref: a chart source cannot lend files: put ref on a git source", at)
+		case !strings.HasPrefix(s.RepoURL, "https://") && !strings.HasPrefix(s.RepoURL, "http://") && !strings.HasPrefix(s.RepoURL, "oci://"):
+			ps.add(at+".repoURL", "%s.repoURL: %q: a chart comes from a Helm repository: write https://HOST/PATH, or oci://HOST/PATH for an OCI registry", at, s.RepoURL)
+		}
+		if strings.Contains(s.Chart, "/") && !strings.HasPrefix(s.RepoURL, "oci://") {
+			ps.add(at+".chart", "%s.chart: %q: name the chart alone (no repository prefix); the repository is repoURL", at, s.Chart)
+		}
 	}
 	if d := s.Directory; d != nil {
 		for _, g := range []struct{ name, pat string }{{"include", d.Include}, {"exclude", d.Exclude}} {
 			if _, err := compileGlob(g.pat); err != nil {
-				ps.add("spec.source.directory."+g.name, "spec.source.directory.%s: %q is not a valid glob: %v", g.name, g.pat, err)
+				ps.add(at+".directory."+g.name, "%s.directory.%s: %q is not a valid glob: %v", at, g.name, g.pat, err)
+			}
+		}
+	}
+	if h := s.Helm; h != nil {
+		if h.PassCredentials {
+			ps.add(at+".helm.passCredentials", "%s.helm.passCredentials: true: fjord does not pass a Helm repository's credentials to other hosts; set it to false (charts are fetched from their own repository with that repository's credentials from `fjord helmrepo add`)", at)
+		}
+		if v := h.Version; v != "" && v != "v3" && v != "3" {
+			ps.add(at+".helm.version", "%s.helm.version: %q: fjord renders with Helm v3: drop it or write v3", at, v)
+		}
+		for j, vf := range h.ValueFiles {
+			if ref, _, ok := strings.Cut(strings.TrimPrefix(vf, "$"), "/"); strings.HasPrefix(vf, "$") && ok && !refs[ref] {
+				ps.add(fmt.Sprintf("%s.helm.valueFiles[%d]", at, j), "%s.helm.valueFiles[%d]: %q names ref %q, which no source of spec.sources has: add a source with ref: %s", at, j, vf, ref, ref)
+			} else if strings.Contains(vf, "://") {
+				ps.add(fmt.Sprintf("%s.helm.valueFiles[%d]", at, j), "%s.helm.valueFiles[%d]: %q: fjord does not fetch value files from URLs yet; meanwhile commit the file to a repo and add it as a ref source ($ref/path)", at, j, vf)
+			}
+		}
+		for j, p := range h.Parameters {
+			if p.Name == "" {
+				ps.add(fmt.Sprintf("%s.helm.parameters[%d].name", at, j), "%s.helm.parameters[%d].name: missing: name the value to set, such as image.tag", at, j)
+			}
+		}
+		for j, p := range h.FileParameters {
+			if p.Name == "" || p.Path == "" {
+				ps.add(fmt.Sprintf("%s.helm.fileParameters[%d]", at, j), "%s.helm.fileParameters[%d]: give both name (the value to set) and path (the file)", at, j)
+			}
+		}
+		if h.ReleaseName != "" && !appName.MatchString(h.ReleaseName) {
+			ps.add(at+".helm.releaseName", "%s.helm.releaseName: %q: Helm wants lower-case letters, digits and '-', at most 53 characters", at, h.ReleaseName)
+		}
+	}
+	if k := s.Kustomize; k != nil {
+		for j, img := range k.Images {
+			if _, err := parseKustomizeImage(img); err != nil {
+				ps.add(fmt.Sprintf("%s.kustomize.images[%d]", at, j), "%s.kustomize.images[%d]: %v", at, j, err)
+			}
+		}
+		for j, r := range k.Replicas {
+			if r.Name == "" {
+				ps.add(fmt.Sprintf("%s.kustomize.replicas[%d].name", at, j), "%s.kustomize.replicas[%d].name: missing: name the Deployment or StatefulSet", at, j)
+			}
+			if _, err := r.count(); err != nil {
+				ps.add(fmt.Sprintf("%s.kustomize.replicas[%d].count", at, j), "%s.kustomize.replicas[%d].%v", at, j, err)
+			}
+		}
+		for j, p := range k.Patches {
+			if p["patch"] == nil && p["path"] == nil {
+				ps.add(fmt.Sprintf("%s.kustomize.patches[%d]", at, j), "%s.kustomize.patches[%d]: give patch (the patch text) or path (a file next to the kustomization)", at, j)
+			}
+		}
+		for j, c := range k.Components {
+			if strings.HasPrefix(c, "/") || strings.Contains(c, "://") {
+				ps.add(fmt.Sprintf("%s.kustomize.components[%d]", at, j), "%s.kustomize.components[%d]: %q: give a path relative to source.path, inside the repo", at, j, c)
 			}
 		}
 	}

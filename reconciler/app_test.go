@@ -58,12 +58,14 @@ func TestParseApplicationRefuses(t *testing.T) {
 		want []string // substrings the error must hold
 		not  []string // substrings it must not hold
 	}{
-		{"helm source", strings.Replace(base, "    path: overlays/prod\n", "    path: overlays/prod\n    helm:\n      valueFiles: [values.yaml]\n", 1),
-			[]string{"spec.source.helm", "does not render Helm charts yet", "meanwhile"}, []string{"remove it"}},
-		{"chart", strings.Replace(base, "    path: overlays/prod\n", "    chart: redis\n", 1),
-			[]string{"spec.source.chart", "meanwhile"}, []string{"remove it"}},
-		{"sources", strings.Replace(base, "  source:\n    repoURL: gitops-infra\n    targetRevision: HEAD\n    path: overlays/prod\n", "  sources:\n  - repoURL: a\n  - repoURL: b\n", 1),
-			[]string{"spec.sources", "one Application per source"}, []string{"repoURL: missing", "remove it"}},
+		{"helm passCredentials", strings.Replace(base, "    path: overlays/prod\n", "    path: overlays/prod\n    helm:\n      passCredentials: true\n", 1),
+			[]string{"spec.source.helm.passCredentials", "set it to false"}, []string{"remove it"}},
+		{"chart from a git repo", strings.Replace(base, "    path: overlays/prod\n", "    chart: redis\n", 1),
+			[]string{"spec.source.repoURL", "Helm repository", "oci://"}, []string{"remove it"}},
+		{"sources that render nothing", strings.Replace(base, "  source:\n    repoURL: gitops-infra\n    targetRevision: HEAD\n    path: overlays/prod\n", "  sources:\n  - repoURL: a\n    ref: a\n  - repoURL: b\n    ref: a\n", 1),
+			[]string{"spec.sources: every source has ref", "spec.sources[1].ref: \"a\" is the ref of an earlier source"}, []string{"repoURL: missing", "remove it"}},
+		{"kustomize replicas", strings.Replace(base, "    path: overlays/prod\n", "    path: overlays/prod\n    kustomize:\n      replicas:\n      - name: web\n        count: many\n", 1),
+			[]string{"spec.source.kustomize.replicas[0].count", "not a whole number"}, nil},
 		{"typo", strings.Replace(base, "    syncOptions:", "    retyr:\n      limit: 5\n    syncOptions:", 1),
 			[]string{"spec.syncPolicy.retyr", "check the spelling"}, nil},
 		{"other cluster", strings.Replace(base, "https://kubernetes.default.svc", "https://prod.example.com:6443", 1),

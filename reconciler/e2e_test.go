@@ -300,10 +300,10 @@ func TestUnsupportedFieldIsRefused(t *testing.T) {
 	newWork(t, store, "gitops-infra", "seed")
 	rec, _ := c.start(store)
 	doc := strings.Replace(seedApp, "REPO", "gitops-infra", 1)
-	doc = strings.Replace(doc, "    path: overlays/prod\n", "    path: overlays/prod\n    kustomize:\n      namePrefix: x-\n", 1)
+	doc = strings.Replace(doc, "    path: overlays/prod\n", "    path: overlays/prod\n    plugin:\n      name: x\n", 1)
 	_, err := rec.Apply(context.Background(), []byte(doc))
-	if !errors.Is(err, reconciler.ErrInvalidApp) || !strings.Contains(err.Error(), "spec.source.kustomize") {
-		t.Fatalf("Apply = %v, want ErrInvalidApp naming spec.source.kustomize", err)
+	if !errors.Is(err, reconciler.ErrInvalidApp) || !strings.Contains(err.Error(), "spec.source.plugin") {
+		t.Fatalf("Apply = %v, want ErrInvalidApp naming spec.source.plugin", err)
 	}
 	if apps, _ := store.Apps(); len(apps) != 0 {
 		t.Errorf("a refused app was stored: %+v", apps)

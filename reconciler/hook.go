@@ -33,14 +33,20 @@ type hookRun struct {
 	msg      string
 }
 
-// deletePolicies are a hook's delete policies, BeforeHookCreation when
-// it names none (as in Argo CD).
+// deletePolicies are a hook's delete policies, Argo CD's and Helm's
+// (helm.sh/hook-delete-policy) together, BeforeHookCreation when it names
+// none (as in gitops-engine).
 func deletePolicies(u *unstructured.Unstructured) []string {
 	var out []string
 	for _, p := range csv(u.GetAnnotations()[AnnotationHookDeletePolicy]) {
 		switch p {
 		case HookSucceeded, HookFailed, BeforeHookCreation:
 			out = append(out, p)
+		}
+	}
+	for _, p := range csv(u.GetAnnotations()[annotationHelmHookDeletePolicy]) {
+		if ap, ok := helmDeletePolicies[p]; ok {
+			out = append(out, ap)
 		}
 	}
 	if len(out) == 0 {

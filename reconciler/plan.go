@@ -59,9 +59,13 @@ type step struct {
 // resolved, the render split into what is applied when, and what the app
 // applied before. It is built by (*Reconciler).plan and read-only after.
 type plan struct {
-	app    *Application
-	repo   string
-	commit string
+	app *Application
+	// repo is the fjord repo of the first git source.
+	repo string
+	// commit is the first source's commit (or chart version); revisions
+	// are every source's, in order.
+	commit    string
+	revisions []string
 	// objs are every resource the app applies (not hooks, not child
 	// Applications), prepared: the inventory of a clean sync.
 	objs []*unstructured.Unstructured
@@ -88,25 +92,34 @@ type plan struct {
 // when the commit and path are unchanged), splits the render into hooks,
 // waves and child Applications, and reads the previous inventory.
 func (r *Reconciler) plan(ctx context.Context, st *appState, app *Application) (*plan, error) {
-	repo, err := r.resolveRepo(app.Spec.Source.RepoURL)
-	if err != nil {
-		return nil, err
+	revs, err := r.resolveSources(ctx, app)
+	p := &plan{app: app}
+	for _, s := range revs {
+		p.revisions = append(p.revisions, s.commit)
+		if p.repo == "" && s.repo != "" {
+			p.repo = s.repo
+		}
+	}
+	if len(revs) > 0 {
+		p.commit = revs[0].commit
 	}
 	st.mu.Lock()
-	st.repo = repo
+	st.repo = p.repo
 	st.mu.Unlock()
-	p := &plan{app: app, repo: repo}
-	refs, ok := r.store.Refs(repo)
-	if !ok {
-		return p, fmt.Errorf("repo %q: %w", repo, storage.ErrNotFound)
-	}
-	if p.commit, err = ResolveRevision(refs, app.Revision()); err != nil {
-		return p, fmt.Errorf("repo %q: %w", repo, err)
-	}
-	if p.refused, err = r.verifyRevision(ctx, app, repo, p.commit); err != nil {
+	if err != nil {
 		return p, err
 	}
-	rendered, err := r.render(st, repo, p.commit, app.Spec.Source.Path)
+	// Every git source's commit must satisfy the project's
+	// signatureKeys (a chart from a Helm repository has no commit).
+	for _, s := range revs {
+		if s.repo == "" {
+			continue
+		}
+		if p.refused, err = r.verifyRevision(ctx, app, s.repo, s.commit); err != nil {
+			return p, err
+		}
+	}
+	rendered, err := r.render(ctx, st, app, revs)
 	if err != nil {
 		return p, err
 	}
@@ -203,11 +216,13 @@ func (p *plan) split(hooks []*unstructured.Unstructured) error {
 	return nil
 }
 
-// syncWave is an object's argocd.argoproj.io/sync-wave, 0 when unset.
+// syncWave is an object's argocd.argoproj.io/sync-wave or, without one,
+// its helm.sh/hook-weight (as gitops-engine reads waves); 0 when unset.
 func syncWave(u *unstructured.Unstructured) (int, error) {
 	s, ok := u.GetAnnotations()[AnnotationSyncWave]
 	if !ok {
-		return 0, nil
+		w, _ := strconv.Atoi(strings.TrimSpace(u.GetAnnotations()[annotationHelmHookWeight]))
+		return w, nil
 	}
 	w, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {
@@ -234,13 +249,22 @@ func csv(s string) []string {
 	return out
 }
 
-// hookTypes are the values of the hook annotation fjord knows.
+// hookTypes are the values of the hook annotation fjord knows or,
+// without an Argo CD hook annotation, the phases of the helm.sh/hook
+// events (Argo CD ignores Helm's hooks when its own annotation is there).
 func hookTypes(u *unstructured.Unstructured) []string {
 	var out []string
 	for _, t := range csv(u.GetAnnotations()[AnnotationHook]) {
 		switch t {
 		case string(PhasePreSync), string(PhaseSync), string(PhasePostSync), string(PhaseSyncFail), "Skip":
 			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		for _, e := range csv(u.GetAnnotations()[annotationHelmHook]) {
+			if ph, ok := helmHookPhases[e]; ok {
+				out = append(out, string(ph))
+			}
 		}
 	}
 	return out
@@ -254,10 +278,16 @@ func isSkipped(u *unstructured.Unstructured) bool {
 }
 
 // isHook is true for an object with the hook annotation (but for Skip
-// alone): it is created in its phases, not applied and inventoried.
+// alone), or a Helm hook (but for crd-install, which Helm uses for CRDs):
+// it is created in its phases, not applied and inventoried. A Helm hook
+// of events Argo CD has no phase for (test, pre-delete...) is a hook that
+// never runs, as in Argo CD.
 func isHook(u *unstructured.Unstructured) bool {
-	_, ok := u.GetAnnotations()[AnnotationHook]
-	return ok && !isSkipped(u)
+	if _, ok := u.GetAnnotations()[AnnotationHook]; ok {
+		return !isSkipped(u)
+	}
+	v, ok := u.GetAnnotations()[annotationHelmHook]
+	return ok && v != "crd-install"
 }
 
 // hookPhases are the phases a hook runs in.

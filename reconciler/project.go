@@ -266,8 +266,10 @@ func CheckProject(p *AppProject, app *Application, objs []*unstructured.Unstruct
 		return nil
 	}
 	var problems []string
-	if err := p.allowsSource(app.Spec.Source.RepoURL); err != nil {
-		problems = append(problems, strings.TrimPrefix(err.Error(), ErrProjectDenied.Error()+" "+p.Metadata.Name+": "))
+	for _, src := range app.AllSources() {
+		if err := p.allowsSource(src.RepoURL); err != nil {
+			problems = append(problems, strings.TrimPrefix(err.Error(), ErrProjectDenied.Error()+" "+p.Metadata.Name+": "))
+		}
 	}
 	checkDest := func(what, ns string) {
 		if err := p.allowsDestination(app.Spec.Destination, ns); err != nil {
@@ -349,8 +351,10 @@ func (r *Reconciler) admit(app *Application) error {
 	}
 	if p != nil {
 		var problems []string
-		if err := p.allowsSource(app.Spec.Source.RepoURL); err != nil {
-			problems = append(problems, err.Error())
+		for _, src := range app.AllSources() {
+			if err := p.allowsSource(src.RepoURL); err != nil {
+				problems = append(problems, err.Error())
+			}
 		}
 		if err := p.allowsDestination(app.Spec.Destination, app.Spec.Destination.Namespace); err != nil {
 			problems = append(problems, err.Error())
@@ -359,8 +363,17 @@ func (r *Reconciler) admit(app *Application) error {
 			return &AppError{Name: app.Metadata.Name, Problems: problems}
 		}
 	}
-	if _, err := r.resolveRepo(app.Spec.Source.RepoURL); err != nil {
-		return &AppError{Name: app.Metadata.Name, Problems: []string{"spec.source.repoURL: " + err.Error()}}
+	var problems []string
+	for i, src := range app.AllSources() {
+		if src.IsChart() {
+			continue // Helm repositories are the chart source's to check
+		}
+		if _, err := r.resolveRepo(src.RepoURL); err != nil {
+			problems = append(problems, app.sourceField(i)+".repoURL: "+err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return &AppError{Name: app.Metadata.Name, Problems: problems}
 	}
 	return nil
 }

@@ -118,8 +118,8 @@ type appState struct {
 	// render cache: the same commit and path render the same objects.
 	renderKey    string
 	renderObjs   []*unstructured.Unstructured
-	renderInputs *renderInputs // what the cached render read
-	retry        retryState    // syncPolicy.retry after a failure
+	renderInputs []*renderInputs // what the cached render read, by source
+	retry        retryState      // syncPolicy.retry after a failure
 }
 
 // New returns a Reconciler. It does not contact the cluster until Run or a
@@ -259,8 +259,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 // read, or its manifest-generate-paths), the cached render is carried to
 // the new commit: the sync that follows renders nothing.
 func (r *Reconciler) onRefChange(c storage.RefChange) {
-	refs, ok := r.store.Refs(c.Repo)
-	if !ok {
+	if _, ok := r.store.Refs(c.Repo); !ok {
 		return
 	}
 	trigger := storage.TriggerPush
@@ -273,7 +272,7 @@ func (r *Reconciler) onRefChange(c storage.RefChange) {
 		states = append(states, st)
 	}
 	r.mu.Unlock()
-	diffs := map[string][]string{} // "from to" -> changed paths
+	diffs := map[string][]string{} // "repo from to" -> changed paths
 	for _, st := range states {
 		st.mu.Lock()
 		app, last, inputs := st.app, st.renderKey, st.renderInputs
@@ -281,35 +280,8 @@ func (r *Reconciler) onRefChange(c storage.RefChange) {
 		if app == nil {
 			continue
 		}
-		if repo, err := r.resolveRepo(app.Spec.Source.RepoURL); err != nil || repo != c.Repo {
+		if !r.refChangeConcerns(st, app, c.Repo, last, inputs, diffs) {
 			continue
-		}
-		commit, err := ResolveRevision(refs, app.Revision())
-		if err != nil {
-			r.enqueue(st.name, trigger) // the sync says why
-			continue
-		}
-		key := renderKey(commit, app.Spec.Source.Path)
-		if last == key && !r.lastSyncFailed(st.name) {
-			continue
-		}
-		if lastCommit, _, _ := strings.Cut(last, "\x00"); last != "" && lastCommit != commit {
-			k := lastCommit + " " + commit
-			changed, seen := diffs[k]
-			if !seen {
-				if changed, err = changedPaths(r.store.RepoPath(c.Repo), lastCommit, commit); err != nil {
-					changed = nil
-					r.log.Warn("diff commits for the render cache", "app", st.name, "err", err)
-				}
-				diffs[k] = changed
-			}
-			if changed != nil && !inputsTouched(app, inputs, changed) {
-				st.mu.Lock()
-				if st.renderKey == last {
-					st.renderKey = key
-				}
-				st.mu.Unlock()
-			}
 		}
 		r.enqueue(st.name, trigger)
 	}

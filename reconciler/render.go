@@ -102,6 +102,11 @@ func renderFS(fs filesys.FileSystem, commit string, src Source) ([]*unstructured
 	} else if d := src.Directory; d != nil && (d.Recurse || d.Include != "" || d.Exclude != "") {
 		return nil, fmt.Errorf("%s holds a kustomization, so spec.source.directory (recurse, include, exclude) would be ignored: drop spec.source.directory, or the kustomization", pathOrRoot(dir))
 	}
+	if src.Kustomize != nil {
+		if err := editKustomization(fs, root, src.Kustomize); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkLocalOnly(fs, root); err != nil {
 		return nil, err
 	}

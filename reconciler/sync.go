@@ -11,8 +11,6 @@ import (
 	"github.com/fjordhq/fjord/storage"
 )
 
-func renderKey(commit, path string) string { return commit + "\x00" + path }
-
 // syncApp plans an app's revision and, when its policy (or opts) says
 // so, executes the plan and records the result. It returns the history
 // record; the error is the sync's failure, already recorded on the status.
@@ -66,6 +64,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 		status.Repo = p.repo
 		status.Refused = p.refused
 		rec.Revision, status.Revision = p.commit, p.commit
+		status.Sources = sourceRevisions(app, p.revisions, prevStatus.Sources)
 	}
 	if err != nil {
 		return fail(err)
@@ -94,7 +93,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 	// Drift is sent back when selfHeal says so, when asked (app sync,
 	// app apply), and when git moved (a new commit is applied whole, as
 	// Argo CD does); a resync of the same commit only reports it.
-	heal := app.SelfHeal() || opts.Manual || trigger == storage.TriggerApply || commit != prevStatus.SyncedCommit
+	heal := app.SelfHeal() || opts.Manual || trigger == storage.TriggerApply || commit != prevStatus.SyncedCommit || sourcesMoved(status.Sources)
 	o := r.execute(ctx, st, p, opts, heal)
 	cs, next, applyErr := o.cs, o.next, o.err
 	// Objects not pruned stay in the inventory: they are still this
@@ -150,6 +149,9 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 			status.Sync, status.Error = "OutOfSync", strings.Join(conflicts, "; ")
 		}
 		status.SyncedCommit = commit
+		for i := range status.Sources {
+			status.Sources[i].Synced = status.Sources[i].Revision
+		}
 		status.LastSynced = time.Now().UTC()
 	}
 	if parent.Err() != nil && applyErr != nil {
@@ -212,19 +214,27 @@ func inventoryOf(objs []*unstructured.Unstructured) Inventory {
 // render returns the objects of a commit, from the app's cache when the
 // commit and path have not changed (a resync of an unchanged repo renders
 // nothing). The objects returned must not be modified.
-func (r *Reconciler) render(st *appState, repo, commit, path string) ([]*unstructured.Unstructured, error) {
-	key := renderKey(commit, path)
+func (r *Reconciler) render(ctx context.Context, st *appState, app *Application, revs []sourceRev) ([]*unstructured.Unstructured, error) {
+	key := sourcesKey(revs)
 	st.mu.Lock()
 	if st.renderKey == key {
 		objs := st.renderObjs
 		st.mu.Unlock()
 		return objs, nil
 	}
-	src := st.app.Spec.Source
 	st.mu.Unlock()
-	src.Path = path
 	r.metrics.renders.WithLabelValues(st.name).Inc()
-	objs, inputs, err := renderSource(r.store.RepoPath(repo), commit, src)
+	env := renderEnv{
+		helm: helmEnv{
+			ctx:       ctx,
+			charts:    r.charts,
+			caps:      helmCapabilities(r.disco),
+			appName:   app.Metadata.Name,
+			namespace: app.Spec.Destination.Namespace,
+		},
+		repoPath: r.store.RepoPath,
+	}
+	objs, inputs, err := renderSources(env, app, revs)
 	if err != nil {
 		return nil, err
 	}

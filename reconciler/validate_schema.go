@@ -20,6 +20,7 @@ const (
 	tStringMap // an object of string values (labels, annotations)
 	tObjects   // a list of objects, each checked against fields
 	tAny       // anything (Argo CD's own output, such as jsonnet: {})
+	tObjectAny // an object of anything (helm valuesObject)
 )
 
 // fieldSpec is the tree of fields fjord accepts, with their types. A field
@@ -51,10 +52,10 @@ func strs() *fieldSpec    { return leaf(tStrings) }
 // Messages for the fields that change what gets deployed: fjord says it
 // does not support them yet and what to do meanwhile, never "remove it".
 const (
-	refuseHelm      = "fjord does not render Helm charts yet; meanwhile render the chart to YAML in git (helm template) and point source.path at it"
-	refuseSources   = "fjord does not support several sources yet; meanwhile write one Application per source (its repoURL, targetRevision and path), or vendor the other sources' files into one repo"
-	refuseKustomize = "fjord does not support kustomize settings in the Application yet; meanwhile put them (images, namePrefix, patches...) in the kustomization.yaml in git"
 	refusePlugin    = "fjord does not run config management plugins yet; meanwhile commit the plugin's output as YAML and point source.path at it"
+	refuseEnvsubst  = "fjord does not substitute environment variables in kustomize settings yet; meanwhile write the values out in commonAnnotations"
+	refuseLabelOpts = "fjord does not support this kustomize label option yet; meanwhile put the labels transformer (labels: with includeSelectors/includeTemplates) in the kustomization.yaml in git"
+	refuseKustHelm  = "fjord does not render Helm charts inside kustomize (helmCharts) yet; meanwhile point a source at the chart with source.helm"
 	refuseJsonnet   = "fjord does not render jsonnet yet; meanwhile commit the rendered YAML and point source.path at it"
 )
 
@@ -69,29 +70,85 @@ func objectMetaSchema() *fieldSpec {
 	})
 }
 
+// sourceSchema is spec.source and each entry of spec.sources.
+func sourceSchema() *fieldSpec {
+	return objectOf(map[string]*fieldSpec{
+		"repoURL":        str(),
+		"targetRevision": str(),
+		"path":           str(),
+		"chart":          str(),
+		"ref":            str(),
+		"name":           str(),
+		"directory": objectOf(map[string]*fieldSpec{
+			"recurse": boolean(),
+			"include": str(),
+			"exclude": str(),
+			"jsonnet": refusedUnlessEmpty(refuseJsonnet),
+		}),
+		"helm": objectOf(map[string]*fieldSpec{
+			"valueFiles":   strs(),
+			"values":       str(),
+			"valuesObject": leaf(tObjectAny),
+			"parameters": objectsOf(map[string]*fieldSpec{
+				"name":        str(),
+				"value":       str(),
+				"forceString": boolean(),
+			}),
+			"fileParameters": objectsOf(map[string]*fieldSpec{
+				"name": str(),
+				"path": str(),
+			}),
+			"releaseName":             str(),
+			"namespace":               str(),
+			"skipCrds":                boolean(),
+			"skipTests":               boolean(),
+			"skipSchemaValidation":    boolean(),
+			"passCredentials":         boolean(),
+			"ignoreMissingValueFiles": boolean(),
+			"version":                 str(),
+			"kubeVersion":             str(),
+			"apiVersions":             strs(),
+		}),
+		"kustomize": objectOf(map[string]*fieldSpec{
+			"images":                 strs(),
+			"namePrefix":             str(),
+			"nameSuffix":             str(),
+			"commonLabels":           strMap(),
+			"commonAnnotations":      strMap(),
+			"forceCommonLabels":      boolean(),
+			"forceCommonAnnotations": boolean(),
+			"namespace":              str(),
+			"replicas": objectsOf(map[string]*fieldSpec{
+				"name":  str(),
+				"count": leaf(tAny),
+			}),
+			"patches": objectsOf(map[string]*fieldSpec{
+				"path":    str(),
+				"patch":   str(),
+				"target":  leaf(tObjectAny),
+				"options": leaf(tObjectAny),
+			}),
+			"components":                strs(),
+			"ignoreMissingComponents":   boolean(),
+			"version":                   str(),
+			"commonAnnotationsEnvsubst": refused(refuseEnvsubst),
+			"labelWithoutSelector":      refused(refuseLabelOpts),
+			"labelIncludeTemplates":     refused(refuseLabelOpts),
+			"kubeVersion":               refused(refuseKustHelm),
+			"apiVersions":               refused(refuseKustHelm),
+		}),
+		"plugin": refused(refusePlugin),
+	})
+}
+
 var applicationSchema = objectOf(map[string]*fieldSpec{
 	"apiVersion": str(),
 	"kind":       str(),
 	"metadata":   objectMetaSchema(),
 	"spec": objectOf(map[string]*fieldSpec{
 		"project": str(),
-		"source": objectOf(map[string]*fieldSpec{
-			"repoURL":        str(),
-			"targetRevision": str(),
-			"path":           str(),
-			"directory": objectOf(map[string]*fieldSpec{
-				"recurse": boolean(),
-				"include": str(),
-				"exclude": str(),
-				"jsonnet": refusedUnlessEmpty(refuseJsonnet),
-			}),
-			"chart":     refused(refuseHelm),
-			"helm":      refused(refuseHelm),
-			"kustomize": refusedUnlessEmpty(refuseKustomize),
-			"plugin":    refused(refusePlugin),
-			"ref":       refused(refuseSources),
-		}),
-		"sources": refusedUnlessEmpty(refuseSources),
+		"source":  sourceSchema(),
+		"sources": objectsOf(sourceSchema().fields),
 		"destination": objectOf(map[string]*fieldSpec{
 			"server":    str(),
 			"name":      str(),
@@ -162,10 +219,6 @@ func (s *fieldSpec) checkFields(prefix string, v map[string]any, ps *problems) {
 			if !(sub.emptyOK && isEmpty(v[k])) {
 				delete(v, k)
 				ps.add(path, "%s: %s", path, sub.refuse)
-				if k == "sources" {
-					// Its source is in there: spec.source is not missing.
-					ps.cover("spec.source")
-				}
 				continue
 			}
 		}
@@ -183,6 +236,11 @@ func (s *fieldSpec) check(path string, v any, ps *problems) bool {
 	switch s.typ {
 	case tAny:
 		return true
+	case tObjectAny:
+		if _, ok := v.(map[string]any); ok {
+			return true
+		}
+		ps.add(path, "%s: want an object, got %s", path, describe(v))
 	case tString:
 		if _, ok := v.(string); ok {
 			return true

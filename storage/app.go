@@ -96,6 +96,10 @@ type AppStatus struct {
 	Revision string `json:"revision,omitempty"`
 	// SyncedCommit is the last commit applied without error.
 	SyncedCommit string `json:"syncedCommit,omitempty"`
+	// Sources are where each source stands, for an app with several
+	// sources or a chart from a Helm repository (Repo, Revision and
+	// SyncedCommit are the first source's); nil for one git source.
+	Sources []SourceRevision `json:"sources,omitempty"`
 	// Sync is Synced, OutOfSync, Error or Unknown.
 	Sync SyncStatus `json:"sync"`
 	// Health is the kstatus of the app: Current, InProgress, Failed,
@@ -131,6 +135,16 @@ type RefusedCommit struct {
 	// by a key fjord does not know, or by a key the project does not trust.
 	Reason string    `json:"reason"`
 	Time   time.Time `json:"time"`
+}
+
+// SourceRevision is where one source of an app stands.
+type SourceRevision struct {
+	// Source names it: its repoURL, and its path or chart.
+	Source string `json:"source"`
+	// Revision is the commit (or chart version) the last sync attempt
+	// rendered; Synced the last one applied without error.
+	Revision string `json:"revision,omitempty"`
+	Synced   string `json:"synced,omitempty"`
 }
 
 // RetryState is where an app's retries of a failed sync stand.

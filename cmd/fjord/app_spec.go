@@ -278,6 +278,12 @@ func printApp(w io.Writer, a admin.AppDetail, wide bool) {
 	}
 	fmt.Fprintf(w, "Repo:          %s\nRevision:      %s\nSynced commit: %s (%s)\nSync:          %s\nHealth:        %s\n",
 		st.Repo, st.Revision, st.SyncedCommit, ago(st.LastSynced), st.Sync, st.Health)
+	if len(st.Sources) > 0 {
+		fmt.Fprintf(w, "Sources:\n")
+		for i, s := range st.Sources {
+			fmt.Fprintf(w, "  %d. %s: %s (synced %s)\n", i+1, s.Source, orDash(s.Revision), orDash(s.Synced))
+		}
+	}
 	if st.Error != "" {
 		fmt.Fprintf(w, "Error:         %s\n", st.Error)
 	}

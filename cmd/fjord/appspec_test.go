@@ -35,8 +35,8 @@ func TestAppValidateCorpus(t *testing.T) {
 		t.Fatalf("validate of refused documents: %v, want exit 1\n%s", err, out)
 	}
 	for _, want := range []string{
-		"helm-chart.yaml#1 Application popeye: refused\n  - spec.source.chart: fjord does not render Helm charts yet",
-		"multi-source.yaml#1 Application prometheus: refused\n  - spec.sources:",
+		"helm-chart.yaml#1 Application popeye: refused\n  - spec.syncPolicy.syncOptions[0]: \"Replace=true\"",
+		"helm-pass-credentials.yaml#1 Application helm-pass-credentials: refused\n  - spec.source.helm.passCredentials: true",
 		"typos.yaml#1 Application typo: refused",
 	} {
 		if !strings.Contains(out, want) {

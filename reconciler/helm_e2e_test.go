@@ -1,0 +1,220 @@
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/fjordhq/fjord/reconciler"
+)
+
+var gvrPod = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+
+// helmApp is a two-source Application: the chart web of repo charts with
+// a value file from repo values ($values).
+func helmApp(name, ns string) []byte {
+	return fmt.Appendf(nil, `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: %s
+spec:
+  sources:
+  - repoURL: charts
+    path: web
+    helm:
+      releaseName: shop
+      valueFiles:
+      - values.yaml
+      - $values/envs/prod.yaml
+      parameters:
+      - name: image.tag
+        value: "1.28"
+      fileParameters:
+      - name: config
+        path: files/config.txt
+  - repoURL: values
+    ref: values
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: %s
+  syncPolicy:
+    automated:
+      prune: true
+      selfHeal: true
+`, name, ns)
+}
+
+func cmKey(u *unstructured.Unstructured, key string) string {
+	s, _, _ := unstructured.NestedString(u.Object, "data", key)
+	return s
+}
+
+// A chart in git with a vendored dependency, a pre-install hook and a
+// value file from a second repo: the hook runs in PreSync before the
+// chart's objects, the values merge as helm template merges them, test
+// hooks never run, and a push to either repo syncs the app (a push that
+// touches neither the chart nor the value files renders nothing).
+func TestHelmChartFromGitWithHooksAndValuesRepo(t *testing.T) {
+	c := newCluster(t)
+	ns := c.env.Namespace(t)
+	store := openStore(t, t.TempDir())
+	charts := newWork(t, store, "charts", "helm")
+	vals := newWork(t, store, "values", "")
+	vals.write("envs/prod.yaml", "replicaCount: 3\ngreeting: from the values repo\ncommon:\n  flavour: mint\n")
+	vals.commit("prod values")
+	reg := prometheus.NewRegistry()
+	rec, _ := c.start(store, func(cfg *reconciler.Config) { cfg.Registerer = reg })
+	name := "helm-" + ns[len(ns)-6:]
+
+	done := applyAsync(rec, helmApp(name, ns))
+	eventually(t, "the pre-install Job created in PreSync", func() (bool, string) {
+		return c.get(gvrJob, ns, "shop-migrate") != nil, "absent"
+	})
+	if p := progress(t, store, name); p != "PreSync/-1" {
+		t.Errorf("progress = %q, want PreSync/-1 (helm.sh/hook-weight -1 is the wave)", p)
+	}
+	if c.get(gvrDeploy, ns, "shop-web") != nil {
+		t.Fatal("the chart's Deployment exists before its pre-install hook finished")
+	}
+	c.finishJob(ns, "shop-migrate", true)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	dep := c.get(gvrDeploy, ns, "shop-web")
+	if dep == nil || replicas(dep) != 3 || image(dep) != "nginx:1.28" {
+		t.Fatalf("Deployment = %v (want replicas 3 from the values repo, image tag 1.28 from parameters)", dep)
+	}
+	settings := c.get(gvrCM, ns, "shop-settings")
+	if settings == nil || cmKey(settings, "greeting") != "from the values repo" || cmKey(settings, "config") != "level=debug\n" || cmKey(settings, "kube") == "" {
+		t.Fatalf("ConfigMap shop-settings = %v", settings)
+	}
+	if common := c.get(gvrCM, ns, "shop-common"); common == nil || cmKey(common, "flavour") != "mint" {
+		t.Fatalf("the vendored dependency's ConfigMap = %v (want flavour mint from the values repo)", common)
+	}
+	if c.get(gvrPod, ns, "shop-test") != nil {
+		t.Error("a helm test hook was created")
+	}
+	eventually(t, "the hook deleted (hook-succeeded)", func() (bool, string) {
+		j := c.get(gvrJob, ns, "shop-migrate")
+		return j == nil || j.GetDeletionTimestamp() != nil, "still there"
+	})
+	st := appStatus(t, store, name)
+	if st.Sync != "Synced" || len(st.Sources) != 2 || st.Sources[1].Revision != git(t, vals.dir, "rev-parse", "HEAD") || st.Sources[0].Synced != git(t, charts.dir, "rev-parse", "HEAD") {
+		t.Fatalf("status = %+v", st)
+	}
+	inv, _, _ := store.AppInventory(name)
+	for _, e := range inv.Entries {
+		if strings.Contains(e.ID, "Job") || strings.Contains(e.ID, "Pod") {
+			t.Errorf("a hook is in the inventory: %s", e.ID)
+		}
+	}
+
+	// Every sync runs the pre-upgrade hook again; finishHook plays the
+	// Job controller for the next one.
+	finishHook := func(what string) {
+		t.Helper()
+		eventually(t, "the hook of "+what, func() (bool, string) {
+			j := c.get(gvrJob, ns, "shop-migrate")
+			if j == nil || j.GetDeletionTimestamp() != nil {
+				return false, "absent"
+			}
+			n, _, _ := unstructured.NestedInt64(j.Object, "status", "succeeded")
+			return n == 0, "the previous one"
+		})
+		c.finishJob(ns, "shop-migrate", true)
+	}
+	synced := func(what, chartsHead, valsHead string) {
+		t.Helper()
+		eventually(t, what, func() (bool, string) {
+			st := appStatus(t, store, name)
+			return st.Sync == "Synced" && st.Progress == nil && len(st.Sources) == 2 && st.Sources[0].Synced == chartsHead && st.Sources[1].Synced == valsHead, fmt.Sprintf("%+v", st)
+		})
+	}
+
+	// A push to the values repo syncs the app.
+	vals.sed("envs/prod.yaml", "replicaCount: 3", "replicaCount: 4")
+	valsHead := vals.commit("four replicas")
+	finishHook("the values push")
+	synced("the values push synced", git(t, charts.dir, "rev-parse", "HEAD"), valsHead)
+	if r := replicas(c.get(gvrDeploy, ns, "shop-web")); r != 4 {
+		t.Errorf("replicas = %d, want 4 from the values repo's new commit", r)
+	}
+
+	// Pushes that touch neither the chart nor a value file sync the new
+	// commits from the cached render.
+	before := renders(t, reg, name)
+	charts.write("README.md", "charts of the shop\n")
+	chartsHead := charts.commit("docs")
+	finishHook("the docs push")
+	synced("the docs push synced", chartsHead, valsHead)
+	vals.write("envs/staging.yaml", "replicaCount: 1\n")
+	valsHead = vals.commit("staging")
+	finishHook("the staging push")
+	synced("the staging push synced", chartsHead, valsHead)
+	if n := renders(t, reg, name); n != before {
+		t.Errorf("renders = %d after unrelated pushes, want %d", n, before)
+	}
+	// A push to the chart renders again.
+	charts.sed("web/values.yaml", "greeting: hello", "greeting: hi")
+	chartsHead = charts.commit("greeting")
+	finishHook("the chart push")
+	synced("the chart push synced", chartsHead, valsHead)
+	if n := renders(t, reg, name); n != before+1 {
+		t.Errorf("renders = %d after a chart push, want %d", n, before+1)
+	}
+}
+
+// Bad chart input fails naming the file and the fix, and the last good
+// state stays in the cluster.
+func TestHelmBadInputKeepsTheLastGoodState(t *testing.T) {
+	c := newCluster(t)
+	ns := c.env.Namespace(t)
+	store := openStore(t, t.TempDir())
+	charts := newWork(t, store, "charts", "helm")
+	vals := newWork(t, store, "values", "")
+	vals.write("envs/prod.yaml", "replicaCount: 2\n")
+	vals.commit("prod values")
+	rec, _ := c.start(store)
+	name := "helm-bad-" + ns[len(ns)-6:]
+	// No hooks here: this test is about the render.
+	charts.remove("web/templates/migrate.yaml")
+	charts.commit("no migration")
+
+	if _, err := rec.Apply(context.Background(), helmApp(name, ns)); err != nil {
+		t.Fatal(err)
+	}
+	if r := replicas(c.get(gvrDeploy, ns, "shop-web")); r != 2 {
+		t.Fatalf("replicas = %d, want 2", r)
+	}
+
+	charts.write("web/templates/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }-broken\n")
+	charts.commit("broken template")
+	eventually(t, "the broken template reported", func() (bool, string) {
+		st := appStatus(t, store, name)
+		return st.Sync == "Error" && strings.Contains(st.Error, "web/templates/broken.yaml") && strings.Contains(st.Error, "fix the template"), st.Error
+	})
+	if r := replicas(c.get(gvrDeploy, ns, "shop-web")); r != 2 {
+		t.Errorf("after a broken template, replicas = %d, want 2 (the last good state)", r)
+	}
+	charts.remove("web/templates/broken.yaml")
+	charts.commit("fixed")
+	eventually(t, "synced again", func() (bool, string) {
+		st := appStatus(t, store, name)
+		return st.Sync == "Synced", st.Error
+	})
+
+	vals.remove("envs/prod.yaml")
+	vals.commit("values gone")
+	eventually(t, "the missing value file reported", func() (bool, string) {
+		st := appStatus(t, store, name)
+		return st.Sync == "Error" && strings.Contains(st.Error, "envs/prod.yaml does not exist in repo values") && strings.Contains(st.Error, "ignoreMissingValueFiles"), st.Error
+	})
+	if c.get(gvrDeploy, ns, "shop-web") == nil || c.get(gvrCM, ns, "shop-settings") == nil {
+		t.Error("after a missing value file, the app's objects are gone")
+	}
+}
