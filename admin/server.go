@@ -25,6 +25,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Mirrors serves the /v1/mirrors endpoints; nil answers them with 503.
 	Mirrors Mirrors
+	// HelmRepos serves the /v1/helmrepos endpoints; nil answers them with
+	// 503.
+	HelmRepos HelmRepos
 	// Apps serves the /v1/apps endpoints that need the reconciler; nil
 	// (no cluster) answers them with 503 saying how to turn it on.
 	Apps Apps
@@ -43,6 +46,7 @@ type Server struct {
 	http    *http.Server
 
 	hostKeyFile string
+	helmRepos   HelmRepos // nil answers /v1/helmrepos with 503
 }
 
 // NewServer returns an admin API server.
@@ -51,8 +55,10 @@ func NewServer(cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.helmRepos = cfg.HelmRepos
 	mux := http.NewServeMux()
 	s.mirrorRoutes(mux)
+	s.helmRepoRoutes(mux)
 	s.appRoutes(mux)
 	s.signKeyRoutes(mux)
 	s.uiRoutes(mux)

@@ -71,6 +71,7 @@ Every command finds the running server through the data directory
 		newGrantCmd(g),
 		newMirrorCmd(g),
 		newPushMirrorCmd(g),
+		newHelmRepoCmd(g),
 		newAppCmd(g),
 		newProjectCmd(g),
 		newSignKeyCmd(g),

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fjordhq/fjord/admin"
 	"github.com/fjordhq/fjord/gitserver"
+	"github.com/fjordhq/fjord/helmrepo"
 	"github.com/fjordhq/fjord/housekeeping"
 	"github.com/fjordhq/fjord/mirror"
 	"github.com/fjordhq/fjord/reconciler"
@@ -94,6 +95,7 @@ type Server struct {
 	store    *storage.Store
 	info     admin.Info
 	mirrors  *mirror.Manager
+	charts   *helmrepo.Manager
 	upkeep   *housekeeping.Manager
 	gs       *gitserver.Server
 	rec      *reconciler.Reconciler
@@ -172,6 +174,10 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.charts, err = helmrepo.New(helmrepo.Config{Store: s.store, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	s.upkeep, err = housekeeping.New(housekeeping.Config{Store: s.store, Logger: log, Registerer: reg, Git: o.Git})
 	if err != nil {
 		return nil, err
@@ -224,7 +230,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 		HostKey:            string(gossh.MarshalAuthorizedKey(hostKey.PublicKey())),
 		HostKeyFingerprint: gossh.FingerprintSHA256(hostKey.PublicKey()),
 	}
-	s.rec, err = newReconciler(s.store, log, reg, o, s.info.SSHAddr)
+	s.rec, err = newReconciler(s.store, log, reg, o, s.info.SSHAddr, s.charts)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +241,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if s.rec != nil {
 		apps = appsAPI{s.rec}
 	}
-	s.adminSrv = admin.NewServer(admin.Config{Store: s.store, Info: s.info, Logger: log, Mirrors: s.mirrors, Apps: apps, HostKeyFile: o.HostKeyFile})
+	s.adminSrv = admin.NewServer(admin.Config{Store: s.store, Info: s.info, Logger: log, Mirrors: s.mirrors, HelmRepos: s.charts, Apps: apps, HostKeyFile: o.HostKeyFile})
 	return s, nil
 }
 
@@ -261,6 +267,7 @@ func (s *Server) Run(ctx context.Context) error {
 		grp.Go(func() error { return ignoreClosed(s.adminSrv.Serve(s.adminL)) })
 	}
 	grp.Go(func() error { return s.mirrors.Run(gctx) })
+	grp.Go(func() error { return s.charts.Run(gctx) })
 	grp.Go(func() error { return s.upkeep.Run(gctx) })
 	if s.rec != nil {
 		grp.Go(func() error { return s.rec.Run(gctx) })
@@ -327,7 +334,7 @@ func ignoreClosed(err error) error {
 
 // newReconciler starts nothing; it returns the reconciler when a cluster is
 // configured, and nil (after saying so) when none is.
-func newReconciler(store *storage.Store, log *slog.Logger, reg prometheus.Registerer, o Options, sshAddr string) (*reconciler.Reconciler, error) {
+func newReconciler(store *storage.Store, log *slog.Logger, reg prometheus.Registerer, o Options, sshAddr string, charts reconciler.ChartSource) (*reconciler.Reconciler, error) {
 	if o.NoReconciler {
 		return nil, nil
 	}
@@ -340,5 +347,5 @@ func newReconciler(store *storage.Store, log *slog.Logger, reg prometheus.Regist
 		return nil, fmt.Errorf("reconciler: %w", err)
 	}
 	log.Info("reconciler on", "cluster", cfg.Host, "from", source, "resync", o.ResyncInterval)
-	return reconciler.New(reconciler.Config{Store: store, RESTConfig: cfg, Logger: log, Registerer: reg, ResyncInterval: o.ResyncInterval, SSHAddr: sshAddr})
+	return reconciler.New(reconciler.Config{Store: store, RESTConfig: cfg, Logger: log, Registerer: reg, ResyncInterval: o.ResyncInterval, SSHAddr: sshAddr, Charts: charts})
 }
