@@ -269,6 +269,9 @@ func TestSyncNeedsAdminAndCSRF(t *testing.T) {
 	if resp := post(a, "/ui/apps/web/sync", url.Values{"csrf": {token}}, map[string]string{"Origin": "http://evil.example"}); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("sync from another origin: %s", resp.Status)
 	}
+	if resp := post(a, "/ui/apps/web/sync", url.Values{"csrf": {token}}, map[string]string{"Origin": "null"}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("sync from an opaque origin: %s", resp.Status)
+	}
 	if resp := post(a, "/ui/apps/web/sync", url.Values{"csrf": {token}}, map[string]string{"Sec-Fetch-Site": "cross-site"}); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("sync from another site: %s", resp.Status)
 	}
