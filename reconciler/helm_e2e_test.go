@@ -218,3 +218,80 @@ func TestHelmBadInputKeepsTheLastGoodState(t *testing.T) {
 		t.Error("after a missing value file, the app's objects are gone")
 	}
 }
+
+// source.kustomize edits the kustomization before it is built, as Argo
+// CD's kustomize edit does.
+func TestKustomizeOptions(t *testing.T) {
+	c, store, _, rec, ns := setup(t, map[string]string{
+		"app/kustomization.yaml":                  "resources: [deploy.yaml, cm.yaml]\ncommonLabels:\n  team: a\ncommonAnnotations:\n  owner: team-a\n",
+		"app/deploy.yaml":                         deployment,
+		"app/cm.yaml":                             cm("settings"),
+		"app/components/extra/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources: [extra.yaml]\n",
+		"app/components/extra/extra.yaml":         cm("extra"),
+	})
+	ns2 := c.env.Namespace(t)
+	name := "kust-" + ns[len(ns)-6:]
+	doc := fmt.Appendf(nil, `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: %s
+spec:
+  source:
+    repoURL: apps
+    path: app
+    kustomize:
+      images: [nginx=registry.example.com/nginx:1.28]
+      namePrefix: pre-
+      nameSuffix: -suf
+      commonLabels: {env: prod}
+      commonAnnotations: {owner: platform}
+      forceCommonAnnotations: true
+      namespace: %s
+      replicas:
+      - name: web
+        count: "5"
+      patches:
+      - target: {kind: ConfigMap, name: settings}
+        patch: |-
+          [{"op": "add", "path": "/data/patched", "value": "yes"}]
+      components: [components/extra]
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: %s
+  syncPolicy:
+    automated: {prune: true, selfHeal: true}
+`, name, ns2, ns)
+	if _, err := rec.Apply(context.Background(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if st := appStatus(t, store, name); st.Sync != "Synced" {
+		t.Fatalf("status = %+v", st)
+	}
+	dep := c.get(gvrDeploy, ns2, "pre-web-suf")
+	if dep == nil || image(dep) != "registry.example.com/nginx:1.28" || replicas(dep) != 5 {
+		t.Fatalf("Deployment pre-web-suf in %s = %v", ns2, dep)
+	}
+	if l := dep.GetLabels(); l["team"] != "a" || l["env"] != "prod" || dep.GetAnnotations()["owner"] != "platform" {
+		t.Errorf("labels %v, annotations %v", l, dep.GetAnnotations())
+	}
+	if s := c.get(gvrCM, ns2, "pre-settings-suf"); s == nil || cmKey(s, "patched") != "yes" {
+		t.Errorf("patched ConfigMap = %v", s)
+	}
+	if c.get(gvrCM, ns2, "pre-extra-suf") == nil {
+		t.Error("the component's ConfigMap is missing")
+	}
+
+	// A label the kustomization sets otherwise needs forceCommonLabels;
+	// without it the sync fails and the objects stay as they are.
+	bad := strings.Replace(string(doc), "commonLabels: {env: prod}", "commonLabels: {team: b}", 1)
+	if _, err := rec.Apply(context.Background(), []byte(bad)); err != nil {
+		t.Fatal(err)
+	}
+	st := appStatus(t, store, name)
+	if st.Sync != "Error" || !strings.Contains(st.Error, "app/kustomization.yaml already sets team to a") || !strings.Contains(st.Error, "forceCommonLabels: true") {
+		t.Fatalf("status = %+v", st)
+	}
+	if dep := c.get(gvrDeploy, ns2, "pre-web-suf"); dep == nil || dep.GetLabels()["team"] != "a" || dep.GetLabels()["env"] != "prod" {
+		t.Errorf("after the refused label, the Deployment = %v", dep)
+	}
+}
