@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/fjordhq/fjord/helmrepo"
+	"github.com/fjordhq/fjord/helmrepo/helmrepotest"
 	"github.com/fjordhq/fjord/reconciler"
 )
 
@@ -293,5 +295,119 @@ spec:
 	}
 	if dep := c.get(gvrDeploy, ns2, "pre-web-suf"); dep == nil || dep.GetLabels()["team"] != "a" || dep.GetLabels()["env"] != "prod" {
 		t.Errorf("after the refused label, the Deployment = %v", dep)
+	}
+}
+
+// Charts from a Helm repository (a real one, served by net/http) through
+// helmrepo's Manager as Config.Charts: source.chart with a semver range,
+// and a chart in git whose dependency is not vendored. Both keep syncing
+// from the local copies while the repository is down.
+func TestChartsFromAHelmRepository(t *testing.T) {
+	c := newCluster(t)
+	ns := c.env.Namespace(t)
+	store := openStore(t, t.TempDir())
+	srv := helmrepotest.NewServer(t, helmrepotest.Options{})
+	srv.Publish(helmrepotest.Chart("hello", "1.0.0"))
+	srv.Publish(helmrepotest.Chart("hello", "1.1.0"))
+	srv.Publish(helmrepotest.Chart("hello", "2.0.0"))
+	srv.Publish(helmrepotest.Chart("lib", "0.3.0"))
+	charts := newWork(t, store, "charts", "helm")
+	charts.remove("web/templates/migrate.yaml")
+	charts.sed("web/Chart.yaml", "dependencies:\n", "dependencies:\n- name: lib\n  version: 0.3.x\n  repository: "+srv.URL()+"\n")
+	charts.commit("lib from the Helm repository")
+	mgr, err := helmrepo.New(helmrepo.Config{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := c.start(store, func(cfg *reconciler.Config) { cfg.Charts = mgr })
+	ctx := context.Background()
+	suffix := ns[len(ns)-6:]
+
+	fromRepo := fmt.Appendf(nil, `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: hello-%s
+spec:
+  source:
+    repoURL: %s
+    chart: hello
+    targetRevision: ^1.0.0
+    helm:
+      releaseName: hi
+      valuesObject:
+        greeting: from valuesObject
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: %s
+  syncPolicy:
+    automated: {prune: true}
+`, suffix, srv.URL(), ns)
+	if _, err := rec.Apply(ctx, fromRepo); err != nil {
+		t.Fatal(err)
+	}
+	cm := c.get(gvrCM, ns, "hi-hello")
+	if cm == nil || cmKey(cm, "version") != "1.1.0" || cmKey(cm, "greeting") != "from valuesObject" {
+		t.Fatalf("ConfigMap hi-hello = %v (want version 1.1.0, the newest in ^1.0.0)", cm)
+	}
+	if st := appStatus(t, store, "hello-"+suffix); st.Sync != "Synced" || len(st.Sources) != 1 || st.Sources[0].Revision != "1.1.0" || st.Sources[0].Synced != "1.1.0" {
+		t.Fatalf("status = %+v", st)
+	}
+
+	inGit := fmt.Appendf(nil, `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: web-%s
+spec:
+  source:
+    repoURL: charts
+    path: web
+    helm:
+      releaseName: shop
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: %s
+  syncPolicy:
+    automated: {prune: true}
+`, suffix, ns)
+	if _, err := rec.Apply(ctx, inGit); err != nil {
+		t.Fatal(err)
+	}
+	if st := appStatus(t, store, "web-"+suffix); st.Sync != "Synced" {
+		t.Fatalf("status = %+v", st)
+	}
+	if lib := c.get(gvrCM, ns, "shop-lib"); lib == nil || cmKey(lib, "version") != "0.3.0" {
+		t.Fatalf("the remote dependency's ConfigMap = %v", lib)
+	}
+	if c.get(gvrCM, ns, "shop-common") == nil {
+		t.Fatal("the vendored dependency is missing beside the remote one")
+	}
+
+	// The repository goes down: both apps still render, from the local
+	// copies, on a push and on a sync.
+	srv.Close()
+	charts.sed("web/values.yaml", "greeting: hello", "greeting: offline")
+	charts.commit("while the Helm repository is down")
+	eventually(t, "the chart in git synced with the repository down", func() (bool, string) {
+		s := c.get(gvrCM, ns, "shop-settings")
+		st := appStatus(t, store, "web-"+suffix)
+		return s != nil && cmKey(s, "greeting") == "offline" && st.Sync == "Synced", st.Error
+	})
+	if _, err := rec.Sync(ctx, "hello-"+suffix, reconciler.SyncOptions{}); err != nil {
+		t.Fatalf("sync of the repository chart while the repository is down: %v", err)
+	}
+}
+
+// Without Config.Charts, a chart source fails with an error that says so.
+func TestChartWithoutChartSource(t *testing.T) {
+	c := newCluster(t)
+	ns := c.env.Namespace(t)
+	store := openStore(t, t.TempDir())
+	rec, _ := c.start(store)
+	doc := fmt.Appendf(nil, "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: nochart-%s\nspec:\n  source:\n    repoURL: https://charts.example.com\n    chart: hello\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: %s\n  syncPolicy:\n    automated: {}\n", ns[len(ns)-6:], ns)
+	if _, err := rec.Apply(context.Background(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if st := appStatus(t, store, "nochart-"+ns[len(ns)-6:]); st.Sync != "Error" || !strings.Contains(st.Error, "not configured with Helm repository support") {
+		t.Fatalf("status = %+v", st)
 	}
 }
