@@ -1,0 +1,336 @@
+package ha_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fjordhq/fjord/ha"
+	"github.com/fjordhq/fjord/internal/testenv"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// stream stands in for the primary's change stream: the test sets what
+// each follower acked. It is the one part not real here; the end-to-end
+// tests in cmd/fjord run the real one.
+type stream struct {
+	mu sync.Mutex
+	fs map[string]ha.Follower
+}
+
+func (s *stream) ack(id string, pos uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fs[id] = ha.Follower{ID: id, Acked: pos, LastContact: time.Now()}
+}
+
+func (s *stream) drop(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.fs, id)
+}
+
+func (s *stream) touch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, f := range s.fs {
+		f.LastContact = time.Now()
+		s.fs[id] = f
+	}
+}
+
+func (s *stream) Followers() []ha.Follower {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ha.Follower
+	for _, f := range s.fs {
+		out = append(out, f)
+	}
+	return out
+}
+
+func (s *stream) WaitAcked(ctx context.Context, pos uint64, n int) error {
+	for {
+		got := 0
+		for _, f := range s.Followers() {
+			if f.Acked >= pos {
+				got++
+			}
+		}
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+type member struct {
+	id     string
+	pos    atomic.Uint64
+	e      *ha.Elector
+	cancel context.CancelFunc
+	done   chan struct{}
+	follow atomic.Value // ha.Primary last followed
+}
+
+type group struct {
+	t      *testing.T
+	rest   *rest.Config
+	ns     string
+	stream *stream
+}
+
+func newGroup(t *testing.T) *group {
+	env := testenv.Shared(t)
+	cfg, err := clientcmd.BuildConfigFromFlags("", env.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &group{t: t, rest: cfg, ns: env.Namespace(t), stream: &stream{fs: map[string]ha.Follower{}}}
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx := t.Context()
+	if _, err := cs.CoreV1().ServiceAccounts(g.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "fjord-" + id},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "fjord", Image: "fjord"}}},
+		}
+		if _, err := cs.CoreV1().Pods(g.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		for ctx.Err() == nil {
+			g.stream.touch()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return g
+}
+
+func (g *group) start(id string, pos uint64) *member {
+	m := &member{id: id, done: make(chan struct{})}
+	m.pos.Store(pos)
+	e, err := ha.New(ha.Config{
+		REST: g.rest, Namespace: g.ns, Name: "fjord", ID: id, Advertise: id + ".fjord:2222",
+		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
+		SyncReplicas: 1, AckTimeout: 300 * time.Millisecond,
+		Position:    m.pos.Load,
+		Replication: g.stream,
+		PodName:     "fjord-" + id,
+		OnFollow:    func(ctx context.Context, p ha.Primary) { m.follow.Store(p); <-ctx.Done() },
+		Logger:      slog.New(slog.NewTextHandler(testWriter{g.t}, nil)).With("member", id),
+	})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	m.e = e
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go func() { defer close(m.done); e.Run(ctx) }()
+	g.t.Cleanup(m.stop)
+	return m
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func (m *member) stop() {
+	m.cancel()
+	<-m.done
+}
+
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: %v", what, err)
+}
+
+func (g *group) podRole(name string) string {
+	cs := kubernetes.NewForConfigOrDie(g.rest)
+	p, err := cs.CoreV1().Pods(g.ns).Get(g.t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return p.Labels[ha.LabelRole]
+}
+
+// TestElection runs three members on the real API server: one is elected,
+// labels its Pod, and the others follow it and refuse writes naming it; a
+// push needs the synchronous follower's ack; when the primary goes, only
+// the synchronous follower may take over, and promote --force is the way
+// out when it is gone too.
+func TestElection(t *testing.T) {
+	g := newGroup(t)
+	a := g.start("a", 5)
+	eventually(t, "a becomes primary", func() error { return a.e.Writable() })
+	b := g.start("b", 5)
+	c := g.start("c", 5)
+	for _, m := range []*member{b, c} {
+		eventually(t, m.id+" follows a", func() error {
+			if p, _ := m.follow.Load().(ha.Primary); p.ID != "a" || p.Advertise != "a.fjord:2222" {
+				return errors.New("not following a yet")
+			}
+			return nil
+		})
+		err := m.e.Writable()
+		if !errors.Is(err, ha.ErrReadOnly) || !strings.Contains(err.Error(), "a.fjord:2222") {
+			t.Fatalf("%s: a write is refused with the primary's address; got %v", m.id, err)
+		}
+	}
+	eventually(t, "pods labelled", func() error {
+		for pod, want := range map[string]string{"fjord-a": "primary", "fjord-b": "replica", "fjord-c": "replica"} {
+			if got := g.podRole(pod); got != want {
+				return errors.New(pod + " is labelled " + got + ", want " + want)
+			}
+		}
+		return nil
+	})
+
+	// No follower on the stream: a push is refused, the group says so.
+	ctx := t.Context()
+	a.pos.Store(6)
+	if err := a.e.WaitDurable(ctx, 6); !errors.Is(err, ha.ErrNotDurable) {
+		t.Fatalf("with no synchronous follower, WaitDurable = %v, want ErrNotDurable", err)
+	}
+	st, err := c.e.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Primary != "a" || !st.ReadOnly || len(st.Members) != 3 {
+		t.Fatalf("status from c: %+v; want primary a, read-only, 3 members", st)
+	}
+
+	// b connects and catches up: it joins the sync set; c, behind,
+	// does not.
+	g.stream.ack("c", 5)
+	g.stream.ack("b", 6)
+	eventually(t, "b becomes the sync follower", func() error {
+		st, err := a.e.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if strings.Join(st.SyncFollowers, ",") != "b" || st.ReadOnly {
+			return errors.New("sync followers " + strings.Join(st.SyncFollowers, ",") + ", reason " + st.Reason)
+		}
+		return nil
+	})
+	if err := a.e.WaitDurable(ctx, 6); err != nil {
+		t.Fatalf("b acked 6: %v", err)
+	}
+	a.pos.Store(7)
+	g.stream.ack("c", 7) // the async follower acking does not count
+	if err := a.e.WaitDurable(ctx, 7); !errors.Is(err, ha.ErrNotDurable) {
+		t.Fatalf("only c acked 7: WaitDurable = %v, want ErrNotDurable", err)
+	}
+	g.stream.ack("b", 7)
+	b.pos.Store(7)
+	c.pos.Store(7)
+	if err := a.e.WaitDurable(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+
+	// b and then a go away: c holds position 7 too, but it is not named
+	// in the Lease, so it must not take over.
+	b.stop()
+	g.stream.drop("b")
+	a.stop()
+	eventually(t, "c explains why it does not take over", func() error {
+		st, err := c.e.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Primary != "" || !st.ReadOnly || !strings.Contains(st.Reason, "not a synchronous replica") {
+			return errors.New("status: primary " + st.Primary + ", reason " + st.Reason)
+		}
+		return nil
+	})
+	for range 3 * 10 { // three lease durations
+		if c.e.Writable() == nil {
+			t.Fatal("c, not a synchronous replica, took over")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// b comes back and takes over: it holds every acknowledged change.
+	// c is off the stream, so it does not join b's sync set.
+	g.stream.drop("c")
+	b = g.start("b", 7)
+	eventually(t, "b takes over", func() error { return b.e.Writable() })
+	eventually(t, "c follows b", func() error {
+		if p, _ := c.follow.Load().(ha.Primary); p.ID != "b" {
+			return errors.New("not following b yet")
+		}
+		return nil
+	})
+
+	// b goes too, before c caught up with it: only promote --force lets
+	// c take over.
+	b.stop()
+	if err := c.e.Promote(ctx, "c", false); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("promote without --force: %v", err)
+	}
+	eventually(t, "b's Lease expires", func() error { return c.e.Promote(ctx, "c", true) })
+	eventually(t, "c takes over once promoted", func() error { return c.e.Writable() })
+	eventually(t, "c's pod labelled primary", func() error {
+		if got := g.podRole("fjord-c"); got != "primary" {
+			return errors.New("fjord-c is labelled " + got)
+		}
+		return nil
+	})
+}
+
+func TestConfigCheck(t *testing.T) {
+	base := func() ha.Config {
+		return ha.Config{Namespace: "fjord", Name: "fjord", ID: "fjord-0", Advertise: "fjord-0.fjord:2222", Position: func() uint64 { return 0 }}
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*ha.Config)
+		want string
+	}{
+		{"ok", func(*ha.Config) {}, ""},
+		{"no lease", func(c *ha.Config) { c.Name = "" }, "NAMESPACE/NAME"},
+		{"bad id", func(c *ha.Config) { c.ID = "Fjord_0" }, "--replica-id"},
+		{"no advertise", func(c *ha.Config) { c.Advertise = "" }, "--advertise"},
+		{"renew not shorter", func(c *ha.Config) { c.RenewDeadline = 15 * time.Second }, "shorter than --lease-duration"},
+		{"fractional lease", func(c *ha.Config) { c.LeaseDuration = 1500 * time.Millisecond }, "whole seconds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.mod(&c)
+			err := c.Check()
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("Check() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
