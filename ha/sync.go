@@ -19,7 +19,7 @@ import (
 // acknowledged position.
 type syncState struct {
 	mu        sync.RWMutex
-	members   []string // the sync followers named in the Lease
+	members   []string      // the sync followers named in the Lease
 	acked     atomic.Uint64 // highest position acknowledged to a client
 	lastAckAt atomic.Int64  // unix nanoseconds of the last acknowledgement
 }
