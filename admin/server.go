@@ -34,6 +34,11 @@ type Config struct {
 	// HostKeyFile is the SSH host private key a backup includes; empty
 	// means DATA/ssh_host_ed25519_key.
 	HostKeyFile string
+	// Replicas serves /v1/replicas; nil means the server runs alone.
+	Replicas Replicas
+	// WriteGate, if set, is asked before every request that writes; its
+	// error (which names the primary) refuses the request.
+	WriteGate func() error
 }
 
 // Server serves the admin API for one store.
@@ -45,13 +50,17 @@ type Server struct {
 	apps    Apps
 	http    *http.Server
 
+	replicas  Replicas
+	writeGate func() error
+
 	hostKeyFile string
 	helmRepos   HelmRepos // nil answers /v1/helmrepos with 503
 }
 
 // NewServer returns an admin API server.
 func NewServer(cfg Config) *Server {
-	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps, hostKeyFile: cfg.HostKeyFile}
+	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps, hostKeyFile: cfg.HostKeyFile,
+		replicas: cfg.Replicas, writeGate: cfg.WriteGate}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -62,6 +71,7 @@ func NewServer(cfg Config) *Server {
 	s.appRoutes(mux)
 	s.signKeyRoutes(mux)
 	s.uiRoutes(mux)
+	s.replicaRoutes(mux)
 	mux.HandleFunc("GET /v1/info", s.getInfo)
 	mux.HandleFunc("GET /v1/repos", s.listRepos)
 	mux.HandleFunc("POST /v1/repos", s.createRepo)
@@ -73,7 +83,7 @@ func NewServer(cfg Config) *Server {
 	mux.HandleFunc("GET /v1/grants", s.listGrants)
 	mux.HandleFunc("PUT /v1/grants", s.setGrant)
 	mux.HandleFunc("POST /v1/backup", s.backup)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.gate(mux), ReadHeaderTimeout: 10 * time.Second}
 	return s
 }
 

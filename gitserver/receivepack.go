@@ -18,7 +18,9 @@ import (
 // client can see the push complete. The git CLI waits for the exit status,
 // but go-git returns as soon as it has read the report-status, whose last
 // packet is a flush; so after the advertisement fjord holds back the last
-// four bytes git writes until the refresh is done.
+// four bytes git writes until the refresh is done. With a Durability (a
+// replica group) the whole report is held until the synchronous followers
+// hold the change; when they do not, the client is refused instead.
 func (s *Server) receivePack(ctx context.Context, ch gossh.Channel, repo, gitProtocol string) error {
 	// Housekeeping does not rewrite the repo's packs while a push runs.
 	defer s.store.BeginRepoWrite(repo)()
@@ -39,7 +41,7 @@ func (s *Server) receivePack(ctx context.Context, ch gossh.Channel, repo, gitPro
 		return fmt.Errorf("start git receive-pack for %s: %w", repo, err)
 	}
 	go feed(stdin, nil, ch)
-	tail := &tailWriter{w: ch}
+	tail := &tailWriter{w: ch, all: s.durable != nil}
 	copyErr := copyAdvertisement(ch, stdout)
 	if copyErr == nil {
 		_, copyErr = io.Copy(tail, stdout)
@@ -55,6 +57,11 @@ func (s *Server) receivePack(ctx context.Context, ch gossh.Channel, repo, gitPro
 	}
 	for _, c := range changes {
 		s.log.Info("ref updated", "repo", repo, "ref", c.Ref, "old", c.Old, "new", c.New)
+	}
+	if s.durable != nil && len(changes) > 0 {
+		if err := s.durable.WaitDurable(ctx, repo); err != nil {
+			return refusal("not-durable", "push to %s %v", repo, err)
+		}
 	}
 	if err := tail.release(); err != nil && copyErr == nil {
 		copyErr = err
@@ -90,14 +97,19 @@ func copyAdvertisement(w io.Writer, r io.Reader) error {
 }
 
 // tailWriter passes writes through but always keeps the last four bytes
-// back until release.
+// back until release; with all set it keeps everything back.
 type tailWriter struct {
 	w    io.Writer
+	all  bool
 	held []byte
 }
 
 func (t *tailWriter) Write(p []byte) (int, error) {
 	buf := append(t.held, p...)
+	if t.all {
+		t.held = buf
+		return len(p), nil
+	}
 	if len(buf) <= 4 {
 		t.held = buf
 		return len(p), nil

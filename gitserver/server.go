@@ -24,6 +24,13 @@ type PushGuard interface {
 	AllowPush(ctx context.Context, repo string) error
 }
 
+// Durability holds a push's report-status until the change is safe, e.g.
+// held by a replica group's synchronous followers. Its error refuses the
+// push: the client is told the text and not told that the push succeeded.
+type Durability interface {
+	WaitDurable(ctx context.Context, repo string) error
+}
+
 // Limits bound what clients may consume. Each zero field takes the default
 // its comment gives.
 type Limits struct {
@@ -78,6 +85,9 @@ type Config struct {
 	Limits Limits
 	// PushGuard, if set, is asked before every push.
 	PushGuard PushGuard
+	// Durability, if set, is waited for after a push moved refs and
+	// before the client sees the result.
+	Durability Durability
 	// Git is the git binary. Empty means "git" from PATH.
 	Git string
 	// PeerKey is the public half of the replica group's key (--ha-key).
@@ -95,6 +105,7 @@ type Server struct {
 	log     *slog.Logger
 	limits  Limits
 	guard   PushGuard
+	durable Durability
 	git     string
 	ad      advertiser
 	metrics *metrics
@@ -122,6 +133,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 		peerKey:    cfg.PeerKey,
 		replicator: cfg.Replicator,
+		durable:    cfg.Durability,
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -56,7 +56,10 @@ type Replication interface {
 
 // Follower is one follower as the primary's stream sees it.
 type Follower struct {
-	ID          string        `json:"id"`
+	ID string `json:"id"`
+	// Connected says its stream is open now: only a connected follower
+	// is waited for or joins the sync set.
+	Connected   bool          `json:"connected"`
 	Acked       uint64        `json:"acked"`
 	Lag         time.Duration `json:"lag"`
 	LastContact time.Time     `json:"lastContact"`

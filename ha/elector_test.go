@@ -32,7 +32,7 @@ type stream struct {
 func (s *stream) ack(id string, pos uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.fs[id] = ha.Follower{ID: id, Acked: pos, LastContact: time.Now()}
+	s.fs[id] = ha.Follower{ID: id, Connected: true, Acked: pos, LastContact: time.Now()}
 }
 
 func (s *stream) drop(id string) {

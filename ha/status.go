@@ -126,7 +126,7 @@ func (e *Elector) Status(ctx context.Context) (Status, error) {
 	case self:
 		st.Reason = e.SyncHealth()
 	default:
-		st.Reason = syncHealth(st.SyncReplicas, st.SyncFollowers, fs, now, e.cfg.RenewDeadline)
+		st.Reason = syncHealth(st.SyncReplicas, st.SyncFollowers, fs)
 	}
 	if st.Reason != "" && st.Primary != "" {
 		st.ReadOnly = true

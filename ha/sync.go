@@ -68,11 +68,8 @@ func (e *Elector) syncN() int {
 	return 0
 }
 
-// healthy says whether a follower was heard from recently enough to be
-// waited for.
-func (e *Elector) healthy(f Follower, now time.Time) bool {
-	return now.Sub(f.LastContact) < e.cfg.RenewDeadline
-}
+// healthy says whether a follower is connected, so worth waiting for.
+func (e *Elector) healthy(f Follower, _ time.Time) bool { return f.Connected }
 
 func (e *Elector) followers() map[string]Follower {
 	out := map[string]Follower{}
@@ -287,7 +284,7 @@ func (e *Elector) notDurable(pos uint64, n int) error {
 		case !ok:
 			missing = append(missing, id+" not connected")
 		case !e.healthy(f, now):
-			missing = append(missing, fmt.Sprintf("%s silent for %s", id, now.Sub(f.LastContact).Round(time.Second)))
+			missing = append(missing, fmt.Sprintf("%s disconnected %s ago", id, now.Sub(f.LastContact).Round(time.Second)))
 		case f.Acked < pos:
 			missing = append(missing, fmt.Sprintf("%s at position %d of %d", id, f.Acked, pos))
 		}
@@ -305,16 +302,16 @@ func (e *Elector) SyncHealth() string {
 	e.sync.mu.RLock()
 	members := slices.Clone(e.sync.members)
 	e.sync.mu.RUnlock()
-	return syncHealth(e.syncN(), members, e.followers(), time.Now(), e.cfg.RenewDeadline)
+	return syncHealth(e.syncN(), members, e.followers())
 }
 
-func syncHealth(n int, members []string, fs map[string]Follower, now time.Time, silence time.Duration) string {
+func syncHealth(n int, members []string, fs map[string]Follower) string {
 	if n == 0 {
 		return ""
 	}
 	var bad []string
 	for _, id := range members {
-		if f, ok := fs[id]; !ok || now.Sub(f.LastContact) >= silence {
+		if f, ok := fs[id]; !ok || !f.Connected {
 			bad = append(bad, id)
 		}
 	}

@@ -76,6 +76,7 @@ Every command finds the running server through the data directory
 		newProjectCmd(g),
 		newSignKeyCmd(g),
 		newHostkeyCmd(g),
+		newReplicasCmd(g),
 		newBackupCmd(g),
 		newUICmd(g),
 		newRestoreCmd(g),

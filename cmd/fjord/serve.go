@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,11 +16,13 @@ import (
 
 	"github.com/fjordhq/fjord/admin"
 	"github.com/fjordhq/fjord/gitserver"
+	"github.com/fjordhq/fjord/ha"
 	"github.com/fjordhq/fjord/internal/server"
 	"github.com/fjordhq/fjord/mirror"
 	"github.com/fjordhq/fjord/reconciler"
 	"github.com/fjordhq/fjord/storage"
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 )
 
 type serveOptions struct {
@@ -35,6 +38,20 @@ type serveOptions struct {
 	mirrorTimeout   time.Duration
 	kubeconfig      string
 	resyncInterval  time.Duration
+	ha              haFlags
+}
+
+// haFlags are serve's replica group flags.
+type haFlags struct {
+	lease         string
+	id            string
+	advertise     string
+	key           string
+	leaseDuration time.Duration
+	renewDeadline time.Duration
+	retryPeriod   time.Duration
+	syncReplicas  int
+	syncTimeout   time.Duration
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -67,7 +84,50 @@ on first start) and the admin socket DATA/fjord.sock used by the other commands.
 	f.DurationVar(&o.mirrorTimeout, "mirror-sync-timeout", mirror.DefaultSyncTimeout, "longest a mirror sync may take")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster apps deploy to (else $KUBECONFIG, else in-cluster; without one the reconciler is off)")
 	f.DurationVar(&o.resyncInterval, "resync-interval", reconciler.DefaultResyncInterval, "full reconcile of every app, the safety net behind push notifications")
+	f.StringVar(&o.ha.lease, "ha", "", "run as one replica of a group elected by the Lease NAMESPACE/NAME (needs --replica-id, --advertise, --ha-key and a cluster: in-cluster, --kubeconfig or KUBECONFIG)")
+	f.StringVar(&o.ha.id, "replica-id", os.Getenv("POD_NAME"), "this replica's id in the group (env POD_NAME), e.g. fjord-0")
+	f.StringVar(&o.ha.advertise, "advertise", "", "HOST:PORT the other replicas reach this one's SSH on, e.g. fjord-0.fjord:2222")
+	f.StringVar(&o.ha.key, "ha-key", os.Getenv("FJORD_HA_KEY"), "private key file of the group key the replicas use between themselves, from a Secret (env FJORD_HA_KEY)")
+	f.DurationVar(&o.ha.leaseDuration, "lease-duration", ha.DefaultLeaseDuration, "how long a primary's Lease lasts without renewal before another replica may take over")
+	f.DurationVar(&o.ha.renewDeadline, "renew-deadline", ha.DefaultRenewDeadline, "a primary that could not renew its Lease for this long stops taking pushes (shorter than --lease-duration)")
+	f.DurationVar(&o.ha.retryPeriod, "retry-period", ha.DefaultRetryPeriod, "how often the Leases are renewed and read")
+	f.IntVar(&o.ha.syncReplicas, "sync-replicas", -1, "replicas that must hold a push before it is acknowledged (default 1 when the group has 2 or more members, else 0)")
+	f.DurationVar(&o.ha.syncTimeout, "sync-timeout", ha.DefaultAckTimeout, "how long a push waits for its synchronous replicas before it is refused")
 	return cmd
+}
+
+// haOptions checks the replica group flags; nil means the server runs
+// alone.
+func (o *serveOptions) haOptions() (*server.HAOptions, error) {
+	f := o.ha
+	if f.lease == "" {
+		return nil, nil
+	}
+	ns, name, ok := strings.Cut(f.lease, "/")
+	if !ok || ns == "" || name == "" {
+		return nil, fmt.Errorf("--ha %q: want NAMESPACE/NAME of the leader Lease, e.g. --ha fjord/fjord", f.lease)
+	}
+	if f.id == "" {
+		return nil, errors.New("--ha needs --replica-id ID (in a StatefulSet, POD_NAME from the downward API sets it)")
+	}
+	if err := checkListenAddr("--advertise", f.advertise, "fjord-0.fjord:2222"); err != nil {
+		return nil, err
+	}
+	if f.key == "" {
+		return nil, errors.New("--ha needs --ha-key FILE: the group's private key, the same on every replica (ssh-keygen -t ed25519 -N '' -f ha_key; mount it from a Secret)")
+	}
+	if _, err := gitserver.LoadHostKey(f.key); err != nil {
+		return nil, fmt.Errorf("--ha-key: %w", err)
+	}
+	if f.syncReplicas < -1 {
+		return nil, fmt.Errorf("--sync-replicas %d: want 0 or more", f.syncReplicas)
+	}
+	return &server.HAOptions{
+		Namespace: ns, Name: name, ID: f.id, Advertise: f.advertise, KeyFile: f.key,
+		LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod,
+		SyncReplicas: f.syncReplicas, AckTimeout: f.syncTimeout,
+		PodNamespace: os.Getenv("POD_NAMESPACE"), PodName: os.Getenv("POD_NAME"),
+	}, nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -95,6 +155,14 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 	}
 	if err := checkListenAddr("--http-addr", o.httpAddr, "127.0.0.1:8080"); err != nil {
 		return err
+	}
+	haOpts, err := o.haOptions()
+	if err != nil {
+		return err
+	}
+	if haOpts != nil {
+		// client-go's leader election logs through klog.
+		klog.SetSlogLogger(log)
 	}
 	var adminKeys []storage.Key
 	if o.adminKey != "" {
@@ -124,6 +192,7 @@ func serve(ctx context.Context, dataDir string, o *serveOptions, stderr io.Write
 		MirrorSyncTimeout: o.mirrorTimeout,
 		Kubeconfig:        o.kubeconfig,
 		ResyncInterval:    o.resyncInterval,
+		HA:                haOpts,
 		Ready: func(srv *server.Server) {
 			printWelcome(stderr, dataDir, srv.Info(), srv.Store(), srv.Reconciling())
 		},

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fjordhq/fjord/admin"
 	"github.com/fjordhq/fjord/gitserver"
+	"github.com/fjordhq/fjord/ha"
 	"github.com/fjordhq/fjord/helmrepo"
 	"github.com/fjordhq/fjord/housekeeping"
 	"github.com/fjordhq/fjord/mirror"
@@ -82,6 +83,10 @@ type Options struct {
 	// Git is the git binary every service runs. Empty means "git" from
 	// PATH.
 	Git string
+	// HA, when set, runs the server as one member of a replica group:
+	// the primary (by Lease) takes writes and runs mirrors, housekeeping
+	// and the reconciler; the others follow it and serve reads.
+	HA *HAOptions
 	// Ready is called once by Run when every service serves and /readyz
 	// says ok, e.g. to print where to connect. Nil means nothing is called.
 	Ready func(*Server)
@@ -105,6 +110,7 @@ type Server struct {
 	httpL    net.Listener
 	adminL   net.Listener
 	ready    atomic.Bool
+	elector  *ha.Elector // nil when the server runs alone
 }
 
 // Open opens the store, registers the admin keys, builds every service and
@@ -143,12 +149,15 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, key := range o.AdminKeys {
-		u, err := s.store.EnsureAdminKey(key)
-		if err != nil {
-			return nil, fmt.Errorf("--admin-key: %w", err)
+	if o.HA == nil {
+		// A group's primary registers them in its term: only it writes.
+		for _, key := range o.AdminKeys {
+			u, err := s.store.EnsureAdminKey(key)
+			if err != nil {
+				return nil, fmt.Errorf("--admin-key: %w", err)
+			}
+			log.Info("admin key registered", "user", u.Name, "key", key.Fingerprint)
 		}
-		log.Info("admin key registered", "user", u.Name, "key", key.Fingerprint)
 	}
 
 	var hostKey gossh.Signer
@@ -182,7 +191,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.gs, err = gitserver.New(ctx, gitserver.Config{
+	gcfg := gitserver.Config{
 		Store:      s.store,
 		HostKey:    hostKey,
 		Logger:     log,
@@ -190,7 +199,15 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 		Limits:     o.Limits,
 		PushGuard:  s.mirrors,
 		Git:        o.Git,
-	})
+	}
+	if o.HA != nil {
+		if err := s.openHA(reg); err != nil {
+			return nil, err
+		}
+		gcfg.PushGuard = writeGuard{e: s.elector, next: s.mirrors}
+		gcfg.Durability = durability{s}
+	}
+	s.gs, err = gitserver.New(ctx, gcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +233,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
-		io.WriteString(w, "ok\n")
+		io.WriteString(w, "ok\n"+s.readiness())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/hooks/", s.mirrors.WebhookHandler())
@@ -241,7 +258,11 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if s.rec != nil {
 		apps = appsAPI{s.rec}
 	}
-	s.adminSrv = admin.NewServer(admin.Config{Store: s.store, Info: s.info, Logger: log, Mirrors: s.mirrors, HelmRepos: s.charts, Apps: apps, HostKeyFile: o.HostKeyFile})
+	acfg := admin.Config{Store: s.store, Info: s.info, Logger: log, Mirrors: s.mirrors, HelmRepos: s.charts, Apps: apps, HostKeyFile: o.HostKeyFile}
+	if s.elector != nil {
+		acfg.Replicas, acfg.WriteGate = s.elector, s.elector.Writable
+	}
+	s.adminSrv = admin.NewServer(acfg)
 	return s, nil
 }
 
@@ -266,11 +287,16 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.adminL != nil {
 		grp.Go(func() error { return ignoreClosed(s.adminSrv.Serve(s.adminL)) })
 	}
-	grp.Go(func() error { return s.mirrors.Run(gctx) })
-	grp.Go(func() error { return s.charts.Run(gctx) })
-	grp.Go(func() error { return s.upkeep.Run(gctx) })
-	if s.rec != nil {
-		grp.Go(func() error { return s.rec.Run(gctx) })
+	if s.elector != nil {
+		// The primary's services run in its term (runPrimary).
+		grp.Go(func() error { return s.elector.Run(gctx) })
+	} else {
+		grp.Go(func() error { return s.mirrors.Run(gctx) })
+		grp.Go(func() error { return s.charts.Run(gctx) })
+		grp.Go(func() error { return s.upkeep.Run(gctx) })
+		if s.rec != nil {
+			grp.Go(func() error { return s.rec.Run(gctx) })
+		}
 	}
 	grp.Go(func() error {
 		<-gctx.Done()
@@ -299,6 +325,19 @@ func (s *Server) Run(ctx context.Context) error {
 	err := grp.Wait()
 	s.log.Info("stopped")
 	return err
+}
+
+// applyAdminKeys registers the --admin-key keys (a write: on a group's
+// primary only).
+func (s *Server) applyAdminKeys() {
+	for _, key := range s.opts.AdminKeys {
+		u, err := s.store.EnsureAdminKey(key)
+		if err != nil {
+			s.log.Error("--admin-key", "err", err)
+			continue
+		}
+		s.log.Info("admin key registered", "user", u.Name, "key", key.Fingerprint)
+	}
 }
 
 // Close releases what Open acquired, for a Server that is not Run (Run

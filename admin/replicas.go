@@ -1,0 +1,99 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/fjordhq/fjord/ha"
+)
+
+// Replicas is the replica group this server is a member of, as the admin
+// API needs it. Nil means the server runs alone (no --ha).
+type Replicas interface {
+	Status(ctx context.Context) (ha.Status, error)
+	Promote(ctx context.Context, id string, force bool) error
+}
+
+// PromoteRequest asks to let a member take over without the synchronous
+// guarantee.
+type PromoteRequest struct {
+	ID    string `json:"id"`
+	Force bool   `json:"force"`
+}
+
+// readOnlyPosts are the requests with a body that write nothing to the
+// store, so a replica answers them too.
+var readOnlyPosts = map[string]bool{
+	"/v1/backup":           true,
+	"/v1/replicas/promote": true,
+}
+
+// gate refuses requests that would write on a member that is not the
+// primary, with the message WriteGate gives (it names the primary).
+func (s *Server) gate(next http.Handler) http.Handler {
+	if s.writeGate == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !readOnlyPosts[r.URL.Path] {
+			if err := s.writeGate(); err != nil {
+				writeError(w, http.StatusServiceUnavailable, err.Error()+"; run this command on the primary (kubectl exec into the pod `fjord replicas` names)")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) replicaRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/replicas", s.getReplicas)
+	mux.HandleFunc("POST /v1/replicas/promote", s.promoteReplica)
+}
+
+const aloneMsg = "this fjord runs alone: start it with --ha NAMESPACE/NAME (see README, High availability) to run a replica group"
+
+func (s *Server) getReplicas(w http.ResponseWriter, r *http.Request) {
+	if s.replicas == nil {
+		writeError(w, http.StatusNotFound, aloneMsg)
+		return
+	}
+	st, err := s.replicas.Status(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "replica status: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) promoteReplica(w http.ResponseWriter, r *http.Request) {
+	var req PromoteRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if s.replicas == nil {
+		writeError(w, http.StatusNotFound, aloneMsg)
+		return
+	}
+	if strings.TrimSpace(req.ID) == "" {
+		writeError(w, http.StatusBadRequest, "promote: name the member, e.g. fjord replicas promote fjord-1 --force")
+		return
+	}
+	if err := s.replicas.Promote(r.Context(), req.ID, req.Force); err != nil {
+		writeError(w, http.StatusConflict, "promote "+req.ID+": "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"promoted": req.ID})
+}
+
+// Replicas returns the replica group as the server sees it.
+func (c *Client) Replicas(ctx context.Context) (ha.Status, error) {
+	var st ha.Status
+	return st, c.do(ctx, http.MethodGet, "/v1/replicas", nil, &st)
+}
+
+// Promote lets member id take over the group's primary Lease without the
+// synchronous guarantee.
+func (c *Client) Promote(ctx context.Context, id string, force bool) error {
+	return c.do(ctx, http.MethodPost, "/v1/replicas/promote", PromoteRequest{ID: id, Force: force}, nil)
+}
