@@ -113,7 +113,9 @@ load: build
 # run: openssh-server comes from Debian's packages when missing), the mirror
 # benchmarks, the disk workload benchmarks, and the
 # reconciler against `kubectl apply --server-side -k` on the test API server,
-# and a repo aged by 2,000 single-commit pushes under housekeeping against
+# the single-primary ceiling (1,000 apps of 20 objects synced from a cold
+# start on the test API server: time, CPU, memory, one idle resync), and
+# a repo aged by 2,000 single-commit pushes under housekeeping against
 # the same repo freshly repacked (clone, incremental fetch, packs).
 bench: build testenv
 	@command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || { \
@@ -126,6 +128,7 @@ bench: build testenv
 	$(GO) test -run '^$$' -bench 'IdleCheckPass' -benchtime 3x -timeout 30m ./mirror/
 	$(GO) test -run '^$$' -bench . -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench 'Reconciler' -benchtime 1x -timeout 30m ./reconciler/
+	$(GO) test -run '^$$' -bench 'SinglePrimaryScale' -benchtime 1x -timeout 40m ./reconciler/
 	$(GO) test -run '^$$' -bench 'AgedRepo' -benchtime 1x -timeout 40m ./housekeeping/
 
 # bench-compare runs fio's etcd job (IBM/etcd recipe) and fjord's own version

@@ -50,6 +50,9 @@ type scaleResult struct {
 	// cost. idleCPU and idleAPICPU are fjord's and the API server's CPU
 	// over it.
 	idle, idleCPU, idleAPICPU time.Duration
+	// loadStart and loadEnd are the machine's load averages: the figures
+	// above are only as good as the machine was quiet.
+	loadStart, loadEnd string
 }
 
 // requestCounter counts the requests of a client-go transport, when on.
@@ -129,7 +132,7 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 	tb.Helper()
 	c := newCluster(tb)
 	ctx := context.Background()
-	res := scaleResult{apps: apps, objects: objects, idle: idle}
+	res := scaleResult{apps: apps, objects: objects, idle: idle, loadStart: loadavg()}
 	// Apps and their namespaces are new on every run (-count, or the
 	// small test beside the benchmark on the same API server).
 	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
@@ -229,10 +232,11 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 	res.idleCPU, res.idleAPICPU = selfCPU()-cpu0, pidsCPU(apiPids)-api0
 	runtime.GC()
 	res.idleHeap = heapLive()
+	res.loadEnd = loadavg()
 	return res
 }
 
-// BenchmarkReconcilerScale measures how far one primary goes: 1,000 apps
+// BenchmarkSinglePrimaryScale measures how far one primary goes: 1,000 apps
 // of 20 objects each (FJORD_BENCH_SCALE_APPS and _OBJECTS change that),
 // each in its own namespace, on the local test API server; the time to
 // sync them all from a cold start, the CPU and memory that took, one
@@ -241,8 +245,8 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 // are in README's "How far one primary goes". Run it with `make bench`,
 // or alone:
 //
-//	go test -run '^$' -bench ReconcilerScale -benchtime 1x -timeout 40m ./reconciler
-func BenchmarkReconcilerScale(b *testing.B) {
+//	go test -run '^$' -bench SinglePrimaryScale -benchtime 1x -timeout 40m ./reconciler
+func BenchmarkSinglePrimaryScale(b *testing.B) {
 	apps, objects := envInt(b, "FJORD_BENCH_SCALE_APPS", 1000), envInt(b, "FJORD_BENCH_SCALE_OBJECTS", 20)
 	r := runScale(b, apps, objects, 30*time.Second)
 	pct := func(cpu, wall time.Duration) string {
@@ -251,6 +255,7 @@ func BenchmarkReconcilerScale(b *testing.B) {
 	mib := func(n uint64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
 	fmt.Printf("\nsingle primary: %d apps × %d objects = %d objects, each app in its own namespace, local kube-apiserver (internal/testenv), %d cores\n",
 		r.apps, r.objects, r.apps*r.objects, runtime.NumCPU())
+	fmt.Printf("load average %s at the start, %s at the end\n", r.loadStart, r.loadEnd)
 	rows := [][2]string{
 		{"sync all from a cold start", fmt.Sprintf("%s (%.1f apps/s, %.0f objects/s)", r.syncAll.Round(time.Second), float64(r.apps)/r.syncAll.Seconds(), float64(r.apps*r.objects)/r.syncAll.Seconds())},
 		{"  CPU: fjord / kube-apiserver+etcd", fmt.Sprintf("%s / %s", pct(r.syncCPU, r.syncAll), pct(r.syncAPICPU, r.syncAll))},
@@ -292,6 +297,15 @@ func envInt(tb testing.TB, name string, def int) int {
 		tb.Fatalf("%s=%q: want a positive number", name, s)
 	}
 	return n
+}
+
+// loadavg is the 1-, 5- and 15-minute load averages of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // selfCPU is the CPU time (user + system) this process has used.
