@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,6 +197,18 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 	// One full resync, as a --resync-interval tick queues it: every app,
 	// by as many at once as Run's default workers (2).
 	counter.on.Store(true)
+	if p := os.Getenv("FJORD_BENCH_SCALE_PROFILE"); p != "" {
+		// Where a resync's CPU goes: go tool pprof FILE.
+		f, err := os.Create(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			tb.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0, api0, t0 = selfCPU(), pidsCPU(apiPids), time.Now()
 	var (
 		next atomic.Int64
@@ -242,8 +255,9 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 // sync them all from a cold start, the CPU and memory that took, one
 // full resync of the unchanged fleet (CPU and API requests), and the CPU
 // of doing nothing for 30 s with the fleet's watches open. The figures
-// are in README's "How far one primary goes". Run it with `make bench`,
-// or alone:
+// are in README's "How far one primary goes". FJORD_BENCH_SCALE_PROFILE=FILE
+// writes a CPU profile of the resync pass. Run it with `make bench`, or
+// alone:
 //
 //	go test -run '^$' -bench SinglePrimaryScale -benchtime 1x -timeout 40m ./reconciler
 func BenchmarkSinglePrimaryScale(b *testing.B) {
