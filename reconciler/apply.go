@@ -171,7 +171,7 @@ func (r *Reconciler) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, er
 	}
 	if err != nil {
 		if meta.IsNoMatchError(err) {
-			return nil, missingKindError(gvk, err)
+			return nil, r.missingKind(gvk, err)
 		}
 		return nil, fmt.Errorf("map %s: %w", gvk, err)
 	}

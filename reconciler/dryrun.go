@@ -106,6 +106,23 @@ var controllers = map[string]string{
 	"infrastructure.cluster.x-k8s.io": "the Cluster API provider",
 }
 
+// missingKind is the error for a kind the cluster does not serve. When it
+// serves the kind in another version (an API removed or not yet served
+// by this Kubernetes, or a CRD at a newer version), it names those; else
+// see missingKindError.
+func (r *Reconciler) missingKind(gvk schema.GroupVersionKind, err error) error {
+	if ms, merr := r.mapper.RESTMappings(gvk.GroupKind()); merr == nil && len(ms) > 0 {
+		var served []string
+		for _, m := range ms {
+			served = append(served, m.GroupVersionKind.GroupVersion().String())
+		}
+		sort.Strings(served)
+		return fmt.Errorf("the cluster serves %s as %s, not as %s: change apiVersion in git (kubectl api-resources lists what this cluster serves): %w",
+			gvk.Kind, strings.Join(served, ", "), gvk.GroupVersion(), err)
+	}
+	return missingKindError(gvk, err)
+}
+
 // missingKindError is the error for a kind the cluster does not serve: it
 // names the API group and says that the CRD of that group, and so the
 // controller that acts on it, is not installed, and how to order the

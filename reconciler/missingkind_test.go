@@ -77,3 +77,40 @@ spec:
 		t.Fatal("the Widget was not applied")
 	}
 }
+
+// A kind of a built-in API group that the cluster does not serve is a
+// typo or an API removed in this Kubernetes version, not a missing CRD:
+// the error says to check apiVersion and kind, and nothing is applied.
+func TestUnservedBuiltinKindSaysCheckAPIVersion(t *testing.T) {
+	_, store, _, rec, ns := setup(t, map[string]string{
+		"app/psp.yaml": "apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\nmetadata:\n  name: restricted\nspec: {}\n",
+		"app/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  k: v\n",
+	})
+	name := "builtin-" + ns[len(ns)-6:]
+	a, err := rec.Apply(context.Background(), appDoc(name, "apps", "app", ns, true, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status.Sync != "Error" || !strings.Contains(a.Status.Error, "PodSecurityPolicy (policy/v1beta1)") ||
+		!strings.Contains(a.Status.Error, "check apiVersion and kind") || strings.Contains(a.Status.Error, "CRD") {
+		t.Fatalf("status: %+v", a.Status)
+	}
+	if inv, ok, _ := store.AppInventory(name); ok && len(inv.Entries) > 0 {
+		t.Errorf("something was applied: %+v", inv)
+	}
+}
+
+// A kind the cluster serves in another version names the versions it
+// serves: the fix is the apiVersion, not an install.
+func TestKindOfAnotherVersionNamesTheServedOnes(t *testing.T) {
+	_, _, _, rec, ns := setup(t, map[string]string{
+		"app/deploy.yaml": "apiVersion: apps/v1beta1\nkind: Deployment\nmetadata:\n  name: web\nspec: {}\n",
+	})
+	a, err := rec.Apply(context.Background(), appDoc("version-"+ns[len(ns)-6:], "apps", "app", ns, true, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status.Sync != "Error" || !strings.Contains(a.Status.Error, "serves Deployment as apps/v1, not as apps/v1beta1: change apiVersion") {
+		t.Fatalf("status: %+v", a.Status)
+	}
+}
