@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -167,7 +168,12 @@ func (f *Follower) Run(ctx context.Context) error {
 	sshCmd := strings.Join([]string{shellQuote(f.o.SSH), "-F", "/dev/null", "-i", shellQuote(f.o.KeyFile),
 		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + shellQuote(knownHosts),
-		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "HostKeyAlias=" + hostAlias, "-o", "ConnectTimeout=10"}, " ")
+		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "HostKeyAlias=" + hostAlias, "-o", "ConnectTimeout=10",
+		// One SSH connection for every fetch: a handshake per change would
+		// be most of what a synchronous push waits for. The master exits
+		// after ControlPersist idle, and at the latest with Run.
+		"-o", "ControlMaster=auto", "-o", "ControlPath=" + shellQuote(filepath.Join(dir, "cm-%C")), "-o", "ControlPersist=30"}, " ")
+	defer f.closeMasters(dir)
 
 	backoff := f.o.MinBackoff
 	for {
@@ -191,6 +197,17 @@ func (f *Follower) Run(ctx context.Context) error {
 			return nil
 		}
 		backoff = min(2*backoff, f.o.MaxBackoff)
+	}
+}
+
+// closeMasters stops the SSH connection masters of the fetches.
+func (f *Follower) closeMasters(dir string) {
+	socks, _ := filepath.Glob(filepath.Join(dir, "cm-*"))
+	for _, sock := range socks {
+		cmd := exec.Command(f.o.SSH, "-F", "/dev/null", "-o", "ControlPath="+sock, "-O", "exit", hostAlias)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			f.log.Debug("stop the ssh connection master", "socket", sock, "err", err, "out", string(out))
+		}
 	}
 }
 

@@ -34,7 +34,7 @@ type group struct {
 	knownHosts string
 }
 
-func newGroup(t *testing.T) *group {
+func newGroup(t testing.TB) *group {
 	t.Helper()
 	g := &group{dir: t.TempDir()}
 	host, _ := writeKey(t, filepath.Join(g.dir, "host"))
@@ -55,7 +55,7 @@ func newGroup(t *testing.T) *group {
 	return g
 }
 
-func writeKey(t *testing.T, path string) (string, gossh.PublicKey) {
+func writeKey(t testing.TB, path string) (string, gossh.PublicKey) {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -78,7 +78,7 @@ func writeKey(t *testing.T, path string) (string, gossh.PublicKey) {
 // node is one replica: a store and fjord's SSH server on loopback, which
 // serves the change stream and, when following, a Follower.
 type node struct {
-	t        *testing.T
+	t        testing.TB
 	g        *group
 	id       string
 	dir      string
@@ -91,7 +91,7 @@ type node struct {
 
 // start opens dir's store and serves it on a new port (or addr, when
 // restarting). primary, when not empty, is the address to follow.
-func (g *group) start(t *testing.T, id, dir, addr, primary string, opts *storage.Options) *node {
+func (g *group) start(t testing.TB, id, dir, addr, primary string, opts *storage.Options) *node {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testWriter{t, id}, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -151,7 +151,7 @@ func (g *group) start(t *testing.T, id, dir, addr, primary string, opts *storage
 }
 
 type testWriter struct {
-	t  *testing.T
+	t  testing.TB
 	id string
 }
 
@@ -162,7 +162,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // trust adds a replica's address to the clients' known_hosts: every
 // replica presents the group's one host key.
-func (g *group) trust(t *testing.T, addr string) {
+func (g *group) trust(t testing.TB, addr string) {
 	host, port, _ := net.SplitHostPort(addr)
 	f, err := os.OpenFile(g.knownHosts, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -173,7 +173,7 @@ func (g *group) trust(t *testing.T, addr string) {
 }
 
 // git runs the git CLI in dir over SSH with key.
-func (g *group) git(t *testing.T, key, dir string, args ...string) (string, error) {
+func (g *group) git(t testing.TB, key, dir string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
@@ -185,7 +185,7 @@ func (g *group) git(t *testing.T, key, dir string, args ...string) (string, erro
 	return strings.TrimSpace(string(out)), err
 }
 
-func (g *group) mustGit(t *testing.T, dir string, args ...string) string {
+func (g *group) mustGit(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	out, err := g.git(t, g.userKey, dir, args...)
 	if err != nil {
@@ -197,7 +197,7 @@ func (g *group) mustGit(t *testing.T, dir string, args ...string) string {
 func (n *node) url(repo string) string { return "ssh://git@" + n.addr + "/" + repo + ".git" }
 
 // seed creates repo on the primary with the ci user allowed to write it.
-func (n *node) seed(t *testing.T, repo string) {
+func (n *node) seed(t testing.TB, repo string) {
 	t.Helper()
 	if _, err := n.store.CreateRepo(context.Background(), storage.Repo{Name: repo}); err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func (n *node) seed(t *testing.T, repo string) {
 
 // push commits a new file in work and pushes it to the primary; it returns
 // the commit and the position of the push's change.
-func (n *node) push(t *testing.T, work, msg string) (string, uint64) {
+func (n *node) push(t testing.TB, work, msg string) (string, uint64) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(work, msg+".txt"), []byte(msg+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -231,7 +231,7 @@ func (n *node) push(t *testing.T, work, msg string) (string, uint64) {
 }
 
 // waitAcked waits until n followers hold the primary's position.
-func (n *node) waitAcked(t *testing.T, followers int) {
+func (n *node) waitAcked(t testing.TB, followers int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -242,7 +242,7 @@ func (n *node) waitAcked(t *testing.T, followers int) {
 
 // served returns the commit a replica serves for a branch, asked with
 // the git CLI as the ci user.
-func (n *node) served(t *testing.T, repo, branch string) string {
+func (n *node) served(t testing.TB, repo, branch string) string {
 	t.Helper()
 	out := n.g.mustGit(t, "", "ls-remote", n.url(repo), "refs/heads/"+branch)
 	hash, _, _ := strings.Cut(out, "\t")
@@ -250,7 +250,7 @@ func (n *node) served(t *testing.T, repo, branch string) string {
 }
 
 // fsck fails unless every repo of the replica is clean.
-func (n *node) fsck(t *testing.T) {
+func (n *node) fsck(t testing.TB) {
 	t.Helper()
 	repos, err := n.store.Repos()
 	if err != nil {
@@ -264,7 +264,7 @@ func (n *node) fsck(t *testing.T) {
 	}
 }
 
-func (n *node) status(t *testing.T, id string) replication.FollowerStatus {
+func (n *node) status(t testing.TB, id string) replication.FollowerStatus {
 	t.Helper()
 	for _, f := range n.primary.Followers() {
 		if f.ID == id {
@@ -275,7 +275,7 @@ func (n *node) status(t *testing.T, id string) replication.FollowerStatus {
 	return replication.FollowerStatus{}
 }
 
-func clone(t *testing.T, g *group, n *node) string {
+func clone(t testing.TB, g *group, n *node) string {
 	t.Helper()
 	work := filepath.Join(t.TempDir(), "work")
 	g.mustGit(t, "", "clone", "-q", n.url("app"), work)
