@@ -308,15 +308,13 @@ func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err
 	}
 }
 
-// fetcher fetches objects from the primary with git over SSH with the
-// group key. A fetch by object name is allowed to peers (the primary's
-// upload-pack serves any object to them), and hidden refs come along so a
-// promoted follower keeps mirrors' history protection.
+// fetcher fetches objects by name from the primary with git over SSH with
+// the group key (the primary's upload-pack serves any object to peers).
 func (f *Follower) fetcher(addr, sshCmd string) storage.FetchFunc {
 	return func(ctx context.Context, repo, dir string, wants []string) error {
 		url := "ssh://" + peerLogin + "@" + addr + "/" + repo + ".git"
 		args := []string{"-c", "protocol.version=2", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-gc", "--stdin", url}
-		in := "+" + storage.HiddenRefPrefix + "*:" + storage.HiddenRefPrefix + "*\n" + strings.Join(wants, "\n") + "\n"
+		in := strings.Join(wants, "\n") + "\n"
 		r := gitrun.Runner{Git: f.o.Git}
 		cmd := r.Command(ctx, dir, []string{"GIT_SSH_COMMAND=" + sshCmd}, args...)
 		cmd.Stdin = strings.NewReader(in)

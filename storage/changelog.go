@@ -252,9 +252,13 @@ func (w *wtx) record(op Op) {
 	}
 }
 
-// put stores value at key in bucket.
+// put stores value at key in bucket, creating the bucket if needed.
 func (w *wtx) put(bucket, key, value []byte) error {
-	if err := w.Bucket(bucket).Put(key, value); err != nil {
+	b, err := w.CreateBucketIfNotExists(bucket)
+	if err != nil {
+		return fmt.Errorf("write %s/%s: %w", bucket, key, err)
+	}
+	if err := b.Put(key, value); err != nil {
 		return fmt.Errorf("write %s/%s: %w", bucket, key, err)
 	}
 	w.record(Op{Bucket: string(bucket), Key: bytes.Clone(key), Value: bytes.Clone(value)})
@@ -272,7 +276,11 @@ func (w *wtx) putJSON(bucket []byte, key string, v any) error {
 
 // del deletes key from bucket.
 func (w *wtx) del(bucket, key []byte) error {
-	if err := w.Bucket(bucket).Delete(key); err != nil {
+	b := w.Bucket(bucket)
+	if b == nil {
+		return nil
+	}
+	if err := b.Delete(key); err != nil {
 		return fmt.Errorf("delete %s/%s: %w", bucket, key, err)
 	}
 	w.record(Op{Bucket: string(bucket), Key: bytes.Clone(key), Delete: true})
@@ -282,7 +290,11 @@ func (w *wtx) del(bucket, key []byte) error {
 // delPrefix deletes every key of bucket that starts with prefix.
 func (w *wtx) delPrefix(bucket, prefix []byte) error {
 	var dead [][]byte
-	c := w.Bucket(bucket).Cursor()
+	b := w.Bucket(bucket)
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		dead = append(dead, bytes.Clone(k))
 	}

@@ -110,7 +110,9 @@ func (s *Store) ApplyChange(ctx context.Context, raw []byte, fetch FetchFunc) (C
 	}
 	s.watch.set(c.Pos, sumOf(raw))
 	for _, rc := range c.Refs {
-		s.notify.publish(rc)
+		if !strings.HasPrefix(rc.Ref, HiddenRefPrefix) {
+			s.notify.publish(rc)
+		}
 	}
 	return c, nil
 }
@@ -199,12 +201,25 @@ func (s *Store) moveRefs(ctx context.Context, repo, head string, changes []RefCh
 		return nil, err
 	}
 	for _, c := range changes {
-		r, ok := next.Lookup(c.Ref)
+		r, ok := next.lookupAny(c.Ref)
 		if (c.New == "" && ok) || (c.New != "" && r.Hash != c.New) {
 			return nil, fmt.Errorf("repo %q: %s is %q after the ref transaction, want %q", repo, c.Ref, r.Hash, c.New)
 		}
 	}
 	return next, nil
+}
+
+// lookupAny finds a ref among the advertised and the hidden ones.
+func (r *Refs) lookupAny(name string) (Ref, bool) {
+	if !strings.HasPrefix(name, HiddenRefPrefix) {
+		return r.Lookup(name)
+	}
+	for _, h := range r.Hidden {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return Ref{}, false
 }
 
 // missingObjects returns the objects of wants the repo at dir lacks.
@@ -314,7 +329,7 @@ func (s *Store) ApplySnapshot(ctx context.Context, snap *Snapshot, fetch FetchFu
 			return fmt.Errorf("full copy: %w", err)
 		}
 		diff := diffRefs(name, have, want)
-		r, err := s.moveRefs(ctx, name, want.Head, diff, fetch)
+		r, err := s.moveRefs(ctx, name, want.Head, append(append([]RefChange(nil), diff...), diffList(name, have.Hidden, want.Hidden)...), fetch)
 		if err != nil {
 			return fmt.Errorf("full copy: %w", err)
 		}

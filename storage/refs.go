@@ -40,6 +40,9 @@ type Refs struct {
 	HeadHash string `json:"headHash,omitempty"`
 	// Refs are sorted by name.
 	Refs []Ref `json:"refs"`
+	// Hidden are the refs under HiddenRefPrefix (history protection
+	// backups), sorted by name: never advertised, but replicated.
+	Hidden []Ref `json:"hidden,omitempty"`
 	// Read is when the snapshot was read from disk.
 	Read time.Time `json:"read"`
 	// Changed is when a ref last moved (a push, a mirror sync), as far
@@ -108,8 +111,15 @@ func (s *Store) RefreshRefs(ctx context.Context, repo string) ([]RefChange, erro
 		if tx.Bucket(bucketRepos).Get([]byte(repo)) == nil {
 			return fmt.Errorf("repo %q: %w", repo, ErrNotFound)
 		}
-		if len(changes) > 0 || (prev != nil && prev.Head != next.Head) {
-			tx.refs = &Change{Repo: repo, Head: next.Head, Refs: changes}
+		var hidden []RefChange
+		if prev != nil {
+			hidden = diffList(repo, prev.Hidden, next.Hidden)
+		} else {
+			hidden = diffList(repo, nil, next.Hidden)
+		}
+		if len(changes) > 0 || len(hidden) > 0 || (prev != nil && prev.Head != next.Head) {
+			// Hidden refs move on followers too, but nobody is notified.
+			tx.refs = &Change{Repo: repo, Head: next.Head, Refs: append(append([]RefChange(nil), changes...), hidden...)}
 		}
 		// The snapshot persisted last (not the one in memory, empty after
 		// a restart) says whether anything moved since.
@@ -161,12 +171,15 @@ func (s *Store) readRefs(ctx context.Context, repo string) (*Refs, error) {
 		if len(f) != 3 {
 			return nil, fmt.Errorf("read refs of %q: unexpected for-each-ref line %q", repo, line)
 		}
+		r := Ref{Name: f[2], Hash: f[0], Peeled: f[1]}
 		if strings.HasPrefix(f[2], HiddenRefPrefix) {
+			refs.Hidden = append(refs.Hidden, r)
 			continue
 		}
-		refs.Refs = append(refs.Refs, Ref{Name: f[2], Hash: f[0], Peeled: f[1]})
+		refs.Refs = append(refs.Refs, r)
 	}
 	sort.Slice(refs.Refs, func(i, j int) bool { return refs.Refs[i].Name < refs.Refs[j].Name })
+	sort.Slice(refs.Hidden, func(i, j int) bool { return refs.Hidden[i].Name < refs.Hidden[j].Name })
 
 	head, err := os.ReadFile(filepath.Join(dir, "HEAD"))
 	if err != nil {
@@ -184,16 +197,24 @@ func (s *Store) readRefs(ctx context.Context, repo string) (*Refs, error) {
 	return refs, nil
 }
 
-// diffRefs lists the refs that differ between two snapshots, sorted by ref.
+// diffRefs lists the advertised refs that differ between two snapshots,
+// sorted by ref.
 func diffRefs(repo string, prev, next *Refs) []RefChange {
-	old := map[string]string{}
+	var old []Ref
 	if prev != nil {
-		for _, r := range prev.Refs {
-			old[r.Name] = r.Hash
-		}
+		old = prev.Refs
+	}
+	return diffList(repo, old, next.Refs)
+}
+
+// diffList lists the refs that differ between two lists, sorted by ref.
+func diffList(repo string, prev, next []Ref) []RefChange {
+	old := map[string]string{}
+	for _, r := range prev {
+		old[r.Name] = r.Hash
 	}
 	var out []RefChange
-	for _, r := range next.Refs {
+	for _, r := range next {
 		if o := old[r.Name]; o != r.Hash {
 			out = append(out, RefChange{Repo: repo, Ref: r.Name, Old: o, New: r.Hash})
 		}
