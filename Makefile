@@ -114,9 +114,10 @@ load: build
 # benchmarks, the disk workload benchmarks, and the
 # reconciler against `kubectl apply --server-side -k` on the test API server,
 # the single-primary ceiling (1,000 apps of 20 objects synced from a cold
-# start on the test API server: time, CPU, memory, one idle resync), and
+# start on the test API server: time, CPU, memory, one idle resync),
 # a repo aged by 2,000 single-commit pushes under housekeeping against
-# the same repo freshly repacked (clone, incremental fetch, packs).
+# the same repo freshly repacked (clone, incremental fetch, packs), and the
+# web UI's apps page rendered from a store of 1,000 apps (p50/p99).
 bench: build testenv
 	@command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
@@ -130,6 +131,7 @@ bench: build testenv
 	$(GO) test -run '^$$' -bench 'Reconciler' -benchtime 1x -timeout 30m ./reconciler/
 	$(GO) test -run '^$$' -bench 'SinglePrimaryScale' -benchtime 1x -timeout 40m ./reconciler/
 	$(GO) test -run '^$$' -bench 'AgedRepo' -benchtime 1x -timeout 40m ./housekeeping/
+	$(GO) test -run '^$$' -bench 'AppsPage' -benchtime 200x -timeout 10m ./ui/
 
 # bench-compare runs fio's etcd job (IBM/etcd recipe) and fjord's own version
 # of it side by side, with the rest of `fjord bench disk`, on the disk under

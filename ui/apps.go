@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"html/template"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,20 +12,30 @@ import (
 )
 
 // appRow is one line of the apps page.
+//
+// Its display strings are made in Go rather than by template functions:
+// the page has 1,000 rows and more, and every function a template calls
+// goes through reflection.
 type appRow struct {
 	Name           string
-	Project        string
-	Labels         map[string]string
+	Labels         string // k=v, sorted
 	Repo           string
 	TargetRevision string
 	Synced         string // the synced commit
+	Short          string // its abbreviation
 	Subject        string // its subject
 	Sync           storage.SyncStatus
+	SyncClass      string
 	Health         string
+	HealthClass    string
 	LastSynced     time.Time
-	LastDuration   time.Duration
+	Ago            string // LastSynced, as "3m ago"
+	Stamp          string // LastSynced in RFC 3339
+	Clock          string // LastSynced for people
+	Took           string // the last sync's duration
 	LastDrift      *storage.DriftEvent
-	Error          string
+	DriftAgo       string
+	DriftStamp     string
 }
 
 // appsFilter is the apps page's query: ?label=k=v,k2=v2&sync=S&health=H.
@@ -37,13 +48,15 @@ type appsFilter struct {
 
 // appsData is the apps page.
 type appsData struct {
-	Filter  appsFilter
-	Rows    []appRow
-	Total   int // apps the viewer may see, before the filter
-	Syncs   []string
-	Healths []string
-	Problem string // a filter that does not parse
-	NoRec   bool   // the reconciler is off
+	Filter appsFilter
+	Rows   []appRow
+	// RowsHTML is Rows as table rows, see appRowsHTML.
+	RowsHTML template.HTML
+	Total    int // apps the viewer may see, before the filter
+	Syncs    []string
+	Healths  []string
+	Problem  string // a filter that does not parse
+	NoRec    bool   // the reconciler is off
 }
 
 // syncStatuses and healths are the filter choices, in the order people
@@ -114,6 +127,10 @@ func (h *Handler) appsData(r *http.Request, v *viewer) (appsData, error) {
 	if err != nil {
 		return d, err
 	}
+	last, err := h.store.LastAppSyncs()
+	if err != nil {
+		return d, err
+	}
 	want := map[string][]string{}
 	for _, a := range apps {
 		if !h.mayRead(v, a.Status.Repo) {
@@ -125,19 +142,29 @@ func (h *Handler) appsData(r *http.Request, v *viewer) (appsData, error) {
 		}
 		st := a.Status
 		row := appRow{
-			Name: a.Name, Project: a.Project, Labels: a.Labels, Repo: st.Repo, Synced: st.SyncedCommit,
-			Sync: st.Sync, Health: st.Health, LastSynced: st.LastSynced, LastDrift: st.LastDrift, Error: st.Error,
+			Name: a.Name, Labels: strings.Join(labels(a.Labels), ", "), Repo: st.Repo, Synced: st.SyncedCommit, Short: short(st.SyncedCommit),
+			Sync: st.Sync, SyncClass: badge(st.Sync), Health: st.Health, LastSynced: st.LastSynced, LastDrift: st.LastDrift,
 		}
+		if row.Health == "" {
+			row.Health = "Unknown"
+		}
+		row.HealthClass = badge(row.Health)
 		if h.apps != nil {
 			if o, ok := h.apps.Objects(a.Name); ok {
 				row.TargetRevision = o.TargetRevision
 			}
 		}
-		if last, err := h.store.AppSyncs(a.Name, 1); err == nil && len(last) > 0 {
-			row.LastDuration = last[0].Duration
+		if rec, ok := last[a.Name]; ok {
+			row.Took = dur(rec.Duration)
 			if row.LastSynced.IsZero() {
-				row.LastSynced = last[0].Start.Add(last[0].Duration)
+				row.LastSynced = rec.Start.Add(rec.Duration)
 			}
+		}
+		if !row.LastSynced.IsZero() {
+			row.Ago, row.Stamp, row.Clock = ago(row.LastSynced), stamp(row.LastSynced), clock(row.LastSynced)
+		}
+		if ev := row.LastDrift; ev != nil {
+			row.DriftAgo, row.DriftStamp = ago(ev.Time), stamp(ev.Time)
 		}
 		if st.Repo != "" && st.SyncedCommit != "" {
 			want[st.Repo] = append(want[st.Repo], st.SyncedCommit)
@@ -148,5 +175,6 @@ func (h *Handler) appsData(r *http.Request, v *viewer) (appsData, error) {
 	for i := range d.Rows {
 		d.Rows[i].Subject = subjects[d.Rows[i].Repo+"\x00"+d.Rows[i].Synced]
 	}
+	d.RowsHTML = appRowsHTML(d.Rows)
 	return d, nil
 }

@@ -13,8 +13,8 @@ import (
 var funcs = template.FuncMap{
 	"short":   short,
 	"ago":     ago,
-	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"clock":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"rfc3339": stamp,
+	"clock":   clock,
 	"dur":     dur,
 	"size":    size,
 	"badge":   badge,
@@ -22,6 +22,12 @@ var funcs = template.FuncMap{
 	"labels":  labels,
 	"branch":  func(ref string) string { return strings.TrimPrefix(ref, "refs/heads/") },
 }
+
+// stamp is t for machines (a <time datetime>).
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// clock is t for people.
+func clock(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
 // short is a commit's 12-character abbreviation.
 func short(sha string) string {

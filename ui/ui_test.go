@@ -68,7 +68,7 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, store: store, srv: srv}
 }
 
-func newKey(t *testing.T) storage.Key {
+func newKey(t testing.TB) storage.Key {
 	t.Helper()
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -350,5 +350,32 @@ func TestEventsFollowVisibility(t *testing.T) {
 			t.Fatalf("first event to the reader: %+v, want app web (secret-app is not theirs)", ev)
 		}
 		return
+	}
+}
+
+// TestAppRowsEscape puts markup in every value an apps row shows that a
+// user or the cluster can choose (labels, a drift's object and field
+// manager, a repo's commit subject is git's): none of it may reach the page
+// as markup.
+func TestAppRowsEscape(t *testing.T) {
+	e := newEnv(t)
+	evil := `"><img src=x onerror=alert(1)><script>alert(2)</script>`
+	if _, err := e.store.PutApp("web", "kind: Application", storage.AppMeta{Labels: map[string]string{"team": evil}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.RecordDrift("web", storage.DriftEvent{Time: time.Now(), Object: evil, Manager: evil, Action: storage.DriftAction(evil)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.UpdateAppStatus("web", func(s *storage.AppStatus) { s.Health = evil; s.Sync = storage.SyncStatus(evil) }); err != nil {
+		t.Fatal(err)
+	}
+	b := body(t, e.get(e.login("admin"), "/ui/"))
+	for _, bad := range []string{"<img", "<script>alert", "alert(1)>"} {
+		if strings.Contains(b, bad) {
+			t.Errorf("the apps page contains %q unescaped", bad)
+		}
+	}
+	if !strings.Contains(b, "&lt;script&gt;alert(2)&lt;/script&gt;") {
+		t.Errorf("the apps page does not show the label escaped:\n%s", b)
 	}
 }
