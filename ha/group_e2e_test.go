@@ -2,7 +2,6 @@ package ha_test
 
 import (
 	"context"
-	"encoding/json"
 
 	"fmt"
 	"io"
@@ -14,111 +13,56 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fjordhq/fjord/ha"
 	"github.com/fjordhq/fjord/internal/fjordtest"
 	"github.com/fjordhq/fjord/internal/testenv"
 )
 
-// fjordGroup is three real `fjord serve --ha` processes on loopback
-// sharing one host key, one group key, one admin key and one leader Lease
-// on the test API server.
-type fjordGroup struct {
-	t       *testing.T
-	ns      string
-	kube    string
-	hostKey string
-	haKey   string
-	members map[string]*fjordtest.Server
-	sync    int
-}
-
-// Short leases keep failover tests fast: a primary is replaced within
-// about 2 s.
-const (
-	testLease  = "2s"
-	testRenew  = "1500ms"
-	testRetry  = "250ms"
-	leaseGrace = 2*time.Second + 5*time.Second
-)
-
-func newFjordGroup(t *testing.T, syncReplicas int, ids ...string) *fjordGroup {
+func newFjordGroup(t *testing.T, syncReplicas int, ids ...string) *fjordtest.Group {
 	env := testenv.Shared(t)
-	g := &fjordGroup{t: t, ns: env.Namespace(t), kube: env.Kubeconfig(), members: map[string]*fjordtest.Server{}, sync: syncReplicas}
-	dir := t.TempDir()
-	var err error
-	if g.hostKey, err = fjordtest.WriteKey(filepath.Join(dir, "host_key")); err != nil {
-		t.Fatal(err)
-	}
-	if g.haKey, err = fjordtest.WriteKey(filepath.Join(dir, "ha_key")); err != nil {
-		t.Fatal(err)
-	}
-	var first *fjordtest.Server
+	return fjordtest.NewGroup(t, env.Kubeconfig(), env.Namespace(t), syncReplicas, ids...)
+}
+
+// leaseGrace bounds a failover: the lease duration plus 5 s.
+const leaseGrace = fjordtest.GroupLease + 5*time.Second
+
+func start(t *testing.T, g *fjordtest.Group, ids ...string) {
+	t.Helper()
 	for _, id := range ids {
-		s := fjordtest.New(t)
-		if first == nil {
-			first = s
-		} else {
-			// One admin for the group: the primary registers it.
-			s.Key = first.Key
+		if err := g.Start(id); err != nil {
+			t.Fatal(err)
 		}
-		g.members[id] = s
 	}
-	return g
 }
 
-func (g *fjordGroup) start(id string) {
-	g.t.Helper()
-	s := g.members[id]
-	err := s.Start("--host-key", g.hostKey, "--kubeconfig", g.kube,
-		"--ha", g.ns+"/fjord", "--replica-id", id, "--advertise", s.SSHAddr, "--ha-key", g.haKey,
-		"--lease-duration", testLease, "--renew-deadline", testRenew, "--retry-period", testRetry,
-		"--sync-replicas", fmt.Sprint(g.sync), "--sync-timeout", "3s")
+func waitPrimary(t *testing.T, g *fjordtest.Group, asked, not string) string {
+	t.Helper()
+	p, err := g.WaitPrimary(asked, not, leaseGrace)
 	if err != nil {
-		g.t.Fatal(err)
+		t.Fatal(err)
 	}
+	return p
 }
 
-func (g *fjordGroup) status(id string) (ha.Status, error) {
-	var st ha.Status
-	out, err := g.members[id].Fjord("replicas", "-o", "json")
+func status(t *testing.T, g *fjordtest.Group, id string) fjordtest.GroupStatus {
+	t.Helper()
+	st, err := g.Status(id)
 	if err != nil {
-		return st, fmt.Errorf("fjord replicas on %s: %v: %s", id, err, out)
+		t.Fatal(err)
 	}
-	return st, json.Unmarshal([]byte(out), &st)
+	return st
 }
 
-// waitPrimary waits until member asked reports a primary other than
-// "not", and returns it.
-func (g *fjordGroup) waitPrimary(asked, not string, within time.Duration) string {
-	g.t.Helper()
-	deadline := time.Now().Add(within)
-	var last string
-	for time.Now().Before(deadline) {
-		st, err := g.status(asked)
-		if err == nil && st.Primary != "" && st.Primary != not {
-			return st.Primary
-		}
-		last = fmt.Sprintf("%+v %v", st, err)
-		time.Sleep(100 * time.Millisecond)
-	}
-	g.t.Fatalf("no primary (other than %q) as %s sees it within %s: %s", not, asked, within, last)
-	return ""
-}
-
-// clone makes a work tree of repo from member id with one commit staged
-// for pushing.
-func (g *fjordGroup) clone(id, repo string) string {
-	g.t.Helper()
-	s := g.members[id]
-	dir := filepath.Join(g.t.TempDir(), "work")
-	ctx := g.t.Context()
-	if out, err := s.Git(ctx, "", "clone", s.URL(repo), dir); err != nil {
-		g.t.Fatalf("clone: %v\n%s", err, out)
+// clone makes a work tree of repo from s.
+func clone(t *testing.T, s *fjordtest.Server, repo string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "work")
+	if out, err := s.Git(t.Context(), "", "clone", s.URL(repo), dir); err != nil {
+		t.Fatalf("clone: %v\n%s", err, out)
 	}
 	return dir
 }
 
-func commit(t *testing.T, s *fjordtest.Server, dir, msg string) {
+func commit(t *testing.T, s *fjordtest.Server, dir, msg string) string {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "f"), []byte(msg+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -128,12 +72,27 @@ func commit(t *testing.T, s *fjordtest.Server, dir, msg string) {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 	}
+	out, err := s.Git(t.Context(), dir, "rev-parse", "HEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
-// push pushes HEAD of dir to main on member id.
-func (g *fjordGroup) push(ctx context.Context, id, dir, repo string) (string, error) {
-	s := g.members[id]
+// push pushes HEAD of dir to main on s.
+func push(ctx context.Context, s *fjordtest.Server, dir, repo string) (string, error) {
 	return s.Git(ctx, dir, "push", s.URL(repo), "HEAD:refs/heads/main")
+}
+
+// servedMain is main as s serves it over SSH.
+func servedMain(t *testing.T, s *fjordtest.Server, repo string) string {
+	t.Helper()
+	out, err := s.Git(t.Context(), "", "ls-remote", s.URL(repo), "refs/heads/main")
+	if err != nil {
+		t.Fatalf("ls-remote %s: %v\n%s", s.SSHAddr, err, out)
+	}
+	hash, _, _ := strings.Cut(out, "\t")
+	return hash
 }
 
 func readyz(t *testing.T, s *fjordtest.Server) string {
@@ -152,45 +111,36 @@ func readyz(t *testing.T, s *fjordtest.Server) string {
 // not acknowledged, and the group says it is read-only.
 func TestGroupRolesAndReadOnly(t *testing.T) {
 	g := newFjordGroup(t, 1, "a", "b", "c")
-	g.start("a")
-	if p := g.waitPrimary("a", "", leaseGrace); p != "a" {
+	start(t, g, "a")
+	if p := waitPrimary(t, g, "a", ""); p != "a" {
 		t.Fatalf("the first member up is not primary: %s", p)
 	}
-	g.start("b")
-	g.start("c")
+	start(t, g, "b", "c")
+	a := g.Members["a"]
 	for _, id := range []string{"b", "c"} {
-		st, err := g.status(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Primary != "a" || len(st.Members) != 3 {
+		if st := status(t, g, id); st.Primary != "a" || len(st.Members) != 3 {
 			t.Fatalf("%s sees %+v; want primary a of 3 members", id, st)
 		}
-		if out, err := g.members[id].Fjord("repo", "create", "nope"); err == nil || !strings.Contains(out, g.members["a"].SSHAddr) {
-			t.Fatalf("an admin write on %s: err %v, %q; want a refusal naming the primary's address %s", id, err, out, g.members["a"].SSHAddr)
+		if out, err := g.Members[id].Fjord("repo", "create", "nope"); err == nil || !strings.Contains(out, a.SSHAddr) {
+			t.Fatalf("an admin write on %s: err %v, %q; want a refusal naming the primary's address %s", id, err, out, a.SSHAddr)
 		}
 	}
-	if !strings.Contains(readyz(t, g.members["b"]), "role: replica") {
-		t.Fatalf("b's /readyz: %q", readyz(t, g.members["b"]))
+	if r := readyz(t, g.Members["b"]); !strings.Contains(r, "role: replica") {
+		t.Fatalf("b's /readyz: %q", r)
 	}
 
-	a := g.members["a"]
 	if out, err := a.Fjord("repo", "create", "demo"); err != nil {
 		t.Fatalf("repo create on the primary: %v %s", err, out)
 	}
-	dir := g.clone("a", "demo")
+	dir := clone(t, a, "demo")
 	commit(t, a, dir, "one")
-	g.members["b"].Stop()
-	g.members["c"].Stop()
-	out, err := g.push(t.Context(), "a", dir, "demo")
+	g.Members["b"].Stop()
+	g.Members["c"].Stop()
+	out, err := push(t.Context(), a, dir, "demo")
 	if err == nil || !strings.Contains(out, "not acknowledged") {
 		t.Fatalf("push with both followers down: err %v\n%s\nwant a refusal saying it was not acknowledged", err, out)
 	}
-	st, err := g.status("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !st.ReadOnly || !strings.Contains(st.Reason, "read-only") {
+	if st := status(t, g, "a"); !st.ReadOnly || !strings.Contains(st.Reason, "read-only") {
 		t.Fatalf("status with both followers down: %+v; want read-only and why", st)
 	}
 	if r := readyz(t, a); !strings.Contains(r, "read-only") {
@@ -201,49 +151,119 @@ func TestGroupRolesAndReadOnly(t *testing.T) {
 	}
 }
 
+// TestGroupSyncPush: a push to the primary is served by the synchronous
+// follower the moment the push returns, and by the other soon after; a
+// push to a follower is refused naming the primary; a follower killed and
+// restarted catches up.
+func TestGroupSyncPush(t *testing.T) {
+	g := newFjordGroup(t, 1, "a", "b", "c")
+	start(t, g, "a")
+	waitPrimary(t, g, "a", "")
+	start(t, g, "b", "c")
+	a := g.Members["a"]
+	if out, err := a.Fjord("repo", "create", "demo"); err != nil {
+		t.Fatalf("repo create: %v %s", err, out)
+	}
+	if _, err := g.WaitWritable("a", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	dir := clone(t, a, "demo")
+	for i := range 3 {
+		want := commit(t, a, dir, fmt.Sprintf("change %d", i))
+		if out, err := push(t.Context(), a, dir, "demo"); err != nil {
+			t.Fatalf("push %d to the primary: %v\n%s", i, err, out)
+		}
+		st := status(t, g, "a")
+		if len(st.SyncFollowers) != 1 {
+			t.Fatalf("sync followers after an acknowledged push: %v", st.SyncFollowers)
+		}
+		sf := g.Members[st.SyncFollowers[0]]
+		if got := servedMain(t, sf, "demo"); got != want {
+			t.Fatalf("push %d returned, but the sync follower %s serves main at %q, want %s", i, st.SyncFollowers[0], got, want)
+		}
+	}
+	want := commit(t, a, dir, "last")
+	if out, err := push(t.Context(), a, dir, "demo"); err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	for _, id := range []string{"b", "c"} {
+		eventually(t, id+" serves the last push", func() error {
+			if got := servedMain(t, g.Members[id], "demo"); got != want {
+				return fmt.Errorf("main at %q, want %s", got, want)
+			}
+			return nil
+		})
+	}
+
+	// A push to a follower is refused with the primary's address.
+	commit(t, a, dir, "to a follower")
+	out, err := push(t.Context(), g.Members["b"], dir, "demo")
+	if err == nil || !strings.Contains(out, a.SSHAddr) {
+		t.Fatalf("push to follower b: err %v\n%s\nwant a refusal naming the primary at %s", err, out, a.SSHAddr)
+	}
+
+	// A follower killed while pushes go on catches up after its restart.
+	c := g.Members["c"]
+	c.Kill()
+	if _, err := g.WaitWritable("a", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	want = commit(t, a, dir, "while c is down")
+	if out, err := push(t.Context(), a, dir, "demo"); err != nil {
+		t.Fatalf("push with c down: %v\n%s", err, out)
+	}
+	start(t, g, "c")
+	eventually(t, "c catches up", func() error {
+		if got := servedMain(t, c, "demo"); got != want {
+			return fmt.Errorf("main at %q, want %s", got, want)
+		}
+		return nil
+	})
+	if err := c.Fsck(t.Context(), "demo"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestGroupFencing stops the primary's renewals with SIGSTOP: another
 // member takes over, and the old primary, continued, accepts no push.
 func TestGroupFencing(t *testing.T) {
 	g := newFjordGroup(t, 0, "a", "b", "c")
-	g.start("a")
-	g.waitPrimary("a", "", leaseGrace)
-	g.start("b")
-	g.start("c")
-	a := g.members["a"]
+	start(t, g, "a")
+	waitPrimary(t, g, "a", "")
+	start(t, g, "b", "c")
+	a := g.Members["a"]
 	if out, err := a.Fjord("repo", "create", "demo"); err != nil {
 		t.Fatalf("repo create: %v %s", err, out)
 	}
-	dir := g.clone("a", "demo")
+	dir := clone(t, a, "demo")
 	commit(t, a, dir, "one")
-	if out, err := g.push(t.Context(), "a", dir, "demo"); err != nil {
+	if out, err := push(t.Context(), a, dir, "demo"); err != nil {
 		t.Fatalf("push to the primary: %v\n%s", err, out)
 	}
 
 	if err := syscall.Kill(a.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	next := g.waitPrimary("b", "a", leaseGrace)
+	next := waitPrimary(t, g, "b", "a")
 	if err := syscall.Kill(a.Pid(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	commit(t, a, dir, "two")
-	out, err := g.push(t.Context(), "a", dir, "demo")
+	out, err := push(t.Context(), a, dir, "demo")
 	if err == nil {
 		t.Fatalf("the fenced primary accepted a push after %s took over:\n%s", next, out)
 	}
 	if !strings.Contains(out, "read-only") {
 		t.Fatalf("the fenced primary's refusal does not say why: %s", out)
 	}
-	// It stepped down for good in this process: a replica of next.
-	deadline := time.Now().Add(leaseGrace)
-	for {
-		st, err := g.status("a")
-		if err == nil && st.Primary == next {
-			break
+	// It stepped down: a replica of next, which takes the push.
+	eventually(t, "a follows "+next, func() error {
+		if st, err := g.Status("a"); err != nil || st.Primary != next {
+			return fmt.Errorf("%+v %v", st, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a does not see %s as primary: %+v %v", next, st, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	if out, err := push(t.Context(), g.Members[next], dir, "demo"); err != nil {
+		t.Fatalf("push to the new primary %s: %v\n%s", next, err, out)
 	}
 }

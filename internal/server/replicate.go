@@ -2,17 +2,68 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"time"
 
 	"github.com/fjordhq/fjord/ha"
+	"github.com/fjordhq/fjord/replication"
+	gossh "golang.org/x/crypto/ssh"
 )
 
+// openReplication loads the group key and builds the primary's side of
+// the change stream, which the SSH server serves to peers proving the
+// group key. Every member has one: it streams whatever its store's log
+// holds, so it keeps working for a follower promoted to primary.
+func (s *Server) openReplication(hostKey gossh.Signer) (gossh.PublicKey, error) {
+	pem, err := os.ReadFile(s.opts.HA.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ha-key: %w", err)
+	}
+	signer, err := gossh.ParsePrivateKey(pem)
+	if err != nil {
+		return nil, fmt.Errorf("--ha-key %s: %w (give an unencrypted OpenSSH private key: ssh-keygen -t ed25519 -N '')", s.opts.HA.KeyFile, err)
+	}
+	s.groupKey, s.hostPub = signer, hostKey.PublicKey()
+	s.primary = replication.NewPrimary(s.store, s.log)
+	return signer.PublicKey(), nil
+}
+
 // position is the store's replication position.
-func (s *Server) position() uint64 { return 0 }
+func (s *Server) position() uint64 { return s.store.Position() }
 
 // replication is the primary's change stream as the elector sees it.
-func (s *Server) replication() ha.Replication { return nil }
+func (s *Server) replication() ha.Replication { return streamView{s.primary} }
 
-// runFollower follows primary p until ctx ends.
+type streamView struct{ p *replication.Primary }
+
+func (v streamView) WaitAcked(ctx context.Context, pos uint64, n int) error {
+	return v.p.WaitAcked(ctx, pos, n)
+}
+
+func (v streamView) Followers() []ha.Follower {
+	fs := v.p.Followers()
+	out := make([]ha.Follower, len(fs))
+	for i, f := range fs {
+		out[i] = ha.Follower{ID: f.ID, Connected: f.Connected, Acked: f.Acked,
+			Lag: time.Duration(f.LagSeconds * float64(time.Second)), LastContact: f.LastContact}
+	}
+	return out
+}
+
+// runFollower follows primary p until ctx ends: it streams p's change log
+// into this member's store.
 func (s *Server) runFollower(ctx context.Context, p ha.Primary) {
-	<-ctx.Done()
+	f := replication.NewFollower(s.store, replication.FollowerOptions{
+		ID:      s.opts.HA.ID,
+		Primary: p.Advertise,
+		KeyFile: s.opts.HA.KeyFile,
+		Signer:  s.groupKey,
+		HostKey: s.hostPub,
+		Logger:  s.log,
+		Git:     s.opts.Git,
+	})
+	if err := f.Run(ctx); err != nil {
+		s.log.Error("cannot follow the primary", "primary", p.ID, "address", p.Advertise, "err", err)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/fjordhq/fjord/housekeeping"
 	"github.com/fjordhq/fjord/mirror"
 	"github.com/fjordhq/fjord/reconciler"
+	"github.com/fjordhq/fjord/replication"
 	"github.com/fjordhq/fjord/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -111,6 +112,9 @@ type Server struct {
 	adminL   net.Listener
 	ready    atomic.Bool
 	elector  *ha.Elector // nil when the server runs alone
+	primary  *replication.Primary
+	groupKey gossh.Signer
+	hostPub  gossh.PublicKey
 }
 
 // Open opens the store, registers the admin keys, builds every service and
@@ -201,6 +205,10 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 		Git:        o.Git,
 	}
 	if o.HA != nil {
+		if gcfg.PeerKey, err = s.openReplication(hostKey); err != nil {
+			return nil, err
+		}
+		gcfg.Replicator = s.primary
 		if err := s.openHA(reg); err != nil {
 			return nil, err
 		}
