@@ -68,7 +68,9 @@ type result struct {
 // consistency check passes on the closed database, git fsck is clean, the
 // refs served from the snapshot equal the refs on disk, and the next sync
 // converges (mirror refs equal upstream's, the cluster holds exactly the
-// objects of the commit). It prints the table of trials and violations.
+// objects of the commit). The failover kind kills the primary of a
+// replica group instead (see runFailover). It prints the table of trials
+// and violations.
 func TestCrash(t *testing.T) {
 	n := trials(t)
 	seed := uint64(time.Now().UnixNano())
@@ -89,6 +91,13 @@ func TestCrash(t *testing.T) {
 			}
 		})
 	}
+	t.Run("failover", func(t *testing.T) {
+		r := runFailover(t, failoverTrials(t, n), rng)
+		results = append(results, r)
+		for _, v := range r.violations {
+			t.Error(v)
+		}
+	})
 
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
