@@ -31,6 +31,9 @@ type Config struct {
 	// Apps serves the /v1/apps endpoints that need the reconciler; nil
 	// (no cluster) answers them with 503 saying how to turn it on.
 	Apps Apps
+	// Clusters serves the /v1/clusters endpoints; nil (no reconciler)
+	// lists the stored clusters and answers the rest with 503.
+	Clusters Clusters
 	// HostKeyFile is the SSH host private key a backup includes; empty
 	// means DATA/ssh_host_ed25519_key.
 	HostKeyFile string
@@ -48,7 +51,9 @@ type Server struct {
 	log     *slog.Logger
 	mirrors Mirrors
 	apps    Apps
-	http    *http.Server
+	// clusters is nil when the reconciler does not run.
+	clusters Clusters
+	http     *http.Server
 
 	replicas  Replicas
 	writeGate func() error
@@ -59,7 +64,7 @@ type Server struct {
 
 // NewServer returns an admin API server.
 func NewServer(cfg Config) *Server {
-	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps, hostKeyFile: cfg.HostKeyFile,
+	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps, clusters: cfg.Clusters, hostKeyFile: cfg.HostKeyFile,
 		replicas: cfg.Replicas, writeGate: cfg.WriteGate}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -72,6 +77,7 @@ func NewServer(cfg Config) *Server {
 	s.signKeyRoutes(mux)
 	s.uiRoutes(mux)
 	s.replicaRoutes(mux)
+	s.clusterRoutes(mux)
 	mux.HandleFunc("GET /v1/info", s.getInfo)
 	mux.HandleFunc("GET /v1/repos", s.listRepos)
 	mux.HandleFunc("POST /v1/repos", s.createRepo)
@@ -330,6 +336,11 @@ func (s *Server) didYouMean(err error) string {
 		ms, _ := s.store.Mirrors()
 		for _, m := range ms {
 			names = append(names, m.Repo)
+		}
+	case "cluster":
+		cs, _ := s.store.Clusters()
+		for _, c := range cs {
+			names = append(names, c.Name)
 		}
 	}
 	if near := storage.Nearest(nf.Name, names); near != "" {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"path"
 	"regexp"
 	"strconv"
@@ -22,7 +23,7 @@ import (
 const InClusterServer = "https://kubernetes.default.svc"
 
 // InClusterName is the destination.name Argo CD gives that cluster.
-const InClusterName = "in-cluster"
+const InClusterName = storage.InClusterName
 
 // Application finalizers: with one of them, deleting the app deletes its
 // objects (foreground unless the suffix says otherwise), as in Argo CD.
@@ -241,9 +242,12 @@ type DirectorySource struct {
 
 // Destination is spec.destination.
 type Destination struct {
-	// Server is InClusterServer, or empty when Name is InClusterName.
+	// Server is the API server URL: InClusterServer for fjord's own
+	// cluster, or the server of a cluster of `fjord cluster add`. Empty
+	// when Name is given.
 	Server string `json:"server,omitempty"`
-	// Name is InClusterName or empty.
+	// Name is InClusterName or the name of a cluster of `fjord cluster
+	// add`; empty when Server is given.
 	Name string `json:"name,omitempty"`
 	// Namespace is given to namespaced objects that have none.
 	Namespace string `json:"namespace,omitempty"`
@@ -811,12 +815,17 @@ func (a *Application) validateDestination(ps *problems) {
 		ps.add("spec.destination", "spec.destination: give server or name, not both (for this cluster: server: %s)", InClusterServer)
 	case d.Name == InClusterName:
 	case d.Name != "":
-		ps.add("spec.destination.name", "spec.destination.name: %q: fjord does not deploy to other clusters yet; meanwhile run a fjord whose kubeconfig reaches that cluster, with destination.name: %s there", d.Name, InClusterName)
-	case d.Server == InClusterServer || d.Server == InClusterServer+":443" || d.Server == InClusterServer+"/":
+		// Another cluster: `fjord cluster add` made it; apply checks
+		// that it exists.
+		if err := storage.ValidateClusterName(d.Name); err != nil {
+			ps.add("spec.destination.name", "spec.destination.name: %q is not a cluster name: lower-case letters, digits, '-' and '.' (see `fjord cluster list`)", d.Name)
+		}
 	case d.Server == "":
-		ps.add("spec.destination.server", "spec.destination.server: missing: use %s (or destination.name: %s)", InClusterServer, InClusterName)
+		ps.add("spec.destination.server", "spec.destination.server: missing: use %s for fjord's own cluster (or destination.name: %s), or a cluster's URL from `fjord cluster list`", InClusterServer, InClusterName)
 	default:
-		ps.add("spec.destination.server", "spec.destination.server: %q: fjord does not deploy to other clusters yet (only to its own kubeconfig's, %s); meanwhile run a fjord whose kubeconfig reaches that cluster, with destination.server: %s there", d.Server, InClusterServer, InClusterServer)
+		if u, err := url.Parse(d.Server); err != nil || u.Scheme != "https" || u.Host == "" {
+			ps.add("spec.destination.server", "spec.destination.server: %q is not an API server URL: want https://HOST[:PORT], such as %s", d.Server, InClusterServer)
+		}
 	}
 	if ns := d.Namespace; ns != "" && !appName.MatchString(ns) {
 		ps.add("spec.destination.namespace", "spec.destination.namespace: %q is not a valid namespace name", ns)

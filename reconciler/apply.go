@@ -92,7 +92,7 @@ const crdWait = 60 * time.Second
 
 // prepare copies the rendered objects and gives them what fjord adds: the
 // destination namespace where none is set, and the tracking marks.
-func (r *Reconciler) prepare(app *Application, rendered []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+func (r *Reconciler) prepare(c *cluster, app *Application, rendered []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
 	name := app.Metadata.Name
 	// Kinds defined by CRDs in this very render are not served yet; their
 	// scope comes from the CRD.
@@ -110,7 +110,7 @@ func (r *Reconciler) prepare(app *Application, rendered []*unstructured.Unstruct
 		if sc, ok := crdScope[u.GroupVersionKind().GroupKind()]; ok {
 			namespaced = sc == "Namespaced"
 		} else {
-			m, err := r.mapping(u.GroupVersionKind())
+			m, err := c.mapping(u.GroupVersionKind())
 			if err != nil {
 				return nil, err
 			}
@@ -163,11 +163,11 @@ func ownedBy(live *unstructured.Unstructured) string {
 
 // mapping finds the REST mapping of a kind, refreshing discovery once
 // when the kind is unknown (a CRD that just appeared).
-func (r *Reconciler) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
-	m, err := r.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+func (c *cluster) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if meta.IsNoMatchError(err) {
-		r.mapper.Reset()
-		m, err = r.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		c.mapper.Reset()
+		m, err = c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	}
 	if err != nil {
 		if meta.IsNoMatchError(err) {
@@ -178,11 +178,11 @@ func (r *Reconciler) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, er
 	return m, nil
 }
 
-func (r *Reconciler) resource(m *meta.RESTMapping, ns string) dynamic.ResourceInterface {
+func (c *cluster) resource(m *meta.RESTMapping, ns string) dynamic.ResourceInterface {
 	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		return r.dyn.Resource(m.Resource).Namespace(ns)
+		return c.dyn.Resource(m.Resource).Namespace(ns)
 	}
-	return r.dyn.Resource(m.Resource)
+	return c.dyn.Resource(m.Resource)
 }
 
 // isStage1 is true for what other objects need to exist first.
@@ -228,7 +228,7 @@ type target struct {
 // the last sync, or whose live form drifted, are. Kinds not served yet
 // are left for after the CRDs (when this render defines them, or the
 // object says SkipDryRunOnMissingResource=true).
-func (r *Reconciler) classify(ctx context.Context, app *Application, objs []*unstructured.Unstructured, prev Inventory, heal bool) (map[ObjectRef]*target, error) {
+func (r *Reconciler) classify(ctx context.Context, c *cluster, app *Application, objs []*unstructured.Unstructured, prev Inventory, heal bool) (map[ObjectRef]*target, error) {
 	crdKinds := map[schema.GroupKind]bool{}
 	for _, u := range objs {
 		if gk, _, ok := crdDefines(u); ok {
@@ -247,7 +247,7 @@ func (r *Reconciler) classify(ctx context.Context, app *Application, objs []*uns
 		errs []error
 	)
 	each(ctx, applyConcurrency, list, func(ctx context.Context, t *target) {
-		err := r.classifyOne(ctx, app, t, prev[t.ref], heal)
+		err := r.classifyOne(ctx, c, app, t, prev[t.ref], heal)
 		if meta.IsNoMatchError(err) && (crdKinds[t.ref.GroupKind()] || hasOption(t.u, AnnotationSyncOptions, optSkipDryRunMissing)) {
 			// Served once the CRDs are applied, or checked then.
 			t.send = true
@@ -292,18 +292,18 @@ func crdDefines(u *unstructured.Unstructured) (gk schema.GroupKind, scope string
 // classifyOne fills t from the cluster; t.m stays nil when the kind is
 // not served. Without heal, drift is reported, not sent back (selfHeal
 // off, and git did not move).
-func (r *Reconciler) classifyOne(ctx context.Context, app *Application, t *target, last Entry, heal bool) error {
-	m, err := r.mapping(t.u.GroupVersionKind())
+func (r *Reconciler) classifyOne(ctx context.Context, c *cluster, app *Application, t *target, last Entry, heal bool) error {
+	m, err := c.mapping(t.u.GroupVersionKind())
 	if err != nil {
 		return err
 	}
-	live, watched, err := r.watch.get(ctx, m.Resource, t.ref.Namespace, t.ref.Name)
+	live, watched, err := c.watch.get(ctx, m.Resource, t.ref.Namespace, t.ref.Name)
 	if err != nil {
 		return err
 	}
 	if !watched {
 		// Not watchable (no list/watch rights): ask directly.
-		got, err := r.resource(m, t.ref.Namespace).Get(ctx, t.ref.Name, metav1.GetOptions{})
+		got, err := c.resource(m, t.ref.Namespace).Get(ctx, t.ref.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
@@ -359,18 +359,18 @@ func (r *Reconciler) classifyOne(ctx context.Context, app *Application, t *targe
 // replace (Replace=true), or by delete and create (Replace=true with
 // Force=true); Force=true alone recreates an object whose apply the
 // server refused as invalid (an immutable field changed).
-func (r *Reconciler) applyTarget(ctx context.Context, app *Application, t *target) (Change, error) {
+func (r *Reconciler) applyTarget(ctx context.Context, c *cluster, app *Application, t *target) (Change, error) {
 	if !t.send {
 		return t.change, nil
 	}
 	if t.m == nil {
-		m, err := r.mapping(t.u.GroupVersionKind())
+		m, err := c.mapping(t.u.GroupVersionKind())
 		if err != nil {
 			return Change{}, err
 		}
 		t.m = m
 	}
-	res := r.resource(t.m, t.ref.Namespace)
+	res := c.resource(t.m, t.ref.Namespace)
 	before := ""
 	if t.live != nil {
 		before = t.live.GetResourceVersion()
@@ -382,7 +382,7 @@ func (r *Reconciler) applyTarget(ctx context.Context, app *Application, t *targe
 	)
 	switch {
 	case replace && force && t.live != nil:
-		if err = r.deleteAndWait(ctx, app.Metadata.Name, t); err == nil {
+		if err = r.deleteAndWait(ctx, c, app.Metadata.Name, t); err == nil {
 			before = ""
 			out, err = res.Create(ctx, t.u, metav1.CreateOptions{FieldManager: r.fieldManager, FieldValidation: fieldValidation(app)})
 			if apierrors.IsAlreadyExists(err) {
@@ -390,18 +390,18 @@ func (r *Reconciler) applyTarget(ctx context.Context, app *Application, t *targe
 				// object from the previous commit before this create ran:
 				// write this commit's version over it.
 				if t.live, err = res.Get(ctx, t.ref.Name, metav1.GetOptions{}); err == nil {
-					out, err = r.replace(ctx, app, t)
+					out, err = r.replace(ctx, c, app, t)
 				}
 			}
 		}
 	case replace && t.live != nil:
-		out, err = r.replace(ctx, app, t)
+		out, err = r.replace(ctx, c, app, t)
 	case replace:
 		out, err = res.Create(ctx, t.u, metav1.CreateOptions{FieldManager: r.fieldManager, FieldValidation: fieldValidation(app)})
 	default:
 		out, err = r.ssa(ctx, app, res, r.body(app, t), false)
 		if err != nil && force && t.live != nil && apierrors.IsInvalid(err) {
-			if err = r.deleteAndWait(ctx, app.Metadata.Name, t); err == nil {
+			if err = r.deleteAndWait(ctx, c, app.Metadata.Name, t); err == nil {
 				before = ""
 				out, err = r.ssa(ctx, app, res, t.u, false)
 			}
@@ -447,8 +447,8 @@ func fieldValidation(app *Application) string {
 
 // replace writes t.u over the live object (PUT), retrying once on a
 // write that raced with another.
-func (r *Reconciler) replace(ctx context.Context, app *Application, t *target) (*unstructured.Unstructured, error) {
-	res := r.resource(t.m, t.ref.Namespace)
+func (r *Reconciler) replace(ctx context.Context, c *cluster, app *Application, t *target) (*unstructured.Unstructured, error) {
+	res := c.resource(t.m, t.ref.Namespace)
 	live := t.live
 	for attempt := 0; ; attempt++ {
 		u := t.u.DeepCopy()
@@ -465,8 +465,8 @@ func (r *Reconciler) replace(ctx context.Context, app *Application, t *target) (
 
 // deleteAndWait deletes the live object of t (that very object: by UID)
 // and waits until it is gone, so that it can be created anew.
-func (r *Reconciler) deleteAndWait(ctx context.Context, app string, t *target) error {
-	res := r.resource(t.m, t.ref.Namespace)
+func (r *Reconciler) deleteAndWait(ctx context.Context, c *cluster, app string, t *target) error {
+	res := c.resource(t.m, t.ref.Namespace)
 	uid := t.live.GetUID()
 	// Background: the object goes at once (its dependents after), so the
 	// name is free; foreground would hold it until they are gone.
@@ -475,7 +475,7 @@ func (r *Reconciler) deleteAndWait(ctx context.Context, app string, t *target) e
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete to recreate (Force=true): %w", err)
 	}
-	return r.waitUntil(ctx, app, func() (bool, string, error) {
+	return r.waitUntil(ctx, c, app, func() (bool, string, error) {
 		got, err := res.Get(ctx, t.ref.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) || (err == nil && got.GetUID() != uid) {
 			return true, "", nil
@@ -500,11 +500,11 @@ func adoptedFrom(u *unstructured.Unstructured, self string) string {
 // unless git declares it, with the labels and annotations of
 // managedNamespaceMetadata; without those, an existing namespace is left
 // as it is.
-func (r *Reconciler) ensureNamespace(ctx context.Context, ns string, meta *ManagedNamespaceMetadata, desired map[ObjectRef]*unstructured.Unstructured) error {
+func (r *Reconciler) ensureNamespace(ctx context.Context, c *cluster, ns string, meta *ManagedNamespaceMetadata, desired map[ObjectRef]*unstructured.Unstructured) error {
 	if _, ok := desired[ObjectRef{Kind: "Namespace", Name: ns}]; ok {
 		return nil
 	}
-	res := r.dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"})
+	res := c.dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"})
 	obj := managedNamespace(ns, meta)
 	if meta != nil {
 		// fjord's field manager owns these labels and annotations: a
@@ -527,8 +527,8 @@ func (r *Reconciler) ensureNamespace(ctx context.Context, ns string, meta *Manag
 
 // waitEstablished waits until every CRD reports Established, so the kinds
 // it defines can be mapped and applied.
-func (r *Reconciler) waitEstablished(ctx context.Context, crds []*unstructured.Unstructured) error {
-	res := r.dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+func (r *Reconciler) waitEstablished(ctx context.Context, c *cluster, crds []*unstructured.Unstructured) error {
+	res := c.dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
 	ctx, cancel := context.WithTimeout(ctx, crdWait)
 	defer cancel()
 	for _, crd := range crds {

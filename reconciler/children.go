@@ -76,17 +76,20 @@ func (r *Reconciler) syncChildren(ctx context.Context, parent *appState, wave in
 	}
 	for _, st := range synced {
 		st.mu.Lock()
-		app := st.app
+		app, c := st.app, st.cluster
 		st.mu.Unlock()
 		if !app.Auto() {
 			continue // a manual child is synced by hand, not waited for
 		}
-		err := r.waitUntil(ctx, st.name, func() (bool, string, error) {
-			inv, err := r.previousInventory(ctx, app)
+		if c == nil {
+			return cs, fmt.Errorf("child app %s (wave %d) reached no cluster: see `fjord app get %s`", st.name, wave, st.name)
+		}
+		err := r.waitUntil(ctx, c, st.name, func() (bool, string, error) {
+			inv, err := r.previousInventory(ctx, c, app)
 			if err != nil {
 				return false, "", err
 			}
-			h, objs := r.health(ctx, inv)
+			h, objs := r.health(ctx, c, inv)
 			why := fmt.Sprintf("child app %s (wave %d) is %s", st.name, wave, h)
 			for _, o := range objs {
 				if o.Status != string(status.CurrentStatus) {
@@ -153,7 +156,7 @@ func (r *Reconciler) putChildApp(ref ObjectRef, doc []byte, parent string) (Chan
 		}
 	}
 	if action != Unchanged {
-		if _, err := r.store.PutApp(name, string(doc), app.storageMeta(parent)); err != nil {
+		if _, err := r.store.PutApp(name, string(doc), r.storageMeta(app, parent)); err != nil {
 			return Change{}, nil, err
 		}
 		return Change{Ref: ref, Action: action}, r.state(name, app), nil

@@ -30,15 +30,16 @@ func (r *Reconciler) Diff(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	c := p.cluster
 	objs := p.objs
 	var b strings.Builder
 	for _, u := range objs {
 		ref := RefOf(u)
-		m, err := r.mapping(u.GroupVersionKind())
+		m, err := c.mapping(u.GroupVersionKind())
 		if err != nil {
 			return "", err
 		}
-		res := r.resource(m, u.GetNamespace())
+		res := c.resource(m, u.GetNamespace())
 		live, err := res.Get(ctx, u.GetName(), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			live, err = nil, nil
@@ -61,11 +62,11 @@ func (r *Reconciler) Diff(ctx context.Context, name string) (string, error) {
 		b.WriteString(unifiedDiff(ref.String(), comparable(live), comparable(merged)))
 	}
 	for _, e := range Diff(p.prev, inventoryOf(objs)) {
-		m, err := r.mapping(e.GVK())
+		m, err := c.mapping(e.GVK())
 		if err != nil {
 			continue
 		}
-		live, err := r.resource(m, e.Ref.Namespace).Get(ctx, e.Ref.Name, metav1.GetOptions{})
+		live, err := c.resource(m, e.Ref.Namespace).Get(ctx, e.Ref.Name, metav1.GetOptions{})
 		if err != nil {
 			continue
 		}

@@ -54,14 +54,14 @@ func (p fieldPath) String() string {
 
 // onUpdate is the watch's update handler: it queues the object when its
 // live form differs from what fjord applied in a field someone else set.
-func (r *Reconciler) onUpdate(obj any) {
+func (r *Reconciler) onUpdate(c *cluster, obj any) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return
 	}
 	st := r.lookup(ownedBy(u))
-	if st == nil {
-		return
+	if st == nil || st.clusterOf() != c {
+		return // an object left on a cluster the app no longer deploys to
 	}
 	ref := RefOf(u)
 	st.mu.Lock()
@@ -88,7 +88,7 @@ func (r *Reconciler) queueDrift(k driftKey) {
 
 // onDelete is the watch's delete handler: a managed object that git still
 // declares was deleted by someone.
-func (r *Reconciler) onDelete(obj any) {
+func (r *Reconciler) onDelete(c *cluster, obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
@@ -97,7 +97,7 @@ func (r *Reconciler) onDelete(obj any) {
 		return
 	}
 	st := r.lookup(ownedBy(u))
-	if st == nil {
+	if st == nil || st.clusterOf() != c {
 		return
 	}
 	ref := RefOf(u)
@@ -135,23 +135,23 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 		return nil
 	}
 	st.mu.Lock()
-	want, app, deleting := st.desired[k.ref], st.app, st.deleting
+	want, app, deleting, c := st.desired[k.ref], st.app, st.deleting, st.cluster
 	st.mu.Unlock()
-	if want == nil || app == nil || deleting {
+	if want == nil || app == nil || deleting || c == nil || c.down() {
 		return nil
 	}
-	m, err := r.mapping(want.GroupVersionKind())
+	m, err := c.mapping(want.GroupVersionKind())
 	if err != nil {
 		return err
 	}
-	live, watched := r.watch.cached(m.Resource, k.ref.Namespace, k.ref.Name)
+	live, watched := c.watch.cached(m.Resource, k.ref.Namespace, k.ref.Name)
 	if !watched {
 		return nil
 	}
 	if live == nil {
 		// Gone from the label-scoped watch: deleted, or its tracking
 		// label removed (the watch reports that as a deletion too).
-		if got, err := r.resource(m, k.ref.Namespace).Get(ctx, k.ref.Name, metav1.GetOptions{}); err == nil {
+		if got, err := c.resource(m, k.ref.Namespace).Get(ctx, k.ref.Name, metav1.GetOptions{}); err == nil {
 			live = got
 		}
 	}
@@ -170,11 +170,11 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 	}
 
 	if app.SelfHeal() {
-		if live != nil && hasOption(want, AnnotationCompareOptions, "ServerSideDiff=true") && !r.wouldChange(ctx, app, want, live) {
+		if live != nil && hasOption(want, AnnotationCompareOptions, "ServerSideDiff=true") && !r.wouldChange(ctx, c, app, want, live) {
 			return nil // the server's diff says there is none
 		}
 		t := &target{u: want, ref: k.ref, m: m, live: live}
-		out, err := r.ssa(ctx, app, r.resource(m, k.ref.Namespace), r.body(app, t), false)
+		out, err := r.ssa(ctx, app, c.resource(m, k.ref.Namespace), r.body(app, t), false)
 		if err != nil {
 			return fmt.Errorf("revert drift of %s: %w", k.ref, err)
 		}
@@ -191,7 +191,7 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 		}
 		r.log.Info("drift reverted", "app", k.app, "object", ev.Object, "fields", ev.Fields, "by", ev.Manager, "deleted", ev.Deleted)
 	} else {
-		if live != nil && !r.wouldChange(ctx, app, want, live) {
+		if live != nil && !r.wouldChange(ctx, c, app, want, live) {
 			return nil
 		}
 		sig := fmt.Sprint(ev.Deleted, ev.Fields, ev.Manager)
@@ -212,20 +212,20 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 			}
 		})
 	}
-	r.metrics.drift.WithLabelValues(k.app, string(ev.Action)).Inc()
+	r.metrics.drift.WithLabelValues(c.name, k.app, string(ev.Action)).Inc()
 	return r.store.RecordDrift(k.app, ev)
 }
 
 // wouldChange asks the API server (dry-run apply of what fjord would
 // send) whether applying want would change live: the precise test for
 // drift when fjord may not revert, and for ServerSideDiff=true objects.
-func (r *Reconciler) wouldChange(ctx context.Context, app *Application, want, live *unstructured.Unstructured) bool {
-	m, err := r.mapping(want.GroupVersionKind())
+func (r *Reconciler) wouldChange(ctx context.Context, c *cluster, app *Application, want, live *unstructured.Unstructured) bool {
+	m, err := c.mapping(want.GroupVersionKind())
 	if err != nil {
 		return true
 	}
 	t := &target{u: want, ref: RefOf(want), m: m, live: live}
-	out, err := r.ssa(ctx, app, r.resource(m, want.GetNamespace()), r.body(app, t), true)
+	out, err := r.ssa(ctx, app, c.resource(m, want.GetNamespace()), r.body(app, t), true)
 	if err != nil {
 		return true
 	}

@@ -26,7 +26,7 @@ const dryRunConcurrency = 32
 // a namespace this sync creates, and Replace=true objects (replaced, not
 // merged). A Force=true object the server refuses as invalid passes: its
 // apply recreates it.
-func (r *Reconciler) dryRun(ctx context.Context, app *Application, targets map[ObjectRef]*target, p *plan) error {
+func (r *Reconciler) dryRun(ctx context.Context, c *cluster, app *Application, targets map[ObjectRef]*target, p *plan) error {
 	newNS := map[string]bool{}
 	for _, u := range p.first {
 		if t := targets[RefOf(u)]; u.GetKind() == "Namespace" && t.send && t.live == nil {
@@ -44,7 +44,7 @@ func (r *Reconciler) dryRun(ctx context.Context, app *Application, targets map[O
 		}
 	}
 	each(ctx, dryRunConcurrency, list, func(ctx context.Context, t *target) {
-		_, err := r.ssa(ctx, app, r.resource(t.m, t.ref.Namespace), r.body(app, t), true)
+		_, err := r.ssa(ctx, app, c.resource(t.m, t.ref.Namespace), r.body(app, t), true)
 		if apierrors.IsInvalid(err) && t.live != nil && hasOption(t.u, AnnotationSyncOptions, optForce) {
 			// Force=true: the apply will delete and recreate what the
 			// server refuses to change in place (an immutable field).

@@ -23,14 +23,14 @@ var healthRank = map[status.Status]int{
 
 // health computes each inventory object's kstatus from the watch cache
 // and the app's, the worst of them. An app with no objects is Current.
-func (r *Reconciler) health(ctx context.Context, inv Inventory) (string, []storage.ObjectHealth) {
+func (r *Reconciler) health(ctx context.Context, c *cluster, inv Inventory) (string, []storage.ObjectHealth) {
 	worst := status.CurrentStatus
 	out := make([]storage.ObjectHealth, 0, len(inv))
 	for ref, e := range inv {
 		h := storage.ObjectHealth{ID: ref.String()}
 		s, msg := status.UnknownStatus, ""
-		if m, err := r.mapping(e.GVK()); err == nil {
-			if live, watched, err := r.watch.get(ctx, m.Resource, ref.Namespace, ref.Name); err == nil && watched {
+		if m, err := c.mapping(e.GVK()); err == nil {
+			if live, watched, err := c.watch.get(ctx, m.Resource, ref.Namespace, ref.Name); err == nil && watched {
 				if live == nil {
 					s, msg = status.NotFoundStatus, "not in the cluster"
 				} else if res, err := status.Compute(live); err == nil {
@@ -67,14 +67,14 @@ func (r *Reconciler) healthWorker(ctx context.Context) {
 		st := r.lookup(name)
 		if st != nil {
 			st.mu.Lock()
-			app := st.app
+			app, c := st.app, st.cluster
 			st.mu.Unlock()
-			if app == nil {
+			if app == nil || c == nil || c.down() {
 				r.healthQ.Done(name)
 				continue
 			}
-			if inv, err := r.previousInventory(ctx, app); err == nil {
-				h, objs := r.health(ctx, inv)
+			if inv, err := r.previousInventory(ctx, c, app); err == nil {
+				h, objs := r.health(ctx, c, inv)
 				_ = r.store.UpdateAppStatus(name, func(s *storage.AppStatus) { s.Health, s.Objects = h, objs })
 			}
 		}

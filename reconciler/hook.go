@@ -67,26 +67,26 @@ func (h *hookRun) has(policy string) bool {
 // runHooks creates the hooks of a step and waits until every one has
 // finished: a Job Complete or Failed, a Pod Succeeded or Failed, any other
 // kind Current. It fails naming the hooks that failed.
-func (r *Reconciler) runHooks(ctx context.Context, app string, s step, cs *ChangeSet) ([]*hookRun, error) {
+func (r *Reconciler) runHooks(ctx context.Context, c *cluster, app string, s step, cs *ChangeSet) ([]*hookRun, error) {
 	if len(s.hooks) == 0 {
 		return nil, nil
 	}
 	var runs []*hookRun
 	for _, h := range s.hooks {
-		run, err := r.startHook(ctx, app, s.phase, h)
+		run, err := r.startHook(ctx, c, app, s.phase, h)
 		if err != nil {
 			return runs, fmt.Errorf("hook %s: %w", RefOf(h), err)
 		}
 		runs = append(runs, run)
 		*cs = append(*cs, Change{Ref: run.ref, Action: Created, Reason: string(s.phase) + " hook"})
 	}
-	err := r.waitUntil(ctx, app, func() (bool, string, error) {
+	err := r.waitUntil(ctx, c, app, func() (bool, string, error) {
 		var waiting []string
 		for _, run := range runs {
 			if run.ok || run.failed {
 				continue
 			}
-			r.hookState(ctx, run)
+			r.hookState(ctx, c, run)
 			if !run.ok && !run.failed {
 				waiting = append(waiting, run.ref.String())
 			}
@@ -114,16 +114,16 @@ func (r *Reconciler) runHooks(ctx context.Context, app string, s step, cs *Chang
 // startHook creates one hook, deleting a same-named one first when its
 // policy is BeforeHookCreation. Without that policy an existing hook is
 // applied over (and, unchanged, counts as it finished).
-func (r *Reconciler) startHook(ctx context.Context, app string, ph Phase, h *unstructured.Unstructured) (*hookRun, error) {
-	m, err := r.mapping(h.GroupVersionKind())
+func (r *Reconciler) startHook(ctx context.Context, c *cluster, app string, ph Phase, h *unstructured.Unstructured) (*hookRun, error) {
+	m, err := c.mapping(h.GroupVersionKind())
 	if err != nil {
 		return nil, err
 	}
-	res := r.resource(m, h.GetNamespace())
+	res := c.resource(m, h.GetNamespace())
 	run := &hookRun{ref: RefOf(h), m: m, phase: ph, policies: deletePolicies(h)}
 	// The hook's watch, so its completion wakes the wait (without
 	// list rights, hookState reads it with GETs).
-	r.watch.informer(ctx, m.Resource, h.GetNamespace())
+	c.watch.informer(ctx, m.Resource, h.GetNamespace())
 	var out *unstructured.Unstructured
 	if h.GetName() == "" {
 		out, err = res.Create(ctx, h, metav1.CreateOptions{FieldManager: r.fieldManager})
@@ -132,7 +132,7 @@ func (r *Reconciler) startHook(ctx context.Context, app string, ph Phase, h *uns
 			live, err := res.Get(ctx, h.GetName(), metav1.GetOptions{})
 			if err == nil {
 				t := &target{u: h, ref: run.ref, m: m, live: live}
-				if err := r.deleteAndWait(ctx, app, t); err != nil {
+				if err := r.deleteAndWait(ctx, c, app, t); err != nil {
 					return nil, err
 				}
 			} else if !apierrors.IsNotFound(err) {
@@ -155,10 +155,10 @@ func (r *Reconciler) startHook(ctx context.Context, app string, ph Phase, h *uns
 
 // hookState updates run from the watch cache (or a GET where fjord may
 // not watch).
-func (r *Reconciler) hookState(ctx context.Context, run *hookRun) {
-	live, watched := r.watch.cached(run.m.Resource, run.ref.Namespace, run.ref.Name)
+func (r *Reconciler) hookState(ctx context.Context, c *cluster, run *hookRun) {
+	live, watched := c.watch.cached(run.m.Resource, run.ref.Namespace, run.ref.Name)
 	if !watched {
-		got, err := r.resource(run.m, run.ref.Namespace).Get(ctx, run.ref.Name, metav1.GetOptions{})
+		got, err := c.resource(run.m, run.ref.Namespace).Get(ctx, run.ref.Name, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return
 		}
@@ -167,7 +167,7 @@ func (r *Reconciler) hookState(ctx context.Context, run *hookRun) {
 	if live == nil || live.GetUID() != run.uid {
 		if live == nil && watched {
 			// Deleted before it finished (by hand, or TTL): say so.
-			if _, err := r.resource(run.m, run.ref.Namespace).Get(ctx, run.ref.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			if _, err := c.resource(run.m, run.ref.Namespace).Get(ctx, run.ref.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 				run.failed, run.msg = true, "deleted before it finished"
 			}
 		}
@@ -225,7 +225,7 @@ func condition(u *unstructured.Unstructured, typ string) map[string]any {
 
 // cleanupHooks deletes the hooks whose policy says so: HookSucceeded ones
 // that succeeded when the sync succeeded, HookFailed ones that failed.
-func (r *Reconciler) cleanupHooks(ctx context.Context, runs []*hookRun, syncOK bool, cs *ChangeSet) {
+func (r *Reconciler) cleanupHooks(ctx context.Context, c *cluster, runs []*hookRun, syncOK bool, cs *ChangeSet) {
 	for _, run := range runs {
 		del := (run.ok && syncOK && run.has(HookSucceeded)) || (run.failed && run.has(HookFailed))
 		if !del {
@@ -233,7 +233,7 @@ func (r *Reconciler) cleanupHooks(ctx context.Context, runs []*hookRun, syncOK b
 		}
 		policy := metav1.DeletePropagationBackground
 		uid := run.uid
-		err := r.resource(run.m, run.ref.Namespace).Delete(ctx, run.ref.Name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid}})
+		err := c.resource(run.m, run.ref.Namespace).Delete(ctx, run.ref.Name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid}})
 		switch {
 		case err == nil || apierrors.IsNotFound(err):
 			why := HookSucceeded

@@ -149,7 +149,7 @@ func (r *Reconciler) inventoryConfigMap(app *Application) (ns, name string) {
 const labelInventory = "fjord.dev/inventory"
 
 // saveClusterInventory writes the inventory ConfigMap by server-side apply.
-func (r *Reconciler) saveClusterInventory(ctx context.Context, a *Application, inv storage.AppInventory) error {
+func (r *Reconciler) saveClusterInventory(ctx context.Context, c *cluster, a *Application, inv storage.AppInventory) error {
 	app := a.Metadata.Name
 	ns, name := r.inventoryConfigMap(a)
 	data, err := json.Marshal(inv)
@@ -166,7 +166,7 @@ func (r *Reconciler) saveClusterInventory(ctx context.Context, a *Application, i
 		},
 		"data": map[string]any{"inventory.json": string(data)},
 	}}
-	_, err = r.dyn.Resource(corev1.SchemeGroupVersion.WithResource("configmaps")).Namespace(ns).
+	_, err = c.dyn.Resource(corev1.SchemeGroupVersion.WithResource("configmaps")).Namespace(ns).
 		Apply(ctx, name, cm, metav1.ApplyOptions{FieldManager: r.fieldManager, Force: true})
 	if err != nil {
 		return fmt.Errorf("save inventory of app %q in ConfigMap %s/%s: %w", app, ns, name, err)
@@ -175,10 +175,10 @@ func (r *Reconciler) saveClusterInventory(ctx context.Context, a *Application, i
 }
 
 // loadClusterInventory reads the cluster copy; ok is false if none exists.
-func (r *Reconciler) loadClusterInventory(ctx context.Context, a *Application) (storage.AppInventory, bool, error) {
+func (r *Reconciler) loadClusterInventory(ctx context.Context, c *cluster, a *Application) (storage.AppInventory, bool, error) {
 	app := a.Metadata.Name
 	ns, name := r.inventoryConfigMap(a)
-	u, err := r.dyn.Resource(corev1.SchemeGroupVersion.WithResource("configmaps")).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	u, err := c.dyn.Resource(corev1.SchemeGroupVersion.WithResource("configmaps")).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return storage.AppInventory{}, false, nil
 	}
@@ -194,9 +194,9 @@ func (r *Reconciler) loadClusterInventory(ctx context.Context, a *Application) (
 }
 
 // deleteClusterInventory removes the cluster copy, if any.
-func (r *Reconciler) deleteClusterInventory(ctx context.Context, a *Application) error {
+func (r *Reconciler) deleteClusterInventory(ctx context.Context, c *cluster, a *Application) error {
 	ns, name := r.inventoryConfigMap(a)
-	err := r.dyn.Resource(corev1.SchemeGroupVersion.WithResource("configmaps")).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
+	err := c.dyn.Resource(corev1.SchemeGroupVersion.WithResource("configmaps")).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete inventory ConfigMap %s/%s: %w", ns, name, err)
 	}

@@ -86,14 +86,20 @@ type plan struct {
 	// refused is set when commit's signature does not satisfy the
 	// project's signatureKeys; the plan then fails before any render.
 	refused *storage.RefusedCommit
+	// cluster is where the app deploys: its destination's.
+	cluster *cluster
 }
 
 // plan resolves the app's revision, renders it (from the app's cache
 // when the commit and path are unchanged), splits the render into hooks,
 // waves and child Applications, and reads the previous inventory.
 func (r *Reconciler) plan(ctx context.Context, st *appState, app *Application) (*plan, error) {
+	c, err := r.clusterFor(st, app)
+	if err != nil {
+		return nil, err
+	}
 	revs, err := r.resolveSources(ctx, app)
-	p := &plan{app: app}
+	p := &plan{app: app, cluster: c}
 	for _, s := range revs {
 		p.revisions = append(p.revisions, s.commit)
 		if p.repo == "" && s.repo != "" {
@@ -119,7 +125,7 @@ func (r *Reconciler) plan(ctx context.Context, st *appState, app *Application) (
 			return p, err
 		}
 	}
-	rendered, err := r.render(ctx, st, app, revs)
+	rendered, err := r.render(ctx, c, st, app, revs)
 	if err != nil {
 		return p, err
 	}
@@ -140,10 +146,10 @@ func (r *Reconciler) plan(ctx context.Context, st *appState, app *Application) (
 			resources = append(resources, u)
 		}
 	}
-	if p.objs, err = r.prepare(app, resources); err != nil {
+	if p.objs, err = r.prepare(c, app, resources); err != nil {
 		return p, err
 	}
-	if hooks, err = r.prepare(app, hooks); err != nil {
+	if hooks, err = r.prepare(c, app, hooks); err != nil {
 		return p, err
 	}
 	if err := p.split(hooks); err != nil {
@@ -152,7 +158,7 @@ func (r *Reconciler) plan(ctx context.Context, st *appState, app *Application) (
 	if err := r.checkPlan(p); err != nil {
 		return p, err
 	}
-	if p.prev, err = r.previousInventory(ctx, app); err != nil {
+	if p.prev, err = r.previousInventory(ctx, c, app); err != nil {
 		return p, err
 	}
 	return p, nil

@@ -375,6 +375,9 @@ func (r *Reconciler) admit(app *Application) error {
 	if len(problems) > 0 {
 		return &AppError{Name: app.Metadata.Name, Problems: problems}
 	}
+	if _, err := r.destinationCluster(app.Spec.Destination); err != nil {
+		return &AppError{Name: app.Metadata.Name, Problems: []string{err.Error()}}
+	}
 	return nil
 }
 

@@ -86,19 +86,19 @@ type pruneResult struct {
 
 // prune deletes (when enabled) the stale entries whose live objects are
 // this app's, and keeps the others it may not delete as orphans.
-func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, o pruneOpts) pruneResult {
+func (r *Reconciler) prune(ctx context.Context, c *cluster, app string, stale []Entry, o pruneOpts) pruneResult {
 	var (
 		cs   ChangeSet
 		kept []Entry
 	)
 	quiet := map[ObjectRef]bool{}
 	for _, e := range stale {
-		m, err := r.mapping(e.GVK())
+		m, err := c.mapping(e.GVK())
 		if err != nil {
 			// The kind is gone (its CRD was deleted): so are its objects.
 			continue
 		}
-		res := r.resource(m, e.Ref.Namespace)
+		res := c.resource(m, e.Ref.Namespace)
 		live, err := res.Get(ctx, e.Ref.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			live, err = nil, nil
@@ -130,7 +130,7 @@ func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, o pru
 		if e.Ref.Group == "" && e.Ref.Kind == "Namespace" {
 			// Deleting a namespace deletes everything in it: only when
 			// everything in it is this app's.
-			if other := r.namespaceHoldsOthers(ctx, app, e.Ref.Name); other != "" {
+			if other := r.namespaceHoldsOthers(ctx, c, app, e.Ref.Name); other != "" {
 				cs = append(cs, Change{Ref: e.Ref, Action: Skipped, Reason: "holds " + other + "; delete the namespace by hand once it is empty"})
 				kept = append(kept, e)
 				continue
@@ -159,8 +159,8 @@ func (r *Reconciler) prune(ctx context.Context, app string, stale []Entry, o pru
 // everything in ns is this app's. Objects the cluster makes in every
 // namespace (events, endpoints, the default ServiceAccount, the root CA
 // ConfigMap) do not count.
-func (r *Reconciler) namespaceHoldsOthers(ctx context.Context, app, ns string) string {
-	lists, err := r.disco.ServerPreferredNamespacedResources()
+func (r *Reconciler) namespaceHoldsOthers(ctx context.Context, c *cluster, app, ns string) string {
+	lists, err := c.disco.ServerPreferredNamespacedResources()
 	if err != nil && len(lists) == 0 {
 		return "objects fjord could not list (" + err.Error() + ")"
 	}
@@ -177,7 +177,7 @@ func (r *Reconciler) namespaceHoldsOthers(ctx context.Context, app, ns string) s
 			case "events", "endpoints", "endpointslices":
 				continue
 			}
-			got, err := r.dyn.Resource(gv.WithResource(res.Name)).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelApp + "!=" + app, Limit: 10})
+			got, err := c.dyn.Resource(gv.WithResource(res.Name)).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelApp + "!=" + app, Limit: 10})
 			if err != nil {
 				if apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
 					continue

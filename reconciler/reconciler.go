@@ -12,11 +12,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/transport"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,8 +42,13 @@ const (
 // Config configures a Reconciler. Store and RESTConfig are required.
 type Config struct {
 	Store *storage.Store
-	// RESTConfig reaches the destination cluster.
+	// RESTConfig reaches fjord's own cluster (in-cluster): the default
+	// destination. The clusters of `fjord cluster add` come from Store.
 	RESTConfig *rest.Config
+	// WrapTransport, if set, wraps the transport of every cluster's
+	// clients (after fjord's own request counting): for tracing, or a
+	// test that counts requests.
+	WrapTransport transport.WrapperFunc
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// ResyncInterval is the period of the full reconcile that backs up
@@ -81,9 +83,6 @@ type Config struct {
 type Reconciler struct {
 	store        *storage.Store
 	log          *slog.Logger
-	dyn          dynamic.Interface
-	disco        discovery.DiscoveryInterface
-	mapper       *restmapper.DeferredDiscoveryRESTMapper
 	fieldManager string
 	invNamespace string
 	sshPort      string
@@ -96,7 +95,12 @@ type Reconciler struct {
 	queue   workqueue.TypedInterface[string]
 	driftQ  workqueue.TypedInterface[driftKey]
 	healthQ workqueue.TypedDelayingInterface[string]
-	watch   *watcher
+
+	wrapTransport transport.WrapperFunc
+	local         *cluster // the kubeconfig's: in-cluster
+	done          chan struct{}
+	clustersMu    sync.Mutex
+	clusters      map[string]*cluster // by name, local included; built on first use
 
 	mu        sync.Mutex
 	apps      map[string]*appState
@@ -120,6 +124,7 @@ type appState struct {
 	renderObjs   []*unstructured.Unstructured
 	renderInputs []*renderInputs // what the cached render read, by source
 	retry        retryState      // syncPolicy.retry after a failure
+	cluster      *cluster        // where it deploys, as its last sync resolved it
 }
 
 // New returns a Reconciler. It does not contact the cluster until Run or a
@@ -128,40 +133,25 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Store == nil || cfg.RESTConfig == nil {
 		return nil, errors.New("reconciler: Config.Store and Config.RESTConfig are required")
 	}
-	rc := rest.CopyConfig(cfg.RESTConfig)
-	// Apply bursts (hundreds of objects on a first sync, each dry-run
-	// then applied) must not queue behind client-go's default 5 QPS
-	// limit; the API server's own in-flight limits protect it.
-	if rc.QPS == 0 {
-		rc.QPS, rc.Burst = 1000, 2000
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("reconciler: dynamic client: %w", err)
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("reconciler: discovery client: %w", err)
-	}
 	r := &Reconciler{
-		store:        cfg.Store,
-		log:          cfg.Logger,
-		dyn:          dyn,
-		disco:        dc,
-		mapper:       restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
-		fieldManager: cfg.FieldManager,
-		invNamespace: cfg.InventoryNamespace,
-		resync:       cfg.ResyncInterval,
-		workers:      cfg.Workers,
-		waveTimeout:  cfg.WaveTimeout,
-		metrics:      newMetrics(cfg.Registerer),
-		charts:       cfg.Charts,
-		queue:        workqueue.NewTyped[string](),
-		driftQ:       workqueue.NewTyped[driftKey](),
-		healthQ:      workqueue.NewTypedDelayingQueue[string](),
-		apps:         map[string]*appState{},
-		triggers:     map[string]storage.Trigger{},
-		driftSeen:    driftSeen{},
+		store:         cfg.Store,
+		log:           cfg.Logger,
+		wrapTransport: cfg.WrapTransport,
+		done:          make(chan struct{}),
+		clusters:      map[string]*cluster{},
+		fieldManager:  cfg.FieldManager,
+		invNamespace:  cfg.InventoryNamespace,
+		resync:        cfg.ResyncInterval,
+		workers:       cfg.Workers,
+		waveTimeout:   cfg.WaveTimeout,
+		metrics:       newMetrics(cfg.Registerer),
+		charts:        cfg.Charts,
+		queue:         workqueue.NewTyped[string](),
+		driftQ:        workqueue.NewTyped[driftKey](),
+		healthQ:       workqueue.NewTypedDelayingQueue[string](),
+		apps:          map[string]*appState{},
+		triggers:      map[string]storage.Trigger{},
+		driftSeen:     driftSeen{},
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -183,7 +173,12 @@ func New(cfg Config) (*Reconciler, error) {
 			r.sshPort = port
 		}
 	}
-	r.watch = newWatcher(r, dyn)
+	local, err := r.newCluster(InClusterName, cfg.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("reconciler: %w", err)
+	}
+	r.local = local
+	r.clusters[InClusterName] = local
 	return r, nil
 }
 
@@ -193,7 +188,7 @@ func New(cfg Config) (*Reconciler, error) {
 func (r *Reconciler) Run(ctx context.Context) error {
 	sub := r.store.Subscribe()
 	defer sub.Close()
-	defer r.watch.stop()
+	defer r.stopClusters()
 
 	apps, err := r.store.Apps()
 	if err != nil {
@@ -384,7 +379,7 @@ func (r *Reconciler) Apply(ctx context.Context, manifest []byte) (storage.App, e
 	if err := r.admit(app); err != nil {
 		return storage.App{}, err
 	}
-	if _, err := r.store.PutApp(app.Metadata.Name, string(manifest), app.storageMeta("")); err != nil {
+	if _, err := r.store.PutApp(app.Metadata.Name, string(manifest), r.storageMeta(app, "")); err != nil {
 		return storage.App{}, err
 	}
 	st := r.state(app.Metadata.Name, app)
@@ -438,23 +433,34 @@ func (r *Reconciler) Delete(ctx context.Context, name string, cascade bool) (Cha
 		propagation = "" // --cascade alone deletes in the background, as it always did
 	}
 	cascade = cascade || finalizer
+	c, err := r.clusterFor(nil, app)
+	if err != nil {
+		if cascade {
+			return nil, fmt.Errorf("delete app %q with its objects: %w", name, err)
+		}
+		// Without cascade nothing in the cluster is needed but the
+		// inventory copy; an app whose cluster is gone is still deleted.
+		r.log.Warn("app deleted without removing its inventory ConfigMap", "app", name, "err", err)
+	}
 	cs, err := r.deleteChildren(ctx, name, cascade)
 	if err != nil {
 		return cs, err
 	}
 	if cascade {
-		inv, err := r.previousInventory(ctx, app)
+		inv, err := r.previousInventory(ctx, c, app)
 		if err != nil {
 			return nil, err
 		}
-		res := r.prune(ctx, name, Diff(inv, Inventory{}), pruneOpts{enabled: true, cascade: true, propagation: propagation})
+		res := r.prune(ctx, c, name, Diff(inv, Inventory{}), pruneOpts{enabled: true, cascade: true, propagation: propagation})
 		cs = append(cs, res.cs...)
 		if len(res.kept) > 0 {
 			r.log.Info("app deleted; objects kept", "app", name, "kept", len(res.kept))
 		}
 	}
-	if err := r.deleteClusterInventory(ctx, app); err != nil {
-		return cs, err
+	if c != nil && !c.down() {
+		if err := r.deleteClusterInventory(ctx, c, app); err != nil {
+			return cs, err
+		}
 	}
 	if err := r.store.DeleteApp(name); err != nil {
 		return cs, err

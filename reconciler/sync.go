@@ -41,18 +41,24 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 	status.Progress = nil
 
 	fail := func(err error) (storage.AppSync, error) {
+		rec.Error = err.Error()
+		rec.Duration = time.Since(start)
+		if c := st.clusterOf(); c != nil && c.down() && parent.Err() == nil {
+			// Not a failure of the app: its cluster is away. The app is
+			// Unknown until the cluster answers and it is synced again.
+			r.markUnknown(name, c)
+			return rec, c.downError()
+		}
 		status.Sync, status.Error = "Error", err.Error()
 		if status.Health == "" {
 			status.Health = "Unknown"
 		}
-		rec.Error = err.Error()
-		rec.Duration = time.Since(start)
 		if parent.Err() != nil {
 			// Shutting down: the sync was cut short, not failed; the
 			// previous status stands and the next start syncs again.
 			return rec, err
 		}
-		r.metrics.observeSync(rec)
+		r.metrics.observeSync(clusterName(st), rec)
 		if serr := r.store.RecordAppSync(name, status, nil, rec); serr != nil {
 			r.log.Error("record sync", "app", name, "err", serr)
 		}
@@ -86,7 +92,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 		}
 		status.Error = ""
 		rec.Duration = time.Since(start)
-		status.Health, status.Objects = r.health(ctx, p.prev)
+		status.Health, status.Objects = r.health(ctx, p.cluster, p.prev)
 		return rec, r.store.SetAppStatus(name, status)
 	}
 
@@ -111,7 +117,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 
 	inv := next.toStorage(commit)
 	if !sameInventory(p.prev, next) {
-		if err := r.saveClusterInventory(ctx, app, inv); err != nil && applyErr == nil {
+		if err := r.saveClusterInventory(ctx, p.cluster, app, inv); err != nil && applyErr == nil {
 			applyErr = err
 		}
 	}
@@ -122,11 +128,16 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 			rec.Unchanged++
 		}
 	}
-	status.Health, status.Objects = r.health(ctx, next)
+	status.Health, status.Objects = r.health(ctx, p.cluster, next)
 	rec.Duration = time.Since(start)
 	if applyErr != nil {
 		status.Sync, status.Error = "Error", applyErr.Error()
 		rec.Error = applyErr.Error()
+		if p.cluster.down() {
+			// Cut short by its cluster going away: Unknown, not the
+			// app's error. What was applied stays in the inventory.
+			status.Sync, status.Health, status.Objects, status.Error = storage.SyncUnknown, "Unknown", nil, p.cluster.downError().Error()
+		}
 	} else {
 		status.Sync, status.Error = "Synced", ""
 		if loud > 0 {
@@ -157,12 +168,12 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 	if parent.Err() != nil && applyErr != nil {
 		return rec, applyErr // cut short by shutdown; see fail
 	}
-	r.metrics.observeSync(rec)
+	r.metrics.observeSync(p.cluster.name, rec)
 	if err := r.store.RecordAppSync(name, status, &inv, rec); err != nil {
 		return rec, fmt.Errorf("record sync of app %q: %w", name, err)
 	}
 	for _, d := range o.drifts {
-		r.metrics.drift.WithLabelValues(name, string(d.Action)).Inc()
+		r.metrics.drift.WithLabelValues(p.cluster.name, name, string(d.Action)).Inc()
 		if err := r.store.RecordDrift(name, d); err != nil {
 			r.log.Error("record drift", "app", name, "object", d.Object, "err", err)
 		}
@@ -214,7 +225,7 @@ func inventoryOf(objs []*unstructured.Unstructured) Inventory {
 // render returns the objects of a commit, from the app's cache when the
 // commit and path have not changed (a resync of an unchanged repo renders
 // nothing). The objects returned must not be modified.
-func (r *Reconciler) render(ctx context.Context, st *appState, app *Application, revs []sourceRev) ([]*unstructured.Unstructured, error) {
+func (r *Reconciler) render(ctx context.Context, c *cluster, st *appState, app *Application, revs []sourceRev) ([]*unstructured.Unstructured, error) {
 	key := sourcesKey(revs)
 	st.mu.Lock()
 	if st.renderKey == key {
@@ -228,7 +239,7 @@ func (r *Reconciler) render(ctx context.Context, st *appState, app *Application,
 		helm: helmEnv{
 			ctx:       ctx,
 			charts:    r.charts,
-			caps:      helmCapabilities(r.disco),
+			caps:      helmCapabilities(c.disco),
 			appName:   app.Metadata.Name,
 			namespace: app.Spec.Destination.Namespace,
 		},
@@ -246,14 +257,14 @@ func (r *Reconciler) render(ctx context.Context, st *appState, app *Application,
 
 // previousInventory is the inventory in bbolt or, when the data dir lost
 // it, the copy in the cluster.
-func (r *Reconciler) previousInventory(ctx context.Context, a *Application) (Inventory, error) {
+func (r *Reconciler) previousInventory(ctx context.Context, c *cluster, a *Application) (Inventory, error) {
 	app := a.Metadata.Name
 	s, ok, err := r.store.AppInventory(app)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		if s, ok, err = r.loadClusterInventory(ctx, a); err != nil {
+		if s, ok, err = r.loadClusterInventory(ctx, c, a); err != nil {
 			return nil, err
 		}
 		if ok {

@@ -119,7 +119,8 @@ func SplitDocuments(source string, data []byte) ([]Document, error) {
 }
 
 // ValidateDocument checks one document offline, as `fjord app validate`
-// does: an Application or an AppProject, with every problem and its fix.
+// does: an Application, an AppProject or an Argo CD cluster Secret, with
+// every problem and its fix.
 // Its project is not looked up (any name is accepted).
 func ValidateDocument(d Document) error {
 	switch d.Kind {
@@ -132,6 +133,12 @@ func ValidateDocument(d Document) error {
 	case "":
 		_, err := ParseApplication(d.Data)
 		return err
+	case "Secret":
+		if IsClusterSecret(d.Data) {
+			_, _, err := ClusterFromSecret(d.Data)
+			return err
+		}
+		fallthrough
 	default:
 		return &AppError{Name: orDefault(d.Name, "(unnamed)"), Problems: []string{fmt.Sprintf("kind: %q: fjord reads Argo CD Applications and AppProjects here; put other objects in the repo an Application points at", d.Kind)}}
 	}

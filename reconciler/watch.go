@@ -20,10 +20,14 @@ const watchSyncTimeout = 30 * time.Second
 
 // watcher holds one informer per resource and namespace fjord manages,
 // restricted to objects with the tracking label: the cache that makes a
-// no-op sync free and the event source of self-heal. Every app shares
-// them; events are routed by the label's value.
+// no-op sync free and the event source of self-heal. Each cluster has
+// its own; the apps on it share them, and events are routed by the
+// label's value. A watch whose API server goes away is restarted by
+// client-go's reflector when it comes back; the cluster's transport tells
+// fjord both (see cluster.observe).
 type watcher struct {
 	r    *Reconciler
+	c    *cluster
 	dyn  dynamic.Interface
 	done chan struct{}
 	once sync.Once
@@ -44,8 +48,8 @@ type watchKey struct {
 	ns  string
 }
 
-func newWatcher(r *Reconciler, dyn dynamic.Interface) *watcher {
-	return &watcher{r: r, dyn: dyn, done: make(chan struct{}), informers: map[watchKey]cache.SharedIndexInformer{}, denied: map[watchKey]bool{}, notify: map[string]chan struct{}{}}
+func newWatcher(r *Reconciler, c *cluster) *watcher {
+	return &watcher{r: r, c: c, dyn: c.dyn, done: make(chan struct{}), informers: map[watchKey]cache.SharedIndexInformer{}, denied: map[watchKey]bool{}, notify: map[string]chan struct{}{}}
 }
 
 // stop ends every informer. Safe to call twice.
@@ -71,7 +75,7 @@ func (w *watcher) informer(ctx context.Context, gvr schema.GroupVersionResource,
 			w.mu.Lock()
 			w.denied[k] = true
 			w.mu.Unlock()
-			w.r.log.Warn("may not list; no self-heal for this resource, objects are read one by one", "resource", gvr.String(), "namespace", ns, "err", err)
+			w.r.log.Warn("may not list; no self-heal for this resource, objects are read one by one", "cluster", w.c.name, "resource", gvr.String(), "namespace", ns, "err", err)
 			return nil, false
 		}
 		w.mu.Lock()
@@ -80,8 +84,8 @@ func (w *watcher) informer(ctx context.Context, gvr schema.GroupVersionResource,
 				func(o *metav1.ListOptions) { o.LabelSelector = LabelApp }).Informer()
 			_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 				AddFunc:    func(obj any) { w.kick(obj) },
-				UpdateFunc: func(_, obj any) { w.kick(obj); w.r.onUpdate(obj) },
-				DeleteFunc: func(obj any) { w.kick(obj); w.r.onDelete(obj) },
+				UpdateFunc: func(_, obj any) { w.kick(obj); w.r.onUpdate(w.c, obj) },
+				DeleteFunc: func(obj any) { w.kick(obj); w.r.onDelete(w.c, obj) },
 			})
 			w.informers[k] = inf
 			go inf.Run(w.done)

@@ -46,7 +46,7 @@ type outcome struct {
 // heal sends back objects changed outside git; without it (selfHeal off
 // and git did not move) they are reported in outcome.drifts.
 func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts SyncOptions, heal bool) outcome {
-	app := p.app
+	app, c := p.app, p.cluster
 	name := app.Metadata.Name
 	out := outcome{next: Inventory{}, quiet: map[ObjectRef]bool{}}
 	done := map[ObjectRef]bool{} // resources whose result is in out.next
@@ -77,18 +77,18 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 			}
 		}
 		if err == nil {
-			r.cleanupHooks(ctx, hookRuns, true, &out.cs)
+			r.cleanupHooks(ctx, c, hookRuns, true, &out.cs)
 		} else {
 			if !pruned {
 				// Not pruned: what git dropped stays this app's.
 				out.kept = Diff(p.prev, out.next)
 			}
-			r.cleanupHooks(ctx, hookRuns, false, &out.cs)
+			r.cleanupHooks(ctx, c, hookRuns, false, &out.cs)
 			if len(p.syncFail) > 0 && ctx.Err() == nil {
 				r.progress(name, PhaseSyncFail, 0)
 				for _, s := range p.syncFail {
-					runs, ferr := r.runHooks(ctx, name, s, &out.cs)
-					r.cleanupHooks(ctx, runs, ferr == nil, &out.cs)
+					runs, ferr := r.runHooks(ctx, c, name, s, &out.cs)
+					r.cleanupHooks(ctx, c, runs, ferr == nil, &out.cs)
 					if ferr != nil {
 						err = errors.Join(err, fmt.Errorf("SyncFail hook: %w", ferr))
 						break
@@ -101,12 +101,12 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 	}
 
 	if app.CreateNamespace() {
-		if err := r.ensureNamespace(ctx, app.Spec.Destination.Namespace, app.Spec.SyncPolicy.ManagedNamespaceMetadata, desired); err != nil {
+		if err := r.ensureNamespace(ctx, c, app.Spec.Destination.Namespace, app.Spec.SyncPolicy.ManagedNamespaceMetadata, desired); err != nil {
 			return finish(err)
 		}
 	}
 
-	targets, err := r.classify(ctx, app, p.objs, p.prev, heal)
+	targets, err := r.classify(ctx, c, app, p.objs, p.prev, heal)
 	if err != nil {
 		return finish(err)
 	}
@@ -121,7 +121,7 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 	}
 	// A bad commit leaves the last good state: nothing is applied when
 	// the API server refuses any object.
-	if err := r.dryRun(ctx, app, targets, p); err != nil {
+	if err := r.dryRun(ctx, c, app, targets, p); err != nil {
 		return finish(err)
 	}
 
@@ -131,7 +131,7 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 			errs []error
 		)
 		each(ctx, applyConcurrency, list, func(ctx context.Context, t *target) {
-			c, err := r.applyTarget(ctx, app, t)
+			ch, err := r.applyTarget(ctx, c, app, t)
 			mu.Lock()
 			defer mu.Unlock()
 			done[t.ref] = true
@@ -146,11 +146,11 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 				}
 				return
 			}
-			out.cs = append(out.cs, c)
-			if c.Action != Skipped {
+			out.cs = append(out.cs, ch)
+			if ch.Action != Skipped {
 				out.next[t.ref] = e
 			}
-			if t.drift != nil && t.send && c.Action != Unchanged {
+			if t.drift != nil && t.send && ch.Action != Unchanged {
 				out.drifts = append(out.drifts, *t.drift)
 			}
 		})
@@ -174,10 +174,10 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		}
 	}
 	if len(crds) > 0 {
-		if err := r.waitEstablished(ctx, crds); err != nil {
+		if err := r.waitEstablished(ctx, c, crds); err != nil {
 			return finish(err)
 		}
-		r.mapper.Reset()
+		c.mapper.Reset()
 	}
 
 	prune := func() error {
@@ -194,7 +194,7 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 			out.kept = append(out.kept, stale...)
 			return fmt.Errorf("the render of %s at %.12s is empty; not pruning %d objects (set spec.syncPolicy.automated.allowEmpty: true if that is intended)", pathOrRoot(app.Spec.Source.Path), p.commit, len(stale))
 		}
-		res := r.prune(ctx, name, stale, pruneOpts{enabled: app.Prune() || opts.Prune, propagation: prunePropagation(app)})
+		res := r.prune(ctx, c, name, stale, pruneOpts{enabled: app.Prune() || opts.Prune, propagation: prunePropagation(app)})
 		out.cs = append(out.cs, res.cs...)
 		out.kept = append(out.kept, res.kept...)
 		for ref := range res.quiet {
@@ -220,7 +220,7 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 			t := targets[RefOf(u)]
 			if t.m == nil {
 				// A kind of a CRD applied above: map it now.
-				if err := r.classifyOne(ctx, app, t, p.prev[t.ref], heal); err != nil {
+				if err := r.classifyOne(ctx, c, app, t, p.prev[t.ref], heal); err != nil {
 					return finish(fmt.Errorf("apply %s: %w", t.ref, err))
 				}
 			}
@@ -229,7 +229,7 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		if err := apply(list); err != nil {
 			return finish(err)
 		}
-		runs, err := r.runHooks(ctx, name, s, &out.cs)
+		runs, err := r.runHooks(ctx, c, name, s, &out.cs)
 		hookRuns = append(hookRuns, runs...)
 		if err != nil {
 			return finish(fmt.Errorf("%s wave %d: %w", s.phase, s.wave, err))
@@ -245,7 +245,7 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		// sync without waves is an asynchronous apply); every earlier
 		// wave is healthy before the next starts.
 		if i < len(p.steps)-1 && len(list) > 0 {
-			if err := r.waitHealthy(ctx, name, s, list); err != nil {
+			if err := r.waitHealthy(ctx, c, name, s, list); err != nil {
 				return finish(err)
 			}
 		}
@@ -270,7 +270,7 @@ func (r *Reconciler) progress(app string, ph Phase, wave int) {
 // woken by the watch events of the app's objects: one wait for the whole
 // wave. A Failed object fails at once; at the timeout the error names
 // the objects that held the wave.
-func (r *Reconciler) waitHealthy(ctx context.Context, app string, s step, list []*target) error {
+func (r *Reconciler) waitHealthy(ctx context.Context, c *cluster, app string, s step, list []*target) error {
 	pending := make([]*target, 0, len(list))
 	for _, t := range list {
 		if t.skipped {
@@ -278,11 +278,11 @@ func (r *Reconciler) waitHealthy(ctx context.Context, app string, s step, list [
 		}
 		pending = append(pending, t)
 	}
-	return r.waitUntil(ctx, app, func() (bool, string, error) {
+	return r.waitUntil(ctx, c, app, func() (bool, string, error) {
 		var holders []string
 		rest := pending[:0]
 		for _, t := range pending {
-			st, msg := r.objectStatus(ctx, t)
+			st, msg := r.objectStatus(ctx, c, t)
 			switch st {
 			case status.CurrentStatus:
 				continue
@@ -304,14 +304,14 @@ func (r *Reconciler) waitHealthy(ctx context.Context, app string, s step, list [
 // it is done, fails, or r.waveTimeout passes (the error is then the
 // message check gave last). Objects fjord may not watch are read on a
 // slow tick instead.
-func (r *Reconciler) waitUntil(ctx context.Context, app string, check func() (bool, string, error)) error {
+func (r *Reconciler) waitUntil(ctx context.Context, c *cluster, app string, check func() (bool, string, error)) error {
 	timeout := time.NewTimer(r.waveTimeout)
 	defer timeout.Stop()
 	// The tick only matters where there is no watch (RBAC): there, GETs.
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		changed := r.watch.changed(app)
+		changed := c.watch.changed(app)
 		ok, why, err := check()
 		if err != nil {
 			return err
@@ -333,15 +333,15 @@ func (r *Reconciler) waitUntil(ctx context.Context, app string, check func() (bo
 // objectStatus is the kstatus of a resource as fjord last sent it: from
 // the apply response when that already says Current, else from the watch
 // cache once the cache holds that write (same UID, same generation).
-func (r *Reconciler) objectStatus(ctx context.Context, t *target) (status.Status, string) {
+func (r *Reconciler) objectStatus(ctx context.Context, c *cluster, t *target) (status.Status, string) {
 	if t.applied != nil {
 		if res, err := status.Compute(t.applied); err == nil && res.Status == status.CurrentStatus {
 			return res.Status, res.Message
 		}
 	}
-	live, watched := r.watch.cached(t.m.Resource, t.ref.Namespace, t.ref.Name)
+	live, watched := c.watch.cached(t.m.Resource, t.ref.Namespace, t.ref.Name)
 	if !watched {
-		got, err := r.resource(t.m, t.ref.Namespace).Get(ctx, t.ref.Name, metav1.GetOptions{})
+		got, err := c.resource(t.m, t.ref.Namespace).Get(ctx, t.ref.Name, metav1.GetOptions{})
 		if err != nil {
 			return status.UnknownStatus, err.Error()
 		}

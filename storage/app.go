@@ -83,6 +83,9 @@ type AppMeta struct {
 	// Parent is the app whose render declares this one (app of apps);
 	// empty for an app applied by hand.
 	Parent string `json:"parent,omitempty"`
+	// Cluster is the stored cluster its destination names; empty for
+	// fjord's own (in-cluster). DeleteCluster refuses while one names it.
+	Cluster string `json:"cluster,omitempty"`
 	// HistoryLimit bounds the sync history (spec.revisionHistoryLimit);
 	// 0 keeps the default of 100.
 	HistoryLimit int `json:"historyLimit,omitempty"`

@@ -138,7 +138,7 @@ func (s *Store) initSchema() error {
 			bucketMirrors, bucketMirrorSyncs, bucketMirrorEvts, bucketPushMirrors,
 			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts, bucketProjects, bucketSigningKeys, bucketChanges,
 			bucketHelmRepos, bucketHelmCharts,
-			bucketLoginTokens, bucketSessions} {
+			bucketLoginTokens, bucketSessions, bucketClusters} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}

@@ -16,8 +16,9 @@ import (
 	"github.com/fjordhq/fjord/storage"
 )
 
-// readDocs reads -f: a file, a directory or stdin, AppProjects first so
-// that the Applications after them may name them.
+// readDocs reads -f: a file, a directory or stdin, Argo CD cluster
+// Secrets first, then AppProjects, so that the Applications after them
+// may name them.
 func readDocs(cmd *cobra.Command, path string) ([]reconciler.Document, error) {
 	docs, err := reconciler.ReadDocuments(path, cmd.InOrStdin())
 	if err != nil {
@@ -26,7 +27,16 @@ func readDocs(cmd *cobra.Command, path string) ([]reconciler.Document, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("-f %s: no document in it", path)
 	}
-	sort.SliceStable(docs, func(i, j int) bool { return docs[i].Kind == "AppProject" && docs[j].Kind != "AppProject" })
+	rank := func(d reconciler.Document) int {
+		switch {
+		case d.Kind == "Secret" && reconciler.IsClusterSecret(d.Data):
+			return 0
+		case d.Kind == "AppProject":
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(docs, func(i, j int) bool { return rank(docs[i]) < rank(docs[j]) })
 	return docs, nil
 }
 
@@ -34,10 +44,11 @@ func newAppApplyCmd(g *globals) *cobra.Command {
 	var file, out string
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR|-",
-		Short: "Create or update applications (and projects) from Argo CD Application and AppProject files",
+		Short: "Create or update applications (and projects, clusters) from Argo CD Application, AppProject and cluster Secret files",
 		Long: `apply reads every document of FILE (separated by ---), of every *.yaml,
-*.yml and *.json file of DIR, or of stdin (-). AppProjects are applied first,
-then Applications; an automated app is synced before apply returns. Each
+*.yml and *.json file of DIR, or of stdin (-). Argo CD cluster Secrets are
+added first (as fjord cluster add -f does), then AppProjects, then
+Applications; an automated app is synced before apply returns. Each
 Application's project must exist (default always does).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -50,6 +61,16 @@ Application's project must exist (default always does).`,
 			var results []any
 			var failed []string
 			for _, d := range docs {
+				if d.Kind == "Secret" && reconciler.IsClusterSecret(d.Data) {
+					st, err := addClusterSecret(cmd, c, d, out == "")
+					if err != nil {
+						failed = append(failed, d.String())
+						fmt.Fprintf(w, "%s: refused: %v\n", d, err)
+						continue
+					}
+					results = append(results, st)
+					continue
+				}
 				if d.Kind == "AppProject" {
 					p, err := c.ApplyProject(cmd.Context(), d.Data)
 					if err != nil {

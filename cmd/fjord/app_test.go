@@ -156,7 +156,7 @@ spec:
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(metrics), `fjord_app_sync_duration_seconds_count{outcome="ok",trigger="push"}`) {
+	if !strings.Contains(string(metrics), `fjord_app_sync_duration_seconds_count{cluster="in-cluster",outcome="ok",trigger="push"}`) {
 		t.Errorf("/metrics lacks the push syncs:\n%s", metrics)
 	}
 	// In sync: diff prints nothing and exits 0.

@@ -75,6 +75,7 @@ Every command finds the running server through the data directory
 		newAppCmd(g),
 		newProjectCmd(g),
 		newSignKeyCmd(g),
+		newClusterCmd(g),
 		newHostkeyCmd(g),
 		newReplicasCmd(g),
 		newBackupCmd(g),

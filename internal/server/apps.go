@@ -12,7 +12,10 @@ import (
 // appsAPI adapts the reconciler to what the admin API needs.
 type appsAPI struct{ r *reconciler.Reconciler }
 
-var _ admin.Apps = appsAPI{}
+var (
+	_ admin.Apps     = appsAPI{}
+	_ admin.Clusters = (*reconciler.Reconciler)(nil)
+)
 
 func (a appsAPI) Apply(ctx context.Context, manifest []byte) (storage.App, error) {
 	return a.r.Apply(ctx, manifest)

@@ -263,10 +263,11 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 		return nil, err
 	}
 	var apps admin.Apps
+	var clusters admin.Clusters
 	if s.rec != nil {
-		apps = appsAPI{s.rec}
+		apps, clusters = appsAPI{s.rec}, s.rec
 	}
-	acfg := admin.Config{Store: s.store, Info: s.info, Logger: log, Mirrors: s.mirrors, HelmRepos: s.charts, Apps: apps, HostKeyFile: o.HostKeyFile}
+	acfg := admin.Config{Store: s.store, Info: s.info, Logger: log, Mirrors: s.mirrors, HelmRepos: s.charts, Apps: apps, Clusters: clusters, HostKeyFile: o.HostKeyFile}
 	if s.elector != nil {
 		acfg.Replicas, acfg.WriteGate = s.elector, s.elector.Writable
 	}

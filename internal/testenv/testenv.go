@@ -77,8 +77,14 @@ type Env struct {
 	kubeconfig string
 	client     *http.Client
 
-	etcd      *process
+	etcd *process
+
+	// mu guards apiserver, which StopAPIServer and StartAPIServer
+	// replace; apiArgs and apiPath start it again the same way.
+	mu        sync.Mutex
 	apiserver *process
+	apiPath   string
+	apiArgs   []string
 
 	stopOnce sync.Once
 	stopErr  error
@@ -206,6 +212,7 @@ func start(ctx context.Context, bins Binaries, opts Options) (_ *Env, err error)
 		"--allow-privileged=true",
 	}
 	apiArgs = append(apiArgs, opts.APIServerArgs...)
+	e.apiPath, e.apiArgs = bins.KubeAPIServer, apiArgs
 	e.apiserver, err = startProcess("kube-apiserver", bins.KubeAPIServer, apiArgs, dir, filepath.Join(dir, "kube-apiserver.log"))
 	if err != nil {
 		return nil, err
@@ -229,9 +236,13 @@ func start(ctx context.Context, bins Binaries, opts Options) (_ *Env, err error)
 func (e *Env) Stop() error {
 	e.stopOnce.Do(func() {
 		var errs []error
+		e.mu.Lock()
+		api := e.apiserver
+		e.apiserver = nil
+		e.mu.Unlock()
 		// kube-apiserver first: stopped after etcd, it would spend its
 		// grace period retrying the dead etcd.
-		for _, p := range []*process{e.apiserver, e.etcd} {
+		for _, p := range []*process{api, e.etcd} {
 			if p != nil {
 				errs = append(errs, p.stop())
 			}
@@ -245,6 +256,48 @@ func (e *Env) Stop() error {
 		e.stopErr = errors.Join(errs...)
 	})
 	return e.stopErr
+}
+
+// StopAPIServer stops kube-apiserver and leaves etcd, its data and the
+// port: to clients, the cluster goes away. StartAPIServer brings the same
+// cluster back. It returns an error if kube-apiserver had crashed.
+func (e *Env) StopAPIServer() error {
+	e.mu.Lock()
+	p := e.apiserver
+	e.apiserver = nil
+	e.mu.Unlock()
+	if p == nil {
+		return errors.New("testenv: kube-apiserver is not running")
+	}
+	err := p.stop()
+	if e.client != nil {
+		e.client.CloseIdleConnections()
+	}
+	return err
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer, with
+// the same flags, port, credentials and etcd, so it serves the objects it
+// served before; it returns once /readyz answers ok. The port may have
+// been taken meanwhile; then it fails.
+func (e *Env) StartAPIServer(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.apiserver != nil {
+		return errors.New("testenv: kube-apiserver is already running")
+	}
+	ctx, cancel := context.WithTimeout(ctx, defaultStartTimeout)
+	defer cancel()
+	p, err := startProcess("kube-apiserver", e.apiPath, e.apiArgs, e.dir, filepath.Join(e.dir, "kube-apiserver.log"))
+	if err != nil {
+		return err
+	}
+	if err := waitReady(ctx, p, e.client, e.url+"/readyz", "ok"); err != nil {
+		_ = p.stop()
+		return err
+	}
+	e.apiserver = p
+	return nil
 }
 
 // URL returns the API server's base URL, https://127.0.0.1:PORT.

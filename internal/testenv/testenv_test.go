@@ -84,6 +84,31 @@ func TestStartStop(t *testing.T) {
 		t.Errorf("CA file: %v", err)
 	}
 
+	// StopAPIServer takes the cluster away; StartAPIServer brings the
+	// same one back, on the same port, with what etcd held.
+	if err := env.CreateNamespace(t.Context(), "kept-across-restart"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.StopAPIServer(); err != nil {
+		t.Fatalf("StopAPIServer: %v", err)
+	}
+	if resp, err := env.HTTPClient().Get(env.URL() + "/readyz"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("GET /readyz after StopAPIServer: %s, want no answer", resp.Status)
+	}
+	if err := env.StartAPIServer(t.Context()); err != nil {
+		t.Fatalf("StartAPIServer: %v", err)
+	}
+	resp, err = env.HTTPClient().Get(env.URL() + "/api/v1/namespaces/kept-across-restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("namespace made before the restart: %s, want 200 OK", resp.Status)
+	}
+	etcdPID, apiPID = testenv.PIDs(env)
+
 	dir := testenv.Dir(env)
 	stopped := time.Now()
 	if err := env.Stop(); err != nil {
