@@ -171,7 +171,7 @@ func (c *cluster) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error
 	}
 	if err != nil {
 		if meta.IsNoMatchError(err) {
-			return nil, r.missingKind(gvk, err)
+			return nil, c.missingKind(gvk, err)
 		}
 		return nil, fmt.Errorf("map %s: %w", gvk, err)
 	}

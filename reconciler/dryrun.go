@@ -110,8 +110,8 @@ var controllers = map[string]string{
 // serves the kind in another version (an API removed or not yet served
 // by this Kubernetes, or a CRD at a newer version), it names those; else
 // see missingKindError.
-func (r *Reconciler) missingKind(gvk schema.GroupVersionKind, err error) error {
-	if ms, merr := r.mapper.RESTMappings(gvk.GroupKind()); merr == nil && len(ms) > 0 {
+func (c *cluster) missingKind(gvk schema.GroupVersionKind, err error) error {
+	if ms, merr := c.mapper.RESTMappings(gvk.GroupKind()); merr == nil && len(ms) > 0 {
 		var served []string
 		for _, m := range ms {
 			served = append(served, m.GroupVersionKind.GroupVersion().String())
