@@ -58,11 +58,12 @@ demo: build testenv
 	FJORD_BIN='$(BIN)' GO='$(GO)' bash deploy/demo/demo.sh
 
 # test installs Debian's chromium when missing: bench's HTML report is
-# checked for clipped and overlapping labels in headless Chromium.
+# checked for clipped and overlapping labels in headless Chromium, and the
+# web UI is tested in it (ui's TestBrowser, driven by chromedp).
 test: build testenv sealed-secrets
 	@command -v chromium >/dev/null 2>&1 || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-		echo "installing chromium from Debian's packages (for the HTML report's layout test)"; \
+		echo "installing chromium from Debian's packages (for the HTML report's layout test and the web UI's browser test)"; \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...

@@ -478,4 +478,18 @@ func TestBrowser(t *testing.T) {
 	if body := u.text(); strings.Contains(body, "secret") || strings.Contains(body, "upstream-copy") {
 		t.Fatalf("the reader's repos page shows repos not granted:\n%s", body)
 	}
+
+	// A page open on its live stream does not hold up fjord's shutdown:
+	// the stream ends as the HTTP server shuts down, so the server is not
+	// left waiting out its grace period for the connection to go idle.
+	u.page("/ui/")
+	u.wait("the live stream", `document.getElementById("live-state").textContent.startsWith("Live:")`)
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("stop fjord with a browser on the live stream: %v", err)
+	}
+	for _, l := range strings.Split(srv.Log(), "\n") {
+		if strings.Contains(l, "msg=shutdown") && strings.Contains(l, "deadline") {
+			t.Fatalf("fjord waited out its shutdown grace period for the open stream: %s", l)
+		}
+	}
 }

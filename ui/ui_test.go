@@ -379,3 +379,93 @@ func TestAppRowsEscape(t *testing.T) {
 		t.Errorf("the apps page does not show the label escaped:\n%s", b)
 	}
 }
+
+// TestSessionSurvivesRestart logs in, closes the store, opens it again
+// under a new handler (a restart of fjord): the same cookie still works.
+func TestSessionSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	open := func() (*storage.Store, *httptest.Server) {
+		store, err := storage.Open(ctx, dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := ui.New(ui.Config{Store: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store, httptest.NewServer(h)
+	}
+	store, srv := open()
+	if _, err := store.CreateUser(storage.User{Name: "admin", Admin: true, Keys: []storage.Key{newKey(t)}}); err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := store.CreateLoginToken("admin", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := (&http.Client{CheckRedirect: noRedirect}).Get(srv.URL + "/ui/login?token=" + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookie := resp.Cookies()[0]
+	srv.Close()
+	store.Close()
+
+	store, srv = open()
+	defer store.Close()
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/ui/", nil)
+	req.AddCookie(cookie)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the session after a restart: %s", resp.Status)
+	}
+}
+
+// TestAppPageDetails fills an app's records as the reconciler does (a
+// sync that ran a hook Job, a failed sync with a long error, drift
+// reported with selfHeal off, an orphan) and checks the app page shows
+// each: the hook and its Job, the whole error, the object OutOfSync with
+// why, the orphan.
+func TestAppPageDetails(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now().UTC()
+	ok := storage.AppStatus{Repo: "team/web", Revision: "aaaa1111", SyncedCommit: "aaaa1111", Sync: storage.Synced, Health: "Current", LastSynced: now.Add(-time.Minute),
+		Objects: []storage.ObjectHealth{{ID: "ConfigMap/prod/web-config", Status: "Current"}, {ID: "apps.Deployment/prod/web", Status: "InProgress", Message: "1 of 3 replicas ready"}},
+		Orphans: []string{"ConfigMap/prod/old-config"}}
+	if err := e.store.RecordAppSync("web", ok, nil, storage.AppSync{Start: now.Add(-2 * time.Minute), Duration: time.Second, Trigger: storage.TriggerPush, Revision: "aaaa1111",
+		Changes: []storage.ObjectChange{{ID: "batch.Job/prod/db-migrate", Action: "created", Reason: "PreSync hook"}}}); err != nil {
+		t.Fatal(err)
+	}
+	longErr := "apply apps.Deployment/prod/web: admission webhook denied the request:\n" + strings.Repeat("line of detail\n", 40) + "THE LAST LINE"
+	failed := ok
+	failed.Sync, failed.Error, failed.Revision = storage.SyncError, longErr, "bbbb2222"
+	if err := e.store.RecordAppSync("web", failed, nil, storage.AppSync{Start: now, Duration: time.Second, Trigger: storage.TriggerPush, Revision: "bbbb2222", Error: longErr}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.RecordDrift("web", storage.DriftEvent{Time: now, Object: "ConfigMap/prod/web-config", Fields: []string{"data.color"}, Manager: "kubectl-edit", Action: storage.DriftReported}); err != nil {
+		t.Fatal(err)
+	}
+	b := body(t, e.get(e.login("admin"), "/ui/apps/web"))
+	for _, want := range []string{
+		"batch.Job/prod/db-migrate", "PreSync", // the hook and its Job
+		"THE LAST LINE", "admission webhook denied", // the whole error
+		"changed outside git (selfHeal is off)", // the drifted object's sync state
+		"prod/old-config", "kept (prune off)", // the orphan
+		"1 of 3 replicas ready", "kubectl-edit",
+	} {
+		if !strings.Contains(b, want) {
+			t.Errorf("the app page lacks %q", want)
+		}
+	}
+	if n := strings.Count(b, `id="app-error"`); n != 1 {
+		t.Errorf("the app page shows the last error %d times, want once on top", n)
+	}
+}
