@@ -31,6 +31,17 @@ import (
 // credentials; one that wants credentials fails with an error that says to
 // add it with `fjord helmrepo add` first.
 func (m *Manager) Chart(ctx context.Context, repoURL, name, version string) (path, resolved string, err error) {
+	fetched := false
+	defer func() {
+		switch {
+		case err != nil:
+			m.metrics.charts.WithLabelValues("failed").Inc()
+		case fetched:
+			m.metrics.charts.WithLabelValues("fetched").Inc()
+		default:
+			m.metrics.charts.WithLabelValues("local").Inc()
+		}
+	}()
 	u, err := NormalizeURL(repoURL)
 	if err != nil {
 		return "", "", err
@@ -50,7 +61,7 @@ func (m *Manager) Chart(ctx context.Context, repoURL, name, version string) (pat
 		}
 	}
 	if isOCI(u) {
-		return m.ociChart(ctx, r, name, version)
+		return m.ociChart(ctx, r, name, version, &fetched)
 	}
 	cv, err := m.resolveHTTP(ctx, r, name, version)
 	if err != nil {
@@ -68,12 +79,15 @@ func (m *Manager) Chart(ctx context.Context, repoURL, name, version string) (pat
 	if err != nil {
 		return "", "", err
 	}
+	fetched = true
 	return v.(string), cv.Version, nil
 }
 
 // repoFor returns the repository mirroring u, adding it when it is new.
 func (m *Manager) repoFor(ctx context.Context, u, chart string) (storage.HelmRepo, error) {
-	if r, ok, err := m.byURL(u); err != nil || ok {
+	// A repository never read yet may be in its first read (being added):
+	// wait for that below rather than read it a second time.
+	if r, ok, err := m.byURL(u); err != nil || ok && !r.LastAttempt.IsZero() {
 		return r, err
 	}
 	v, err := m.do(ctx, "add\x00"+u, func() (any, error) {

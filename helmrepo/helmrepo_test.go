@@ -5,18 +5,23 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fjordhq/fjord/helmrepo"
 	"github.com/fjordhq/fjord/helmrepo/helmrepotest"
 	"github.com/fjordhq/fjord/storage"
+	"github.com/prometheus/client_golang/prometheus"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/repo"
@@ -460,4 +465,122 @@ func TestBadURLs(t *testing.T) {
 			t.Errorf("NormalizeURL(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
+}
+
+func TestConcurrentCallersShareOneDownload(t *testing.T) {
+	e := newEnv(t)
+	srv := helmrepotest.NewServer(t, helmrepotest.Options{})
+	srv.Publish(helmrepotest.Chart("demo", "1.0.0"))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	paths := make([]string, 16)
+	errs := make([]error, 16)
+	for i := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			paths[i], _, errs[i] = e.mgr.Chart(ctx, srv.URL(), "demo", "^1")
+		}()
+	}
+	wg.Wait()
+	for i := range paths {
+		if errs[i] != nil || paths[i] != paths[0] {
+			t.Fatalf("caller %d: %s, %v (caller 0: %s)", i, paths[i], errs[i], paths[0])
+		}
+	}
+	// One index read (the add) and one archive download, however many
+	// callers.
+	if n := srv.Requests.Load(); n != 2 {
+		t.Errorf("%d requests to the repository for 16 concurrent callers, want 2", n)
+	}
+	if list, _ := e.mgr.List(); len(list) != 1 || len(list[0].Charts) != 1 {
+		t.Errorf("List = %+v, want one repository keeping one chart", list)
+	}
+}
+
+// An index may point its archives at another host (a CDN): they are
+// fetched from there, but the repository's credentials stay with the
+// repository.
+func TestCredentialsStayWithTheRepositoryHost(t *testing.T) {
+	e := newEnv(t)
+	const pass = "host-Pa55word"
+	cdn := helmrepotest.NewServer(t, helmrepotest.Options{})
+	ch := helmrepotest.Chart("demo", "1.0.0")
+	cdn.Publish(ch)
+	var sawAuth atomic.Bool
+	cdn.OnRequest(func(r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			sawAuth.Store(true)
+		}
+	})
+	srv := helmrepotest.NewServer(t, helmrepotest.Options{Username: "ci", Password: pass})
+	data := helmrepotest.Package(t, ch)
+	sum := sha256.Sum256(data)
+	srv.PublishEntry(&repo.ChartVersion{Metadata: ch.Metadata, URLs: []string{cdn.URL() + "/demo-1.0.0.tgz"}, Digest: hex.EncodeToString(sum[:])})
+	ctx := context.Background()
+	if _, err := e.mgr.Add(ctx, storage.HelmRepo{URL: srv.URL()}, map[string][]byte{"username": []byte("ci"), "password": []byte(pass)}); err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := e.mgr.Chart(ctx, srv.URL(), "demo", "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadChart(t, p, "demo", "1.0.0")
+	if sawAuth.Load() {
+		t.Error("the repository's credentials were sent to the host its index points archives at")
+	}
+}
+
+func TestMetricsCountLocalAndFetchedCharts(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	m, err := helmrepo.New(helmrepo.Config{Store: e.store, Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := helmrepotest.NewServer(t, helmrepotest.Options{})
+	srv.Publish(helmrepotest.Chart("demo", "1.0.0"))
+	ctx := context.Background()
+	for range 3 {
+		if _, _, err := m.Chart(ctx, srv.URL(), "demo", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Chart(ctx, srv.URL(), "nope", "")
+	srv.Close()
+	m.Refresh(ctx, mustFind(t, m, srv.URL()).Name)
+	for outcome, want := range map[string]float64{"local": 2, "fetched": 1, "failed": 1} {
+		if got := metric(t, reg, "fjord_helmrepo_chart_requests_total", "outcome", outcome); got != want {
+			t.Errorf("chart requests %s = %v, want %v", outcome, got, want)
+		}
+	}
+	if got := metric(t, reg, "fjord_helmrepo_index_failures_total", "helmrepo", mustFind(t, m, srv.URL()).Name); got != 1 {
+		t.Errorf("index failures = %v, want 1", got)
+	}
+}
+
+// metric returns the value of the series of family name whose label is
+// value.
+func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					if c := m.GetCounter(); c != nil {
+						return c.GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }

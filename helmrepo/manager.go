@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fjordhq/fjord/storage"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -45,6 +46,8 @@ type Config struct {
 	Store *storage.Store
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the metrics; nil registers none.
+	Registerer prometheus.Registerer
 	// Timeout bounds one index fetch or chart download. Default 2 minutes.
 	Timeout time.Duration
 	// TLSConfig is used for https repositories and registries; nil means
@@ -61,6 +64,7 @@ type Manager struct {
 	transport *http.Transport
 	flights   singleflight.Group
 	sem       chan struct{}
+	metrics   *metrics
 
 	mu      sync.Mutex
 	indexes map[string]*index // by repo name: the parsed index.yaml
@@ -82,6 +86,7 @@ func New(cfg Config) (*Manager, error) {
 		sem:     make(chan struct{}, maxConcurrent),
 		indexes: make(map[string]*index),
 		timers:  make(map[string]*time.Timer),
+		metrics: newMetrics(cfg.Registerer),
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -435,9 +440,11 @@ func (m *Manager) record(name string, ferr error) (storage.HelmRepo, error) {
 		if ferr != nil {
 			r.LastError = ferr.Error()
 			r.Failures++
+			m.metrics.fetchFailures.WithLabelValues(name).Inc()
 			return nil
 		}
 		r.LastFetch = now
+		m.metrics.lastFetch.WithLabelValues(name).Set(float64(now.Unix()))
 		r.LastError = ""
 		r.Failures = 0
 		return nil

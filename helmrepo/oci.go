@@ -204,7 +204,7 @@ func (m *Manager) ping(ctx context.Context, r storage.HelmRepo) error {
 }
 
 // ociChart is Chart for an OCI repository.
-func (m *Manager) ociChart(ctx context.Context, r storage.HelmRepo, name, version string) (string, string, error) {
+func (m *Manager) ociChart(ctx context.Context, r storage.HelmRepo, name, version string, fetched *bool) (string, string, error) {
 	tags := func(ctx context.Context) (tagList, error) {
 		v, err := m.do(ctx, "tags\x00"+r.Name+"\x00"+name, func() (any, error) {
 			return m.refreshTags(context.WithoutCancel(ctx), r, name)
@@ -249,6 +249,7 @@ func (m *Manager) ociChart(ctx context.Context, r storage.HelmRepo, name, versio
 	if err != nil {
 		return "", "", err
 	}
+	*fetched = true
 	return p.(string), v, nil
 }
 

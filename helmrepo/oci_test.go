@@ -102,3 +102,25 @@ func TestChartFromPrivateOCIRegistry(t *testing.T) {
 		t.Errorf("the password is in the logs")
 	}
 }
+
+func TestChartFromPlainHTTPRegistry(t *testing.T) {
+	e := newEnv(t)
+	reg := helmrepotest.NewRegistry(t, helmrepotest.Options{PlainHTTP: true})
+	reg.Push(helmrepotest.Chart("plain", "0.1.0"))
+	ctx := context.Background()
+	// fjord speaks https unless told otherwise.
+	if _, _, err := e.mgr.Chart(ctx, reg.URL(), "plain", ""); err == nil || !strings.Contains(err.Error(), "nothing was added") {
+		t.Fatalf("an http-only registry over https: %v", err)
+	}
+	if _, err := e.mgr.Add(ctx, storage.HelmRepo{URL: "https://charts.example.com", PlainHTTP: true}, nil); err == nil || !strings.Contains(err.Error(), "oci://") {
+		t.Errorf("--plain-http on an https repository: %v", err)
+	}
+	if _, err := e.mgr.Add(ctx, storage.HelmRepo{URL: reg.URL(), PlainHTTP: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, v, err := e.mgr.Chart(ctx, reg.URL(), "plain", "")
+	if err != nil || v != "0.1.0" {
+		t.Fatalf("Chart over plain http: %s, %v", v, err)
+	}
+	loadChart(t, p, "plain", "0.1.0")
+}

@@ -32,6 +32,7 @@ type Registry struct {
 	srv *httptest.Server
 
 	user, password string
+	plain          bool
 }
 
 // NewRegistry starts an empty registry; with Username and Password set it
@@ -59,7 +60,12 @@ func NewRegistry(t testing.TB, o Options) *Registry {
 	logrus.SetOutput(io.Discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	app := handlers.NewApp(ctx, cfg)
-	r := &Registry{t: t, srv: httptest.NewTLSServer(app), user: o.Username, password: o.Password}
+	r := &Registry{t: t, user: o.Username, password: o.Password, plain: o.PlainHTTP}
+	if o.PlainHTTP {
+		r.srv = httptest.NewServer(app)
+	} else {
+		r.srv = httptest.NewTLSServer(app)
+	}
 	t.Cleanup(func() {
 		r.srv.Close()
 		cancel()
@@ -68,13 +74,18 @@ func NewRegistry(t testing.TB, o Options) *Registry {
 }
 
 // Host is the registry's host:port.
-func (r *Registry) Host() string { return strings.TrimPrefix(r.srv.URL, "https://") }
+func (r *Registry) Host() string {
+	return strings.TrimPrefix(strings.TrimPrefix(r.srv.URL, "https://"), "http://")
+}
 
 // URL is an OCI repository URL in the registry: oci://HOST/charts.
 func (r *Registry) URL() string { return "oci://" + r.Host() + "/charts" }
 
-// TLSConfig trusts the registry's certificate.
+// TLSConfig trusts the registry's certificate (nil for plain HTTP).
 func (r *Registry) TLSConfig() *tls.Config {
+	if r.plain {
+		return nil
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(r.srv.Certificate())
 	return &tls.Config{RootCAs: pool}
@@ -93,6 +104,9 @@ func (r *Registry) Push(ch *chart.Chart) {
 	}
 	if r.user != "" {
 		opts = append(opts, registry.ClientOptBasicAuth(r.user, r.password))
+	}
+	if r.plain {
+		opts = append(opts, registry.ClientOptPlainHTTP())
 	}
 	cl, err := registry.NewClient(opts...)
 	if err != nil {

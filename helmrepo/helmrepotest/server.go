@@ -29,8 +29,9 @@ type Server struct {
 
 	user, password string
 
-	mu  sync.Mutex
-	idx *repo.IndexFile
+	mu        sync.Mutex
+	idx       *repo.IndexFile
+	onRequest func(*http.Request)
 
 	// Requests counts the requests served (any path).
 	Requests atomic.Int64
@@ -41,6 +42,8 @@ type Options struct {
 	// Username and Password, when set, make the repository want HTTP basic
 	// auth for every request.
 	Username, Password string
+	// PlainHTTP serves a Registry over http instead of https.
+	PlainHTTP bool
 }
 
 // NewServer starts an empty repository; t.Cleanup stops it.
@@ -51,6 +54,12 @@ func NewServer(t testing.TB, o Options) *Server {
 	files := http.FileServer(http.Dir(s.dir))
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Requests.Add(1)
+		s.mu.Lock()
+		hook := s.onRequest
+		s.mu.Unlock()
+		if hook != nil {
+			hook(r)
+		}
 		if s.user != "" {
 			u, p, ok := r.BasicAuth()
 			if !ok || u != s.user || p != s.password {
@@ -67,6 +76,13 @@ func NewServer(t testing.TB, o Options) *Server {
 
 // URL is the repository's URL (the directory of index.yaml).
 func (s *Server) URL() string { return s.srv.URL + "/charts" }
+
+// OnRequest calls fn with every request the server gets from now on.
+func (s *Server) OnRequest(fn func(*http.Request)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onRequest = fn
+}
 
 // Close stops the server: the repository is down from now on.
 func (s *Server) Close() { s.srv.Close() }

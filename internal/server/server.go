@@ -187,7 +187,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.charts, err = helmrepo.New(helmrepo.Config{Store: s.store, Logger: log})
+	s.charts, err = helmrepo.New(helmrepo.Config{Store: s.store, Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
