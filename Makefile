@@ -114,6 +114,8 @@ load: build
 # run: openssh-server comes from Debian's packages when missing), the mirror
 # benchmarks, the disk workload benchmarks, and the
 # reconciler against `kubectl apply --server-side -k` on the test API server,
+# a 200-object Helm chart against `helm template | kubectl apply --server-side`
+# (the helm CLI built from the module cache when not on PATH),
 # the single-primary ceiling (1,000 apps of 20 objects synced from a cold
 # start on the test API server: time, CPU, memory, one idle resync),
 # a repo aged by 2,000 single-commit pushes under housekeeping against
@@ -131,6 +133,7 @@ bench: build testenv
 	$(GO) test -run '^$$' -bench . -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench 'Reconciler' -benchtime 1x -timeout 30m ./reconciler/
 	$(GO) test -run '^$$' -bench 'SinglePrimaryScale' -benchtime 1x -timeout 40m ./reconciler/
+	$(GO) test -run '^$$' -bench 'HelmChart' -benchtime 1x -timeout 30m ./reconciler/
 	$(GO) test -run '^$$' -bench 'AgedRepo' -benchtime 1x -timeout 40m ./housekeeping/
 	$(GO) test -run '^$$' -bench 'AppsPage' -benchtime 200x -timeout 10m ./ui/
 

@@ -254,8 +254,8 @@ func resolveHelmFile(name string, chartFS fileSource, chartDir string, refs map[
 		if !ok {
 			return fileSource{}, "", fmt.Errorf("%q names source ref %q, which no source of the app has: add a source with ref: %s to spec.sources", name, ref, ref)
 		}
-		if hasDotDot(rest) {
-			return fileSource{}, "", fmt.Errorf("%q must not use '..'", name)
+		if escapesRoot("/", rest) {
+			return fileSource{}, "", fmt.Errorf("%q leaves the repo of ref %s: keep value files inside it", name, ref)
 		}
 		return src, "/" + cleanRepoPath(rest), nil
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -132,14 +131,15 @@ func editKustomization(fs filesys.FileSystem, dir string, k *KustomizeSource) er
 	return fs.WriteFile(file, out)
 }
 
-// kustomizeImage parses an image as `kustomize edit set image` does:
-// [name=]newName[:tag][@digest], or name=*:tag style overrides.
-var kustomizeImage = regexp.MustCompile(`^([^=]+)=(.+)$`)
-
+// parseKustomizeImage parses an image as `kustomize edit set image`
+// does: [name=]newName[:tag][@digest], or name=*:tag to keep the name.
 func parseKustomizeImage(s string) (map[string]any, error) {
 	name, ref := "", s
-	if m := kustomizeImage.FindStringSubmatch(s); m != nil {
-		name, ref = m[1], m[2]
+	if before, after, ok := strings.Cut(s, "="); ok {
+		if before == "" || after == "" {
+			return nil, fmt.Errorf("spec.source.kustomize.images: %q: write name=newName:tag, name:tag or name@digest", s)
+		}
+		name, ref = before, after
 	}
 	img := map[string]any{}
 	var newName, tag, digest string
