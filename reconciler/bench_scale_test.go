@@ -28,7 +28,7 @@ import (
 
 // scaleResult is what one run of the single-primary simulation measured.
 type scaleResult struct {
-	apps, objects int
+	apps, objects, workers int
 	// syncAll is from Run's start, with every app stored and nothing in
 	// the cluster, to every app Synced at the pushed commit.
 	syncAll time.Duration
@@ -129,11 +129,14 @@ spec:
 // reconciler starts, as after a restart or a bootstrap, so Run syncs all
 // of them from nothing with its default workers; then one full resync
 // of the unchanged fleet; then a quiet stretch of idle seconds.
-func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult {
+func runScale(tb testing.TB, apps, objects, workers int, idle time.Duration) scaleResult {
 	tb.Helper()
 	c := newCluster(tb)
 	ctx := context.Background()
-	res := scaleResult{apps: apps, objects: objects, idle: idle, loadStart: loadavg()}
+	if workers <= 0 {
+		workers = 2 // Config.Workers' default
+	}
+	res := scaleResult{apps: apps, objects: objects, workers: workers, idle: idle, loadStart: loadavg()}
 	// Apps and their namespaces are new on every run (-count, or the
 	// small test beside the benchmark on the same API server).
 	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
@@ -161,6 +164,7 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 
 	cpu0, api0, t0 := selfCPU(), pidsCPU(apiPids), time.Now()
 	rec, stop := c.start(store, func(rc *reconciler.Config) {
+		rc.Workers = workers
 		rc.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		rc.RESTConfig.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 			return countingTransport{c: counter, next: rt}
@@ -195,7 +199,7 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 	res.watches = apiWatches(tb, c) - watchesBefore
 
 	// One full resync, as a --resync-interval tick queues it: every app,
-	// by as many at once as Run's default workers (2).
+	// by as many at once as Run's workers.
 	counter.on.Store(true)
 	if p := os.Getenv("FJORD_BENCH_SCALE_PROFILE"); p != "" {
 		// Where a resync's CPU goes: go tool pprof FILE.
@@ -213,9 +217,9 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 	var (
 		next atomic.Int64
 		wg   sync.WaitGroup
-		errs = make(chan error, 2)
+		errs = make(chan error, res.workers)
 	)
-	for range 2 {
+	for range res.workers {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < apps; i = int(next.Add(1)) - 1 {
 				r, err := rec.Sync(ctx, names[i], reconciler.SyncOptions{})
@@ -254,7 +258,8 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 // each in its own namespace, on the local test API server; the time to
 // sync them all from a cold start, the CPU and memory that took, one
 // full resync of the unchanged fleet (CPU and API requests), and the CPU
-// of doing nothing for 30 s with the fleet's watches open. The figures
+// of doing nothing for 30 s with the fleet's watches open, with the
+// reconciler's default 2 workers (FJORD_BENCH_SCALE_WORKERS changes it). The figures
 // are in README's "How far one primary goes". FJORD_BENCH_SCALE_PROFILE=FILE
 // writes a CPU profile of the resync pass. Run it with `make bench`, or
 // alone:
@@ -262,13 +267,13 @@ func runScale(tb testing.TB, apps, objects int, idle time.Duration) scaleResult 
 //	go test -run '^$' -bench SinglePrimaryScale -benchtime 1x -timeout 40m ./reconciler
 func BenchmarkSinglePrimaryScale(b *testing.B) {
 	apps, objects := envInt(b, "FJORD_BENCH_SCALE_APPS", 1000), envInt(b, "FJORD_BENCH_SCALE_OBJECTS", 20)
-	r := runScale(b, apps, objects, 30*time.Second)
+	r := runScale(b, apps, objects, envInt(b, "FJORD_BENCH_SCALE_WORKERS", 2), 30*time.Second)
 	pct := func(cpu, wall time.Duration) string {
 		return fmt.Sprintf("%.0f%% of a core", 100*cpu.Seconds()/wall.Seconds())
 	}
 	mib := func(n uint64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
-	fmt.Printf("\nsingle primary: %d apps × %d objects = %d objects, each app in its own namespace, local kube-apiserver (internal/testenv), %d cores\n",
-		r.apps, r.objects, r.apps*r.objects, runtime.NumCPU())
+	fmt.Printf("\nsingle primary: %d apps × %d objects = %d objects, each app in its own namespace, %d workers, local kube-apiserver (internal/testenv), %d cores\n",
+		r.apps, r.objects, r.apps*r.objects, r.workers, runtime.NumCPU())
 	fmt.Printf("load average %s at the start, %s at the end\n", r.loadStart, r.loadEnd)
 	rows := [][2]string{
 		{"sync all from a cold start", fmt.Sprintf("%s (%.1f apps/s, %.0f objects/s)", r.syncAll.Round(time.Second), float64(r.apps)/r.syncAll.Seconds(), float64(r.apps*r.objects)/r.syncAll.Seconds())},
@@ -293,7 +298,7 @@ func BenchmarkSinglePrimaryScale(b *testing.B) {
 // 5 objects): every app syncs from a cold start, and a full resync of the
 // unchanged fleet changes nothing and sends the API server no write.
 func TestScaleIdleResyncWritesNothing(t *testing.T) {
-	r := runScale(t, 20, 5, 0)
+	r := runScale(t, 20, 5, 0, 0)
 	if r.resyncWrites != 0 {
 		t.Errorf("a resync of 20 unchanged apps sent %d writes to the API server", r.resyncWrites)
 	}
