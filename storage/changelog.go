@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -86,6 +88,10 @@ type Op struct {
 	// Seq is the nested bucket's sequence after the op, so a promoted
 	// follower numbers the next log entry as its primary would have.
 	Seq uint64 `json:"s,omitempty"`
+	// File, when set, makes the op a credential file's instead of a
+	// key's: its path under DATA/credentials, written with Value (0600)
+	// or, with Delete, removed (a directory with all it holds).
+	File string `json:"f,omitempty"`
 }
 
 // Sum returns the checksum that identifies the change at its position: a
@@ -287,6 +293,52 @@ func (w *wtx) del(bucket, key []byte) error {
 	return nil
 }
 
+// writeCredentials records that the secret file at path was written.
+func (w *wtx) writeCredentials(s *Store, path string, data []byte) {
+	if rel, ok := s.credentialPath(path); ok {
+		w.ops = append(w.ops, Op{File: rel, Value: bytes.Clone(data)})
+	}
+}
+
+// removeCredentials records that path (a file or a directory) under the
+// credentials was removed; the caller removes it.
+func (w *wtx) removeCredentials(s *Store, path string) {
+	if rel, ok := s.credentialPath(path); ok {
+		w.ops = append(w.ops, Op{File: rel, Delete: true})
+	}
+}
+
+// credentialsDir holds every secret file (see CredentialDir).
+func (s *Store) credentialsDir() string { return filepath.Join(s.dir, "credentials") }
+
+// credentialPath returns path relative to the credentials directory.
+func (s *Store) credentialPath(path string) (string, bool) {
+	rel, err := filepath.Rel(s.credentialsDir(), path)
+	if err != nil || !filepath.IsLocal(rel) {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
+}
+
+// applyFileOp writes or removes the credential file of op.
+func (s *Store) applyFileOp(op Op) error {
+	rel := filepath.FromSlash(op.File)
+	if !filepath.IsLocal(rel) {
+		return fmt.Errorf("credential file %q: not a path inside the credentials", op.File)
+	}
+	path := filepath.Join(s.credentialsDir(), rel)
+	if op.Delete {
+		if err := os.RemoveAll(path); err != nil {
+			return fmt.Errorf("remove credentials %s: %w", op.File, err)
+		}
+		return nil
+	}
+	if err := writeSecret(path, op.Value); err != nil {
+		return fmt.Errorf("write credentials %s: %w", op.File, err)
+	}
+	return nil
+}
+
 // delPrefix deletes every key of bucket that starts with prefix.
 func (w *wtx) delPrefix(bucket, prefix []byte) error {
 	var dead [][]byte
@@ -426,8 +478,12 @@ func (s *Store) appendChange(tx *bolt.Tx, pos uint64, raw []byte) error {
 	return nil
 }
 
-// applyOp writes one op of another store's change.
+// applyOp writes one op of another store's change; a credential file's
+// op is applyFileOp's.
 func applyOp(tx *bolt.Tx, op Op) error {
+	if op.File != "" {
+		return nil
+	}
 	if localBuckets[op.Bucket] || op.Bucket == "" {
 		return fmt.Errorf("op on bucket %q: not a replicated bucket", op.Bucket)
 	}

@@ -223,6 +223,13 @@ func TestFollowerApplies(t *testing.T) {
 	if err := p.CreateMirror(storage.Mirror{Repo: "app", Upstream: "file:///x"}); err != nil {
 		t.Fatal(err)
 	}
+	credDir := p.CredentialDir("mirror", "app")
+	if err := p.WriteCredentials(credDir, "app", map[string][]byte{"password": []byte("s3cret"), "username": []byte("ci")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.RemoveCredentials(credDir, "app", []string{"username"}); err != nil {
+		t.Fatal(err)
+	}
 	for range 3 {
 		if err := p.RecordMirrorSync("app", storage.MirrorSync{Trigger: "interval"}, func(*storage.Mirror) {}); err != nil {
 			t.Fatal(err)
@@ -243,6 +250,7 @@ func TestFollowerApplies(t *testing.T) {
 	if f.AccessFor(&storage.User{Name: "ci"}, "app") != storage.AccessRead {
 		t.Fatal("the grant did not replicate")
 	}
+	sameCredentials(t, p, f, "password")
 
 	// A hidden ref (a history protection backup) replicates, but is
 	// neither advertised nor notified.
@@ -308,6 +316,7 @@ func TestFollowerApplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameState(t, p, n)
+	sameCredentials(t, p, n, "password")
 	if _, err := os.Stat(n.RepoPath("stray")); !os.IsNotExist(err) {
 		t.Fatalf("a repo the primary lacks survived the full copy: %v", err)
 	}
@@ -325,6 +334,36 @@ func TestFollowerApplies(t *testing.T) {
 	replicate(t, p, f)
 	sameState(t, p, n)
 	sameState(t, p, f)
+
+	// Deleting the mirror removes its secrets everywhere.
+	if err := p.DeleteMirror("app"); err != nil {
+		t.Fatal(err)
+	}
+	replicate(t, p, f)
+	if _, err := os.Stat(f.CredentialDir("mirror", "app")); !os.IsNotExist(err) {
+		t.Fatalf("the deleted mirror's credentials are still on the follower: %v", err)
+	}
+}
+
+// sameCredentials fails unless b holds a's mirror credentials for app,
+// exactly the files named, 0600.
+func sameCredentials(t *testing.T, a, b *storage.Store, names ...string) {
+	t.Helper()
+	ents, err := os.ReadDir(b.CredentialDir("mirror", "app"))
+	if err != nil || len(ents) != len(names) {
+		t.Fatalf("follower's credentials: %v, %v; want %v", ents, err, names)
+	}
+	for _, name := range names {
+		want, _ := os.ReadFile(filepath.Join(a.CredentialDir("mirror", "app"), name))
+		path := filepath.Join(b.CredentialDir("mirror", "app"), name)
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("credential %s on the follower: %q, %v; want %q", name, got, err, want)
+		}
+		if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+			t.Fatalf("credential %s has mode %v", name, fi.Mode())
+		}
+	}
 }
 
 // TestWritesGoThroughTheChangeLog keeps every write of the store in

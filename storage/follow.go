@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/fjordhq/fjord/internal/gitrun"
@@ -43,6 +46,15 @@ func (s *Store) ApplyChange(ctx context.Context, raw []byte, fetch FetchFunc) (C
 		}
 	}
 
+	// Files first: written again harmlessly if the transaction below
+	// never commits.
+	for _, op := range c.Ops {
+		if op.File != "" {
+			if err := s.applyFileOp(op); err != nil {
+				return Change{}, fmt.Errorf("apply change %d: %w", c.Pos, err)
+			}
+		}
+	}
 	var next *Refs
 	if c.Repo != "" {
 		lock := s.repoLock(c.Repo)
@@ -294,7 +306,62 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: snapshot: %w", err)
 	}
+	// The secret files, read under the write lock so none is half
+	// written: the credentials of mirrors, push mirrors and the rest.
+	err = s.db.Update(func(*bolt.Tx) error {
+		return filepath.WalkDir(s.credentialsDir(), func(path string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil || d.IsDir() || strings.HasSuffix(d.Name(), ".tmp") {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel, _ := s.credentialPath(path)
+			snap.Ops = append(snap.Ops, Op{File: rel, Value: data})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: snapshot of the credentials: %w", err)
+	}
 	return snap, nil
+}
+
+// replaceCredentials makes the credentials directory hold exactly the
+// files of ops: built beside it, then swapped in.
+func (s *Store) replaceCredentials(ops []Op) error {
+	tmp, err := os.MkdirTemp(s.dir, ".credentials-copy-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return err
+	}
+	for _, op := range ops {
+		if op.File == "" || op.Delete {
+			continue
+		}
+		rel := filepath.FromSlash(op.File)
+		if !filepath.IsLocal(rel) {
+			return fmt.Errorf("credential file %q: not a path inside the credentials", op.File)
+		}
+		if err := writeSecret(filepath.Join(tmp, rel), op.Value); err != nil {
+			return err
+		}
+	}
+	old := tmp + ".old"
+	if err := os.Rename(s.credentialsDir(), old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(tmp, s.credentialsDir()); err != nil {
+		return err
+	}
+	return os.RemoveAll(old)
 }
 
 // ApplySnapshot replaces this store's replicated state with snap: every
@@ -335,6 +402,9 @@ func (s *Store) ApplySnapshot(ctx context.Context, snap *Snapshot, fetch FetchFu
 		}
 		next[name] = r
 		changes = append(changes, diff...)
+	}
+	if err := s.replaceCredentials(snap.Ops); err != nil {
+		return fmt.Errorf("full copy: credentials: %w", err)
 	}
 	var gone []string
 	err := s.db.Update(func(tx *bolt.Tx) error {

@@ -248,6 +248,7 @@ func (s *Store) DeleteHelmRepo(name string) error {
 		if err := tx.delPrefix(bucketHelmCharts, []byte(name+"\x00")); err != nil {
 			return err
 		}
+		tx.removeCredentials(s, s.CredentialDir("helmrepo", name))
 		return tx.del(bucketHelmRepos, []byte(name))
 	})
 	if err != nil {

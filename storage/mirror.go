@@ -106,31 +106,48 @@ func (s *Store) PushCredentialDir(repo, id string) string {
 
 // WriteCredentials stores secret files with mode 0600 in dir (one of
 // CredentialDir or PushCredentialDir), 0700, replacing what was there.
+// The files are a change of the change log, so followers hold them too.
 func (s *Store) WriteCredentials(dir, repo string, files map[string][]byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("credentials for %q: %w", repo, err)
 	}
-	for name, data := range files {
-		tmp := filepath.Join(dir, "."+name+".tmp")
-		if err := os.WriteFile(tmp, data, 0o600); err != nil {
-			return fmt.Errorf("credentials for %q: %w", repo, err)
+	return s.update(func(tx *wtx) error {
+		for name, data := range files {
+			path := filepath.Join(dir, name)
+			if err := writeSecret(path, data); err != nil {
+				return fmt.Errorf("credentials for %q: %w", repo, err)
+			}
+			tx.writeCredentials(s, path, data)
 		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("credentials for %q: %w", repo, err)
-		}
+		return nil
+	})
+}
+
+// writeSecret writes a secret file, 0600 in a 0700 directory, by rename.
+func writeSecret(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
 	}
-	return nil
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // RemoveCredentials deletes the named secret files from dir; a name that
 // is not there is no error.
 func (s *Store) RemoveCredentials(dir, repo string, names []string) error {
-	for _, name := range names {
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("credentials for %q: %w", repo, err)
+	return s.update(func(tx *wtx) error {
+		for _, name := range names {
+			path := filepath.Join(dir, name)
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("credentials for %q: %w", repo, err)
+			}
+			tx.removeCredentials(s, path)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // CreateMirror stores a mirror's configuration. The repo must exist.
@@ -291,6 +308,7 @@ func (s *Store) DeleteMirror(repo string) error {
 				return err
 			}
 		}
+		tx.removeCredentials(s, s.CredentialDir("mirror", repo))
 		return tx.del(bucketMirrors, []byte(repo))
 	})
 	if err != nil {
