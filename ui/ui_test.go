@@ -458,7 +458,7 @@ func TestAppPageDetails(t *testing.T) {
 		"batch.Job/prod/db-migrate", "PreSync", // the hook and its Job
 		"THE LAST LINE", "admission webhook denied", // the whole error
 		"changed outside git (selfHeal is off)", // the drifted object's sync state
-		"prod/old-config", "kept (prune off)", // the orphan
+		"prod/old-config", "kept (prune off)",   // the orphan
 		"1 of 3 replicas ready", "kubectl-edit",
 	} {
 		if !strings.Contains(b, want) {
