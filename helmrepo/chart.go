@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -46,7 +47,7 @@ func (m *Manager) Chart(ctx context.Context, repoURL, name, version string) (pat
 	if err != nil {
 		return "", "", err
 	}
-	if err := checkChartName(name); err != nil {
+	if err := checkChartName(name, isOCI(u)); err != nil {
 		return "", "", fmt.Errorf("chart from %s: %w", u, err)
 	}
 	version = strings.TrimSpace(version)
@@ -171,14 +172,14 @@ func pick(idx *index, r storage.HelmRepo, name, version string) (*repo.ChartVers
 // chartPath is where version of chart name of repository r is kept. Both
 // are checked to be single safe path segments before.
 func (m *Manager) chartPath(r storage.HelmRepo, name, version string) (string, error) {
-	if err := checkChartName(name); err != nil {
+	if err := checkChartName(name, isOCI(r.URL)); err != nil {
 		return "", err
 	}
 	if err := checkVersion(version); err != nil {
 		return "", err
 	}
 	dir := filepath.Join(m.store.HelmDir(r.Name), "charts")
-	p := filepath.Join(dir, name+"-"+version+".tgz")
+	p := filepath.Join(dir, fileName(name)+"-"+version+".tgz")
 	if filepath.Dir(p) != dir {
 		return "", fmt.Errorf("chart %q version %q does not make a file name inside the repository's directory", name, version)
 	}
@@ -255,7 +256,8 @@ func (m *Manager) keep(r storage.HelmRepo, name, version string, data []byte, di
 	if err != nil {
 		return "", fmt.Errorf("%s is not a chart Helm can load; nothing was kept: %w", what, err)
 	}
-	if ch.Metadata == nil || ch.Metadata.Name != name || ch.Metadata.Version != version {
+	// An OCI chart path's last segment is the chart's own name.
+	if ch.Metadata == nil || ch.Metadata.Name != path.Base(name) || ch.Metadata.Version != version {
 		var gotName, gotVersion string
 		if ch.Metadata != nil {
 			gotName, gotVersion = ch.Metadata.Name, ch.Metadata.Version

@@ -107,12 +107,12 @@ func inBackground[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 }
 
 func (m *Manager) tagsPath(r storage.HelmRepo, chart string) string {
-	return filepath.Join(m.store.HelmDir(r.Name), "tags", chart+".json")
+	return filepath.Join(m.store.HelmDir(r.Name), "tags", fileName(chart)+".json")
 }
 
 // refreshTags lists chart's tags in registry r and keeps the list.
 func (m *Manager) refreshTags(ctx context.Context, r storage.HelmRepo, chart string) (tagList, error) {
-	if err := checkChartName(chart); err != nil {
+	if err := checkChartName(chart, true); err != nil {
 		return tagList{}, err
 	}
 	c, err := m.credentials(r)
@@ -166,8 +166,9 @@ func (m *Manager) refreshAllTags(ctx context.Context, r storage.HelmRepo) error 
 	var errs []error
 	n := 0
 	for _, e := range ents {
-		chart, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || checkChartName(chart) != nil {
+		base, ok := strings.CutSuffix(e.Name(), ".json")
+		chart := strings.ReplaceAll(base, "%2F", "/")
+		if !ok || checkChartName(chart, true) != nil {
 			continue
 		}
 		n++

@@ -28,8 +28,22 @@ func TestChartFromOCIRegistry(t *testing.T) {
 	for _, v := range []string{"1.0.0", "1.1.0", "2.0.0", "1.2.0+build.7"} {
 		reg.Push(helmrepotest.Chart("podinfo", v))
 	}
+	reg.PushAt("team", helmrepotest.Chart("web", "0.2.0"))
 	m := e.managerTLS(t, reg)
 	ctx := context.Background()
+
+	// A chart deeper in the registry (chart: team/web), kept apart from
+	// the others; a path that climbs is refused.
+	p, v, err := m.Chart(ctx, reg.URL(), "team/web", "")
+	if err != nil || v != "0.2.0" {
+		t.Fatalf("Chart(oci, team/web) = %s, %v", v, err)
+	}
+	loadChart(t, p, "web", "0.2.0")
+	for _, bad := range []string{"team/../web", "/web", "team//web", "team/.web"} {
+		if _, _, err := m.Chart(ctx, reg.URL(), bad, ""); err == nil || !strings.Contains(err.Error(), "chart name") {
+			t.Errorf("Chart(oci, %q): %v; want a refused chart name", bad, err)
+		}
+	}
 
 	for _, tc := range []struct{ want, resolved string }{
 		{"", "2.0.0"},
@@ -47,13 +61,18 @@ func TestChartFromOCIRegistry(t *testing.T) {
 		loadChart(t, p, "podinfo", tc.resolved)
 	}
 	list, err := m.List()
-	if err != nil || len(list) != 1 || list[0].URL != reg.URL() || !list[0].Auto || len(list[0].Charts) != 4 {
-		t.Fatalf("List = %+v, %v; want the registry added by itself with 4 charts", list, err)
+	if err != nil || len(list) != 1 || list[0].URL != reg.URL() || !list[0].Auto || len(list[0].Charts) != 5 {
+		t.Fatalf("List = %+v, %v; want the registry added by itself with 5 charts", list, err)
 	}
 	for _, c := range list[0].Charts {
 		if len(c.Digest) != 64 {
 			t.Errorf("kept %s %s with digest %q", c.Name, c.Version, c.Digest)
 		}
+	}
+
+	// A refresh lists the tags of every chart asked for again.
+	if r, err := m.Refresh(ctx, list[0].Name); err != nil || r.LastError != "" {
+		t.Fatalf("refresh of the registry: %v, %+v", err, r)
 	}
 
 	// The registry goes away: kept versions and the last tag list still

@@ -103,13 +103,23 @@ func nameFor(raw string) string {
 
 // checkChartName refuses a chart name that could leave the repository's
 // directory or confuse a URL: one segment of [A-Za-z0-9._-] (what Helm
-// allows in practice), not "." or "..".
-func checkChartName(name string) error {
+// allows in practice), not starting with '.'. In an OCI registry a chart
+// may sit deeper (chart: team/web): there each '/'-separated segment is
+// checked so.
+func checkChartName(name string, oci bool) error {
 	if name == "" {
 		return fmt.Errorf("empty chart name")
 	}
 	if len(name) > 128 {
 		return fmt.Errorf("chart name longer than 128 characters")
+	}
+	if oci && strings.Contains(name, "/") {
+		for _, seg := range strings.Split(name, "/") {
+			if err := checkChartName(seg, false); err != nil {
+				return fmt.Errorf("chart name %q: %w", name, err)
+			}
+		}
+		return nil
 	}
 	if name == "." || name == ".." || strings.HasPrefix(name, ".") {
 		return fmt.Errorf("chart name %q is not allowed: it must start with a letter or digit", name)
@@ -123,6 +133,10 @@ func checkChartName(name string) error {
 	}
 	return nil
 }
+
+// fileName is a checked chart name as one path segment: '/' of an OCI
+// chart path escaped, so "team/web" and "team_web" stay apart.
+func fileName(chart string) string { return strings.ReplaceAll(chart, "/", "%2F") }
 
 // checkVersion refuses a chart version from an index or a registry that is
 // not safe in a file name (Helm's own checks allow "+" build metadata).

@@ -98,6 +98,13 @@ func (r *Registry) Close() { r.srv.Close() }
 // client to URL()/NAME:VERSION.
 func (r *Registry) Push(ch *chart.Chart) {
 	r.t.Helper()
+	r.PushAt("", ch)
+}
+
+// PushAt is Push to URL()/DIR/NAME:VERSION, a chart deeper in the
+// registry (chart: DIR/NAME in an Application).
+func (r *Registry) PushAt(dir string, ch *chart.Chart) {
+	r.t.Helper()
 	opts := []registry.ClientOption{
 		registry.ClientOptHTTPClient(&http.Client{Transport: &http.Transport{TLSClientConfig: r.TLSConfig()}}),
 		registry.ClientOptCredentialsFile(filepath.Join(r.t.TempDir(), "registry.json")),
@@ -114,6 +121,9 @@ func (r *Registry) Push(ch *chart.Chart) {
 	}
 	// The client turns "+" into "_" in the tag itself, as helm push does.
 	ref := r.Host() + "/charts/" + ch.Name() + ":" + ch.Metadata.Version
+	if dir != "" {
+		ref = r.Host() + "/charts/" + dir + "/" + ch.Name() + ":" + ch.Metadata.Version
+	}
 	if _, err := cl.Push(Package(r.t, ch), ref); err != nil {
 		r.t.Fatalf("push %s: %v", ref, err)
 	}
