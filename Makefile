@@ -73,7 +73,9 @@ test: build testenv sealed-secrets
 # and admin writes, CRASH_TRIALS times per kind, checks after every restart
 # (acknowledged writes present, git fsck, served refs = disk, bbolt check,
 # the next sync converges) and prints the table of trials and violations.
-# make test runs 3 trials per kind. FJORD_CRASH_SEED=N replays a run.
+# The failover kind kills a replica group's primary instead (20 trials here,
+# FJORD_FAILOVER_TRIALS=N to change). make test runs 3 trials per kind.
+# FJORD_CRASH_SEED=N replays a run.
 CRASH_TRIALS ?= 100
 crash: build testenv
 	FJORD_CRASH_TRIALS=$(CRASH_TRIALS) $(GO) test -count=1 -v -run '^TestCrash$$' -timeout 90m ./internal/crashtest
@@ -120,7 +122,9 @@ load: build
 # start on the test API server: time, CPU, memory, one idle resync),
 # a repo aged by 2,000 single-commit pushes under housekeeping against
 # the same repo freshly repacked (clone, incremental fetch, packs), and the
-# web UI's apps page rendered from a store of 1,000 apps (p50/p99).
+# web UI's apps page rendered from a store of 1,000 apps (p50/p99), and a
+# replica group of fjord processes: push → acknowledged with 0 and with 1
+# synchronous replica (p50/p99), follower lag after a push, failover time.
 bench: build testenv
 	@command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
@@ -135,6 +139,7 @@ bench: build testenv
 	$(GO) test -run '^$$' -bench 'SinglePrimaryScale' -benchtime 1x -timeout 40m ./reconciler/
 	$(GO) test -run '^$$' -bench 'HelmChart' -benchtime 1x -timeout 30m ./reconciler/
 	$(GO) test -run '^$$' -bench 'AgedRepo' -benchtime 1x -timeout 40m ./housekeeping/
+	$(GO) test -run '^$$' -bench 'GroupPush|Failover' -benchtime 1x -timeout 30m ./ha/
 	$(GO) test -run '^$$' -bench 'AppsPage' -benchtime 200x -timeout 10m ./ui/
 
 # bench-compare runs fio's etcd job (IBM/etcd recipe) and fjord's own version

@@ -326,6 +326,9 @@ func (e *Elector) Writable() error {
 	if e.serving && time.Since(e.renewedAt) < e.cfg.RenewDeadline {
 		return nil
 	}
+	if e.primary && !e.serving {
+		return fmt.Errorf("%w: %s was just elected primary and is stopping its replication stream; retry in a moment", ErrReadOnly, e.cfg.ID)
+	}
 	if e.primary {
 		return fmt.Errorf("%w: %s could not renew its primary Lease for %s and is stepping down; retry in a few seconds", ErrReadOnly, e.cfg.ID, time.Since(e.renewedAt).Round(time.Second))
 	}

@@ -10,13 +10,18 @@ import (
 )
 
 // overlays are the ways deploy/kubernetes is meant to be applied.
-var overlays = []string{"kubernetes/overlays/dev", "kubernetes/overlays/prod"}
+var overlays = []string{"kubernetes/overlays/dev", "kubernetes/overlays/prod", "kubernetes/overlays/ha"}
 
 // overlayFlag is a flag each overlay adds to fjord's command line.
 var overlayFlag = map[string]string{
 	"kubernetes/overlays/dev":  "--log-level=debug",
 	"kubernetes/overlays/prod": "--log-format=json",
+	"kubernetes/overlays/ha":   "--ha=$(POD_NAMESPACE)/fjord",
 }
+
+// overlayReplicas is the StatefulSet's size: one writer on one data dir,
+// or a replica group of three.
+var overlayReplicas = map[string]float64{"kubernetes/overlays/ha": 3}
 
 // TestKubernetesDryRun applies each overlay to a real kube-apiserver with
 // a server-side dry run: schema validation, defaulting, RBAC escalation
@@ -101,8 +106,12 @@ func TestStatefulSet(t *testing.T) {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			sts := r.one(t, "StatefulSet", "fjord")
-			if n := num(get(sts, "spec", "replicas")); n != 1 {
-				t.Errorf("replicas = %v, want 1: fjord is one writer on one data dir", n)
+			want := overlayReplicas[dir]
+			if want == 0 {
+				want = 1
+			}
+			if n := num(get(sts, "spec", "replicas")); n != want {
+				t.Errorf("replicas = %v, want %v: fjord is one writer on one data dir, or a group of three with --ha", n, want)
 			}
 			pod := mapAt(sts, "spec", "template", "spec")
 			// The overlays append their flags to containers[0] by index.
@@ -232,12 +241,19 @@ func checkMainContainer(t *testing.T, r *rendered, pod map[string]any) {
 		t.Error("/tmp is not a writable mount; the root filesystem is read-only")
 	}
 
-	// SSH on 22 outside, 2222 inside; HTTP on the http port.
-	for _, want := range []struct {
+	// SSH on 22 outside, 2222 inside; HTTP on the http port. A replica
+	// group has fjord-rw (the primary) and fjord-ro (any member) instead
+	// of fjord-ssh.
+	type svcPort struct {
 		svc    string
 		port   float64
 		target string
-	}{{"fjord-ssh", 22, "ssh"}, {"fjord-http", 8080, "http"}} {
+	}
+	svcs := []svcPort{{"fjord-ssh", 22, "ssh"}, {"fjord-http", 8080, "http"}}
+	if len(r.find("PodDisruptionBudget")) > 0 {
+		svcs = []svcPort{{"fjord-rw", 22, "ssh"}, {"fjord-ro", 22, "ssh"}, {"fjord-http", 8080, "http"}}
+	}
+	for _, want := range svcs {
 		svc := r.one(t, "Service", want.svc)
 		p := mapAt(svc, "spec", "ports", "name="+want.target)
 		if p == nil || num(p["port"]) != want.port || p["targetPort"] != want.target {
@@ -245,6 +261,9 @@ func checkMainContainer(t *testing.T, r *rendered, pod map[string]any) {
 		}
 		labels := mapAt(r.one(t, "StatefulSet", "fjord"), "spec", "template", "metadata", "labels")
 		for k, v := range mapAt(svc, "spec", "selector") {
+			if k == "fjord.dev/role" {
+				continue // set by the member itself, at runtime
+			}
 			if labels[k] != v {
 				t.Errorf("Service %s selects %s=%v, which the pod does not carry", want.svc, k, v)
 			}

@@ -110,16 +110,23 @@ func (d durability) WaitDurable(ctx context.Context, _ string) error {
 	return d.s.elector.WaitDurable(ctx, d.s.position())
 }
 
-// readiness is what /readyz says beyond "ok" about this member's role.
-func (s *Server) readiness() string {
+// readiness is what /readyz says beyond "ok" about this member's role;
+// ok is false for a replica that has not caught up with a primary yet (a
+// new member's empty copy must not serve reads).
+func (s *Server) readiness() (msg string, ok bool) {
 	if s.elector == nil {
-		return ""
+		return "", true
 	}
 	if err := s.elector.Writable(); err != nil {
-		return "role: replica\n" + strings.TrimPrefix(err.Error(), ha.ErrReadOnly.Error()+": ") + "\n"
+		msg = "role: replica\n" + strings.TrimPrefix(err.Error(), ha.ErrReadOnly.Error()+": ") + "\n"
+		if !s.caughtUp.Load() {
+			return msg + "catching up with the primary: not serving reads yet\n", false
+		}
+		return msg, true
 	}
+	s.caughtUp.Store(true) // a primary's copy is the group's
 	if why := s.elector.SyncHealth(); why != "" {
-		return "role: primary\n" + why + "\n"
+		return "role: primary\n" + why + "\n", true
 	}
-	return "role: primary\n"
+	return "role: primary\n", true
 }

@@ -63,7 +63,35 @@ func (s *Server) runFollower(ctx context.Context, p ha.Primary) {
 		Logger:  s.log,
 		Git:     s.opts.Git,
 	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.watchCatchUp(ctx, f)
+	}()
 	if err := f.Run(ctx); err != nil {
 		s.log.Error("cannot follow the primary", "primary", p.ID, "address", p.Advertise, "err", err)
+	}
+	<-done
+}
+
+// watchCatchUp marks the member caught up (ready to serve reads) once its
+// stream is connected and it holds what the primary said it holds. A new
+// member stays out of fjord-ro until then; one that was caught up once
+// keeps serving (stale beats nothing while the primary is away).
+func (s *Server) watchCatchUp(ctx context.Context, f *replication.Follower) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !s.caughtUp.Load() {
+		st := f.State()
+		if st.Connected && st.Position >= st.PrimaryPosition {
+			s.caughtUp.Store(true)
+			s.log.Info("caught up with the primary: serving reads", "position", st.Position)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }

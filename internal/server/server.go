@@ -115,6 +115,7 @@ type Server struct {
 	primary  *replication.Primary
 	groupKey gossh.Signer
 	hostPub  gossh.PublicKey
+	caughtUp atomic.Bool // a replica that held the primary's position once
 }
 
 // Open opens the store, registers the admin keys, builds every service and
@@ -241,7 +242,12 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
-		io.WriteString(w, "ok\n"+s.readiness())
+		msg, ok := s.readiness()
+		if !ok {
+			http.Error(w, "not ready\n"+msg, http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n"+msg)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/hooks/", s.mirrors.WebhookHandler())
