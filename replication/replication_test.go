@@ -121,6 +121,9 @@ func (g *group) start(t testing.TB, id, dir, addr, primary string, opts *storage
 	go func() { defer close(served); gs.Serve(l) }()
 	var followed chan struct{}
 	if primary != "" {
+		// As a follower in a group does: its own writes are refused,
+		// what it applies from the stream is not.
+		store.RefuseWrites(fmt.Errorf("this replica follows %s", primary))
 		n.follower = replication.NewFollower(store, replication.FollowerOptions{
 			ID: id, Primary: primary, KeyFile: g.groupKey, HostKey: g.hostKey.PublicKey(), Logger: log,
 		})

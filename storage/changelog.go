@@ -44,7 +44,28 @@ var (
 	// ErrPositionGap is returned by ApplyChange for a change that is not
 	// the one after the store's position.
 	ErrPositionGap = errors.New("change is not the next position")
+	// ErrReadOnly is returned by every write of a store that refuses
+	// writes (see RefuseWrites).
+	ErrReadOnly = errors.New("this replica takes no writes")
 )
+
+// RefuseWrites makes every write of the store that would be a change
+// (anything but a follower's ApplyChange and ApplySnapshot) fail with
+// ErrReadOnly wrapped in why, e.g. "this replica follows fjord-0 at
+// HOST:PORT", and leave nothing behind; nil takes writes again. A follower
+// refuses writes so that its change log stays a copy of its primary's.
+func (s *Store) RefuseWrites(why error) {
+	s.readOnly.Store(&why)
+}
+
+// refusing returns the error writes fail with, or nil.
+func (s *Store) refusing() error {
+	p := s.readOnly.Load()
+	if p == nil || *p == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrReadOnly, *p)
+}
 
 // localBuckets are never replicated: the log itself, the schema, and the
 // ref snapshots, which every replica derives from its own repos.
@@ -411,6 +432,10 @@ func (n *nestedBucket) del(key []byte) error {
 // same transaction. It is the one way the store writes: a write that went
 // around it would never reach a follower.
 func (s *Store) update(fn func(tx *wtx) error) error {
+	// Before fn, which may write files (credentials) as it goes.
+	if err := s.refusing(); err != nil {
+		return err
+	}
 	_, err := s.updateChange(fn)
 	return err
 }
@@ -427,6 +452,9 @@ func (s *Store) updateChange(fn func(tx *wtx) error) (uint64, error) {
 		}
 		if len(w.ops) == 0 && w.refs == nil {
 			return nil
+		}
+		if err := s.refusing(); err != nil {
+			return err
 		}
 		c := Change{Pos: readPosition(tx) + 1, Time: time.Now().UTC(), Ops: w.ops}
 		if w.refs != nil {

@@ -169,6 +169,47 @@ func TestChangeLogRecordsEveryWrite(t *testing.T) {
 	}
 }
 
+func TestRefuseWrites(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	if _, err := s.CreateRepo(ctx, storage.Repo{Name: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	s.RefuseWrites(errors.New("this replica follows fjord-0 at 10.0.0.1:2222"))
+	pos := s.Position()
+	if _, err := s.CreateUser(storage.User{Name: "x"}); !errors.Is(err, storage.ErrReadOnly) || !strings.Contains(err.Error(), "fjord-0 at 10.0.0.1:2222") {
+		t.Fatalf("CreateUser on a read-only store = %v", err)
+	}
+	if _, err := s.CreateRepo(ctx, storage.Repo{Name: "new"}); !errors.Is(err, storage.ErrReadOnly) {
+		t.Fatalf("CreateRepo on a read-only store = %v", err)
+	}
+	if _, err := os.Stat(s.RepoPath("new")); !os.IsNotExist(err) {
+		t.Fatalf("a refused CreateRepo left %s: %v", s.RepoPath("new"), err)
+	}
+	if err := s.WriteCredentials(s.CredentialDir("mirror", "app"), "app", map[string][]byte{"password": []byte("x")}); !errors.Is(err, storage.ErrReadOnly) {
+		t.Fatalf("WriteCredentials on a read-only store = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.CredentialDir("mirror", "app"), "password")); !os.IsNotExist(err) {
+		t.Fatalf("a refused WriteCredentials left the file: %v", err)
+	}
+	// A refresh that finds nothing new writes no change and passes; one
+	// that finds a moved ref is refused.
+	if _, err := s.RefreshRefs(ctx, "app"); err != nil {
+		t.Fatalf("idle refresh on a read-only store: %v", err)
+	}
+	commitInto(t, s.RepoPath("app"), "refs/heads/main")
+	if _, err := s.RefreshRefs(ctx, "app"); !errors.Is(err, storage.ErrReadOnly) {
+		t.Fatalf("refresh of a moved ref on a read-only store = %v", err)
+	}
+	if s.Position() != pos {
+		t.Fatalf("position moved from %d to %d while refusing writes", pos, s.Position())
+	}
+	s.RefuseWrites(nil)
+	if _, err := s.CreateUser(storage.User{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestChangeLogIsTrimmed(t *testing.T) {
 	dir := t.TempDir()
 	s, err := storage.Open(context.Background(), dir, &storage.Options{ChangeLogSize: 3})

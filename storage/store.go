@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -64,8 +65,9 @@ type Store struct {
 
 	gate repoGate // writes against upkeep, see BeginRepoWrite
 
-	watch   positionWatch // the change log's position
-	logSize int
+	watch    positionWatch // the change log's position
+	logSize  int
+	readOnly atomic.Pointer[error] // see RefuseWrites
 }
 
 // Open opens (creating if needed) the data directory dir. It fails with
