@@ -34,6 +34,8 @@ type Config struct {
 	// Clusters serves the /v1/clusters endpoints; nil (no reconciler)
 	// lists the stored clusters and answers the rest with 503.
 	Clusters Clusters
+	// Notify adds notifiers (POST /v1/notifiers); nil answers it with 503.
+	Notify Notify
 	// HostKeyFile is the SSH host private key a backup includes; empty
 	// means DATA/ssh_host_ed25519_key.
 	HostKeyFile string
@@ -53,6 +55,7 @@ type Server struct {
 	apps    Apps
 	// clusters is nil when the reconciler does not run.
 	clusters Clusters
+	notify   Notify
 	http     *http.Server
 
 	replicas  Replicas
@@ -64,7 +67,7 @@ type Server struct {
 
 // NewServer returns an admin API server.
 func NewServer(cfg Config) *Server {
-	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps, clusters: cfg.Clusters, hostKeyFile: cfg.HostKeyFile,
+	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps, clusters: cfg.Clusters, notify: cfg.Notify, hostKeyFile: cfg.HostKeyFile,
 		replicas: cfg.Replicas, writeGate: cfg.WriteGate}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -75,6 +78,7 @@ func NewServer(cfg Config) *Server {
 	s.helmRepoRoutes(mux)
 	s.appRoutes(mux)
 	s.signKeyRoutes(mux)
+	s.notifyRoutes(mux)
 	s.uiRoutes(mux)
 	s.replicaRoutes(mux)
 	s.clusterRoutes(mux)

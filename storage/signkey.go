@@ -130,12 +130,16 @@ func ParseSigningKey(name string, data []byte) (SigningKey, error) {
 	return k, nil
 }
 
-func validateSigningKeyName(name string) error {
+func validateSigningKeyName(name string) error { return validateSimpleName("signing key", name) }
+
+// validateSimpleName checks the name of a signing key or a notifier: one
+// segment of [A-Za-z0-9._-], at most 64 characters, as user names.
+func validateSimpleName(kind, name string) error {
 	if len(name) > 64 {
-		return fmt.Errorf("%w: signing key name longer than 64 characters", ErrInvalidName)
+		return fmt.Errorf("%w: %s name longer than 64 characters", ErrInvalidName, kind)
 	}
 	if err := checkSegment(name); err != nil {
-		return fmt.Errorf("%w: signing key name %q: %v", ErrInvalidName, name, err)
+		return fmt.Errorf("%w: %s name %q: %v", ErrInvalidName, kind, name, err)
 	}
 	return nil
 }

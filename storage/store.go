@@ -138,7 +138,7 @@ func (s *Store) initSchema() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketRepos, bucketUsers, bucketKeys, bucketGrants, bucketRefs,
 			bucketMirrors, bucketMirrorSyncs, bucketMirrorEvts, bucketPushMirrors,
-			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts, bucketProjects, bucketSigningKeys, bucketChanges,
+			bucketApps, bucketAppInv, bucketAppSyncs, bucketAppDrifts, bucketProjects, bucketSigningKeys, bucketNotifiers, bucketNotifySeen, bucketNotifyDeliveries, bucketChanges,
 			bucketHelmRepos, bucketHelmCharts,
 			bucketLoginTokens, bucketSessions, bucketClusters} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {

@@ -76,6 +76,7 @@ Every command finds the running server through the data directory
 		newProjectCmd(g),
 		newSignKeyCmd(g),
 		newClusterCmd(g),
+		newNotifyCmd(g),
 		newHostkeyCmd(g),
 		newReplicasCmd(g),
 		newBackupCmd(g),

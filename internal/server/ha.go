@@ -78,6 +78,7 @@ func (s *Server) runPrimary(ctx context.Context) {
 	g.Go(func() error { return s.mirrors.Run(ctx) })
 	g.Go(func() error { return s.charts.Run(ctx) })
 	g.Go(func() error { return s.upkeep.Run(ctx) })
+	g.Go(func() error { return s.notify.Run(ctx) })
 	if s.rec != nil {
 		g.Go(func() error { return s.rec.Run(ctx) })
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/fjordhq/fjord/helmrepo"
 	"github.com/fjordhq/fjord/housekeeping"
 	"github.com/fjordhq/fjord/mirror"
+	"github.com/fjordhq/fjord/notify"
 	"github.com/fjordhq/fjord/reconciler"
 	"github.com/fjordhq/fjord/replication"
 	"github.com/fjordhq/fjord/storage"
@@ -103,6 +104,7 @@ type Server struct {
 	mirrors  *mirror.Manager
 	charts   *helmrepo.Manager
 	upkeep   *housekeeping.Manager
+	notify   *notify.Manager
 	gs       *gitserver.Server
 	rec      *reconciler.Reconciler
 	adminSrv *admin.Server
@@ -196,6 +198,9 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.notify, err = notify.New(notify.Config{Store: s.store, Logger: log}); err != nil {
+		return nil, err
+	}
 	gcfg := gitserver.Config{
 		Store:      s.store,
 		HostKey:    hostKey,
@@ -273,7 +278,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if s.rec != nil {
 		apps, clusters = appsAPI{s.rec}, s.rec
 	}
-	acfg := admin.Config{Store: s.store, Info: s.info, Logger: log, Mirrors: s.mirrors, HelmRepos: s.charts, Apps: apps, Clusters: clusters, HostKeyFile: o.HostKeyFile}
+	acfg := admin.Config{Store: s.store, Info: s.info, Logger: log, Mirrors: s.mirrors, HelmRepos: s.charts, Apps: apps, Clusters: clusters, Notify: s.notify, HostKeyFile: o.HostKeyFile}
 	if s.elector != nil {
 		acfg.Replicas, acfg.WriteGate = s.elector, s.elector.Writable
 	}
@@ -309,6 +314,7 @@ func (s *Server) Run(ctx context.Context) error {
 		grp.Go(func() error { return s.mirrors.Run(gctx) })
 		grp.Go(func() error { return s.charts.Run(gctx) })
 		grp.Go(func() error { return s.upkeep.Run(gctx) })
+		grp.Go(func() error { return s.notify.Run(gctx) })
 		if s.rec != nil {
 			grp.Go(func() error { return s.rec.Run(gctx) })
 		}
