@@ -118,8 +118,10 @@ func TestSeveralClusters(t *testing.T) {
 	w.write("three/cm.yaml", cmWith("other", "three-v1"))
 	w.commit("three apps")
 	logs := &syncedBuffer{}
+	counter := &hostCounter{n: map[string]int{}}
 	rec, _ := c1.start(store, func(cfg *reconciler.Config) {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.WrapTransport = counter.wrap
 	})
 
 	// Adding: a wrong context and an unreachable server are refused with
@@ -192,6 +194,18 @@ func TestSeveralClusters(t *testing.T) {
 	}
 	if _, err := dyn2.Resource(gvrCM).Namespace(ns2).Get(ctx, "fjord-inventory.two", metav1.GetOptions{}); err != nil {
 		t.Errorf("app two's inventory copy is not on its cluster: %v", err)
+	}
+
+	// A resync of the unchanged apps sends neither cluster a request.
+	counter.on.Store(true)
+	for _, app := range []string{"one", "two", "three"} {
+		if rec, err := rec.Sync(ctx, app, reconciler.SyncOptions{}); err != nil || len(rec.Changes) > 0 {
+			t.Fatalf("resync of %s: %v %+v", app, err, rec.Changes)
+		}
+	}
+	counter.on.Store(false)
+	if n := counter.take(); len(n) > 0 {
+		t.Errorf("a resync of unchanged apps sent requests: %v", n)
 	}
 
 	// Drift on the second cluster is reverted there.

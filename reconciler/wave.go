@@ -100,15 +100,14 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		return out
 	}
 
-	if app.CreateNamespace() {
-		if err := r.ensureNamespace(ctx, c, app.Spec.Destination.Namespace, app.Spec.SyncPolicy.ManagedNamespaceMetadata, desired); err != nil {
-			return finish(err)
-		}
-	}
-
 	targets, err := r.classify(ctx, c, app, p.objs, p.prev, heal)
 	if err != nil {
 		return finish(err)
+	}
+	if app.CreateNamespace() && needsNamespace(p, targets) {
+		if err := r.ensureNamespace(ctx, c, app.Spec.Destination.Namespace, app.Spec.SyncPolicy.ManagedNamespaceMetadata, desired); err != nil {
+			return finish(err)
+		}
 	}
 	for _, t := range targets {
 		if d := t.drift; d != nil && !t.send {
@@ -256,6 +255,28 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		}
 	}
 	return finish(nil)
+}
+
+// needsNamespace reports whether a sync must make sure of the namespace
+// CreateNamespace=true creates: when it sends an object or runs a hook,
+// or sets the namespace's metadata. A resync whose objects are all live
+// and unchanged (so their namespace exists) sends nothing, not even a
+// GET of the namespace.
+func needsNamespace(p *plan, targets map[ObjectRef]*target) bool {
+	if p.app.Spec.SyncPolicy.ManagedNamespaceMetadata != nil || len(targets) == 0 {
+		return true
+	}
+	for _, t := range targets {
+		if t.send {
+			return true
+		}
+	}
+	for _, s := range append(append([]step{}, p.steps...), p.syncFail...) {
+		if len(s.hooks) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // progress records the phase and wave a running sync is in, for `fjord
