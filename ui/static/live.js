@@ -24,7 +24,8 @@
     busy = true;
     fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (resp) {
-        if (resp.status === 401) { location.reload(); return null; }
+        // Logged out, or the app is gone: the whole page says so.
+        if (resp.status === 401 || resp.status === 404) { location.reload(); return null; }
         return resp.text();
       })
       .then(function (html) {
@@ -44,9 +45,18 @@
       });
   }
 
+  // After a lost stream (fjord restarted) changes may have been missed:
+  // refresh once it is back.
+  var lost = false;
   var es = new EventSource("/ui/events");
-  es.addEventListener("open", function () { if (state) state.textContent = "Live: updates as they happen."; });
-  es.addEventListener("error", function () { if (state) state.textContent = "Live updates paused: reconnecting…"; });
+  es.addEventListener("open", function () {
+    if (state) state.textContent = "Live: updates as they happen.";
+    if (lost) { lost = false; refresh(); }
+  });
+  es.addEventListener("error", function () {
+    lost = true;
+    if (state) state.textContent = "Live updates paused: reconnecting…";
+  });
   es.addEventListener("change", function (e) {
     var ev;
     try { ev = JSON.parse(e.data); } catch (x) { return; }
