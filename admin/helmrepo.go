@@ -2,12 +2,15 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fjordhq/fjord/helmrepo"
 	"github.com/fjordhq/fjord/storage"
+	"sigs.k8s.io/yaml"
 )
 
 // HelmRepos is what the admin API needs of the Helm repository manager.
@@ -84,12 +87,65 @@ func (s *Server) deleteHelmRepo(w http.ResponseWriter, r *http.Request) {
 	if !s.needHelmRepos(w) {
 		return
 	}
-	repo, err := s.helmRepos.Delete(r.Context(), r.URL.Query().Get("repo"))
+	found, err := s.helmRepos.Find(r.URL.Query().Get("repo"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if r.URL.Query().Get("force") != "true" {
+		// An app whose chart repository vanishes fails if it is private:
+		// say so first.
+		if apps, err := s.appsUsingHelmRepo(found.URL); err != nil {
+			s.fail(w, err)
+			return
+		} else if len(apps) > 0 {
+			writeError(w, http.StatusConflict, fmt.Sprintf("helm repository %q is the chart source of apps %s: delete them first, or delete it anyway with --force (a public repository comes back by itself on their next sync, its charts fetched again; a private one fails their syncs until it is added again)", found.Name, strings.Join(apps, ", ")))
+			return
+		}
+	}
+	repo, err := s.helmRepos.Delete(r.Context(), found.Name)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, repo)
+}
+
+// appsUsingHelmRepo names the apps with a source that takes a chart from
+// the repository at url (a chart's remote dependencies are not seen here:
+// only a render reads them).
+func (s *Server) appsUsingHelmRepo(url string) ([]string, error) {
+	apps, err := s.store.Apps()
+	if err != nil {
+		return nil, err
+	}
+	type source struct {
+		RepoURL string `json:"repoURL"`
+		Chart   string `json:"chart"`
+	}
+	var out []string
+	for _, a := range apps {
+		var doc struct {
+			Spec struct {
+				Source  *source  `json:"source"`
+				Sources []source `json:"sources"`
+			} `json:"spec"`
+		}
+		if yaml.Unmarshal([]byte(a.Manifest), &doc) != nil {
+			continue
+		}
+		srcs := doc.Spec.Sources
+		if doc.Spec.Source != nil {
+			srcs = append(srcs, *doc.Spec.Source)
+		}
+		for _, src := range srcs {
+			if u, err := helmrepo.NormalizeURL(src.RepoURL); err == nil && src.Chart != "" && u == url {
+				out = append(out, a.Name)
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) refreshHelmRepo(w http.ResponseWriter, r *http.Request) {
@@ -124,10 +180,11 @@ func (c *Client) AddHelmRepo(ctx context.Context, req AddHelmRepoRequest) (stora
 }
 
 // DeleteHelmRepo removes a Helm repository (by name or URL) and the charts
-// it keeps, and returns what it was.
-func (c *Client) DeleteHelmRepo(ctx context.Context, nameOrURL string) (storage.HelmRepo, error) {
+// it keeps, and returns what it was. Unless force, it is refused while an
+// app takes a chart from it.
+func (c *Client) DeleteHelmRepo(ctx context.Context, nameOrURL string, force bool) (storage.HelmRepo, error) {
 	var out storage.HelmRepo
-	return out, c.do(ctx, http.MethodDelete, "/v1/helmrepos?repo="+queryEscape(nameOrURL), nil, &out)
+	return out, c.do(ctx, http.MethodDelete, "/v1/helmrepos?repo="+queryEscape(nameOrURL)+"&force="+strconv.FormatBool(force), nil, &out)
 }
 
 // RefreshHelmRepo reads a Helm repository's index now and returns its

@@ -148,15 +148,18 @@ func newHelmRepoRefreshCmd(g *globals) *cobra.Command {
 }
 
 func newHelmRepoDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete NAME|URL",
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME|URL [--force]",
 		Short: "Stop mirroring a Helm repository and drop the charts it keeps",
 		Long: `delete removes a Helm repository, its credentials and every chart version
-fjord keeps from it. An app that still names a public repository adds it
-again by itself on its next render (and fetches its chart again).`,
+fjord keeps from it. It is refused while an app takes a chart from it, unless
+--force: an app that still names a public repository adds it again by itself
+on its next render (and fetches its chart again); one that names a private
+repository fails to sync until it is added again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := admin.NewClient(g.dataDir).DeleteHelmRepo(cmd.Context(), args[0])
+			r, err := admin.NewClient(g.dataDir).DeleteHelmRepo(cmd.Context(), args[0], force)
 			if err != nil {
 				return err
 			}
@@ -164,4 +167,6 @@ again by itself on its next render (and fetches its chart again).`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "delete even while apps take charts from it")
+	return cmd
 }
