@@ -55,14 +55,19 @@ type FollowerOptions struct {
 	// MinBackoff and MaxBackoff bound the wait before reconnecting to a
 	// primary that went away. Zero means 100 ms and 5 s.
 	MinBackoff, MaxBackoff time.Duration
+	// Metrics, if set, are kept up to date (see NewFollowerMetrics).
+	Metrics *FollowerMetrics
 }
 
 // FollowerState is what a follower knows of its stream.
 type FollowerState struct {
 	// Primary is the address it follows.
 	Primary string `json:"primary"`
-	// Connected is whether its stream is open now.
+	// Connected is whether its stream is open now: the primary answered.
 	Connected bool `json:"connected"`
+	// CaughtUp is whether it is connected and holds what the primary
+	// last said it holds.
+	CaughtUp bool `json:"caughtUp"`
 	// Position is what it holds; PrimaryPosition what the primary last
 	// said it holds.
 	Position        uint64 `json:"position"`
@@ -105,6 +110,9 @@ func NewFollower(store *storage.Store, o FollowerOptions) *Follower {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 5 * time.Second
 	}
+	if o.Metrics == nil {
+		o.Metrics = NewFollowerMetrics(nil)
+	}
 	return &Follower{store: store, o: o, log: o.Logger.With("replica", o.ID), state: FollowerState{Primary: o.Primary}}
 }
 
@@ -117,6 +125,7 @@ func (f *Follower) State() FollowerState {
 	defer f.mu.Unlock()
 	st := f.state
 	st.Position = f.store.Position()
+	st.CaughtUp = st.Connected && st.Position >= st.PrimaryPosition
 	return st
 }
 
@@ -181,6 +190,7 @@ func (f *Follower) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		f.o.Metrics.connected.Set(0)
 		f.mu.Lock()
 		f.state.Connected = false
 		if err != nil {
@@ -265,10 +275,8 @@ func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err
 	if err := sess.Start(fmt.Sprintf("%s %s %d %s", gitserver.ReplicateCommand, f.o.ID, pos, sum)); err != nil {
 		return false, fmt.Errorf("start the stream on primary %s: %w", addr, err)
 	}
-	f.mu.Lock()
-	f.state.Connected, f.state.LastContact, f.state.LastError = true, time.Now(), ""
-	f.mu.Unlock()
 	f.log.Info("following primary", "primary", addr, "position", pos)
+	f.o.Metrics.streams.Inc()
 
 	enc := json.NewEncoder(stdin)
 	dec := json.NewDecoder(bufio.NewReaderSize(stdout, 64<<10))
@@ -282,8 +290,13 @@ func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err
 			return applied, fmt.Errorf("read the stream of primary %s: %w", addr, err)
 		}
 		f.mu.Lock()
+		// Connected from the first message: the primary took the stream.
+		f.state.Connected, f.state.LastError = true, ""
 		f.state.PrimaryPosition, f.state.LastContact = m.Pos, time.Now()
 		f.mu.Unlock()
+		f.o.Metrics.connected.Set(1)
+		f.o.Metrics.primaryPos.Set(float64(m.Pos))
+		start := time.Now()
 		switch m.Type {
 		case msgSnapshot:
 			if m.Snapshot == nil {
@@ -293,10 +306,12 @@ func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err
 			if err := f.store.ApplySnapshot(ctx, m.Snapshot, fetch); err != nil {
 				return applied, err
 			}
+			f.o.Metrics.fullCopies.Inc()
 		case msgChange:
 			if _, err := f.store.ApplyChange(ctx, m.Change, fetch); err != nil {
 				return applied, err
 			}
+			f.o.Metrics.apply.Observe(time.Since(start).Seconds())
 		case msgPing:
 		default:
 			continue // a newer primary's message: nothing to do with it

@@ -220,6 +220,11 @@ func (p *Primary) ServeReplica(ctx context.Context, remote string, args []string
 		}
 		return w.Flush()
 	}
+	// First the primary's position, so the follower knows at once how
+	// far it is behind (and when it has caught up).
+	if err := send(message{Type: msgPing, Pos: p.store.Position()}); err != nil {
+		return streamErr(ctx, err)
+	}
 	cursor := pos
 	for {
 		if full {

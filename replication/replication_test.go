@@ -19,6 +19,7 @@ import (
 	"github.com/fjordhq/fjord/gitserver"
 	"github.com/fjordhq/fjord/replication"
 	"github.com/fjordhq/fjord/storage"
+	"github.com/prometheus/client_golang/prometheus"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -334,8 +335,24 @@ func TestPushAndMetadataReplicate(t *testing.T) {
 	if !st.Connected || st.Acked != p.store.Position() || st.LagChanges != 0 || st.FullCopies != 0 {
 		t.Fatalf("follower status %+v at primary position %d", st, p.store.Position())
 	}
-	if fs := f.follower.State(); fs.Position != p.store.Position() || !fs.Connected || fs.Primary != p.addr {
+	if fs := f.follower.State(); fs.Position != p.store.Position() || !fs.Connected || !fs.CaughtUp || fs.Primary != p.addr {
 		t.Fatalf("follower's own state %+v", fs)
+	}
+	// The metrics say the same.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.primary.Collector())
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := -1.0
+	for _, mf := range families {
+		if mf.GetName() == "fjord_replication_follower_acked_position" && len(mf.GetMetric()) == 1 {
+			acked = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	if acked != float64(p.store.Position()) {
+		t.Fatalf("fjord_replication_follower_acked_position = %v, want %d", acked, p.store.Position())
 	}
 	f.fsck(t)
 	p.fsck(t)
