@@ -154,7 +154,7 @@ func BenchmarkHelmChart(b *testing.B) {
 	chart := filepath.Join(w.dir, "big")
 	c.helmTemplateApply(helm, chart, "big", nsH) // create, as fjord's first sync did
 
-	var push, peer latencies
+	var push, peer, tmpl latencies
 	for i := range rounds {
 		w.sed("big/values.yaml", fmt.Sprintf("release: r%d", i), fmt.Sprintf("release: r%d", i+1))
 		commit := w.push(fmt.Sprintf("r%d", i+1))
@@ -171,11 +171,17 @@ func BenchmarkHelmChart(b *testing.B) {
 		})
 		push = append(push, done.Sub(t0))
 		peer = append(peer, c.helmTemplateApply(helm, chart, "big", nsH))
+		t1 := time.Now()
+		if out, err := exec.Command(helm, "template", "big", chart, "--namespace", nsH).CombinedOutput(); err != nil {
+			b.Fatalf("helm template: %v\n%s", err, out)
+		}
+		tmpl = append(tmpl, time.Since(t1))
 	}
 	ratio := float64(push.pct(50)) / float64(peer.pct(50))
 	fmt.Fprintf(os.Stdout, "\nfjord vs helm template | kubectl apply --server-side, %d-object chart, local kube-apiserver (internal/testenv)\n", n)
 	fmt.Fprintf(os.Stdout, "%-34s %s\n", "fjord (push → applied)", push)
 	fmt.Fprintf(os.Stdout, "%-34s %s\n", "helm template | kubectl apply", peer)
+	fmt.Fprintf(os.Stdout, "%-34s %s\n", "  of which helm template alone", tmpl)
 	fmt.Fprintf(os.Stdout, "%-34s %.2f (p50 fjord / p50 peer; below 1 is faster)\n", "ratio", ratio)
 	b.ReportMetric(float64(push.pct(50))/float64(time.Millisecond), "fjord-p50-ms")
 	b.ReportMetric(float64(peer.pct(50))/float64(time.Millisecond), "peer-p50-ms")
