@@ -94,6 +94,10 @@ var ErrClusterConfig = errors.New("cluster config refused")
 // depend on a developer's login helper. Errors never hold a secret.
 func ClusterFromKubeconfig(path, context string) (storage.Cluster, storage.ClusterCredentials, error) {
 	raw, err := clientcmd.LoadFromFile(path)
+	if err == nil {
+		// Files the kubeconfig names are relative to it, as kubectl reads them.
+		err = clientcmd.ResolveLocalPaths(raw)
+	}
 	if err != nil {
 		return storage.Cluster{}, storage.ClusterCredentials{}, fmt.Errorf("%w: read kubeconfig %s: %w", ErrClusterConfig, path, err)
 	}
@@ -880,4 +884,32 @@ func clusterName(st *appState) string {
 		return c.name
 	}
 	return ""
+}
+
+// resolvedDestination fills in the server of a destination given by name
+// and the name of one given by server, for the clusters fjord knows, so
+// that a project destination naming either matches.
+func (r *Reconciler) resolvedDestination(d Destination) Destination {
+	name, err := r.destinationCluster(d)
+	if err != nil {
+		return d
+	}
+	if name == InClusterName {
+		if d.Server == "" {
+			d.Server = InClusterServer
+		}
+		if d.Name == "" {
+			d.Name = InClusterName
+		}
+		return d
+	}
+	if d.Name == "" {
+		d.Name = name
+	}
+	if d.Server == "" {
+		if c, err := r.store.Cluster(name); err == nil {
+			d.Server = c.Server
+		}
+	}
+	return d
 }

@@ -164,12 +164,21 @@ func TestSeveralClusters(t *testing.T) {
 	}
 
 	ns1, ns2 := c1.env.Namespace(t), "on-second"
+	// A project's destination names the cluster; an app of it that gives
+	// the server matches, as in Argo CD.
+	if _, err := rec.ApplyProject([]byte("apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata:\n  name: second-only\nspec:\n  sourceRepos: ['*']\n  destinations:\n  - name: second\n    namespace: '*'\n  clusterResourceWhitelist:\n  - group: ''\n    kind: Namespace\n")); err != nil {
+		t.Fatal(err)
+	}
 	for _, a := range []struct{ name, path, dest, ns string }{
 		{"one", "one", "name: in-cluster", ns1},
 		{"two", "two", "name: second", ns2},
 		{"three", "three", "server: " + env2.URL(), ns2},
 	} {
-		got, err := rec.Apply(ctx, clusterApp(a.name, a.path, a.dest, a.ns))
+		doc := clusterApp(a.name, a.path, a.dest, a.ns)
+		if a.name == "three" {
+			doc = []byte(strings.Replace(string(doc), "spec:\n", "spec:\n  project: second-only\n", 1))
+		}
+		got, err := rec.Apply(ctx, doc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,6 +188,10 @@ func TestSeveralClusters(t *testing.T) {
 	}
 	if _, err := rec.Apply(ctx, clusterApp("nowhere", "one", "name: nowhere", ns1)); !errors.Is(err, reconciler.ErrInvalidApp) || !strings.Contains(err.Error(), "fjord cluster add nowhere") {
 		t.Errorf("an app on a cluster fjord does not know: %v", err)
+	}
+	refused := strings.Replace(string(clusterApp("wrong", "one", "name: in-cluster", ns1)), "spec:\n", "spec:\n  project: second-only\n", 1)
+	if _, err := rec.Apply(ctx, []byte(refused)); !errors.Is(err, reconciler.ErrInvalidApp) || !strings.Contains(err.Error(), "not in the project's destinations") {
+		t.Errorf("an app of project second-only on in-cluster: %v", err)
 	}
 	if got := cmValue(t, c1.dyn, ns1, "settings"); got != "one-v1" {
 		t.Errorf("app one on the first cluster: %s", got)

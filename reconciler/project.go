@@ -356,7 +356,7 @@ func (r *Reconciler) admit(app *Application) error {
 				problems = append(problems, err.Error())
 			}
 		}
-		if err := p.allowsDestination(app.Spec.Destination, app.Spec.Destination.Namespace); err != nil {
+		if err := p.allowsDestination(r.resolvedDestination(app.Spec.Destination), app.Spec.Destination.Namespace); err != nil {
 			problems = append(problems, err.Error())
 		}
 		if len(problems) > 0 {
@@ -392,7 +392,11 @@ func (r *Reconciler) checkPlan(p *plan) error {
 	for _, s := range append(append([]step{}, p.steps...), p.syncFail...) {
 		objs = append(objs, s.hooks...)
 	}
-	return CheckProject(proj, p.app, objs)
+	// A project's destinations name a cluster by server or by name, and
+	// either matches, as in Argo CD: the app's gets both.
+	app := *p.app
+	app.Spec.Destination = r.resolvedDestination(app.Spec.Destination)
+	return CheckProject(proj, &app, objs)
 }
 
 // ApplyProject stores an AppProject (YAML or JSON). A document fjord
