@@ -213,7 +213,11 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 		})
 	}
 	r.metrics.drift.WithLabelValues(c.name, k.app, string(ev.Action)).Inc()
-	return r.store.RecordDrift(k.app, ev)
+	if err := r.store.RecordDrift(k.app, ev); err != nil {
+		return err
+	}
+	r.driftRevertedEvent(c, k.app, want, ev)
+	return nil
 }
 
 // wouldChange asks the API server (dry-run apply of what fjord would

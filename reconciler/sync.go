@@ -62,6 +62,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 		if serr := r.store.RecordAppSync(name, status, nil, rec); serr != nil {
 			r.log.Error("record sync", "app", name, "err", serr)
 		}
+		r.syncFailedEvent(st.clusterOf(), app, prevStatus, status)
 		return rec, err
 	}
 
@@ -177,6 +178,10 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 		if err := r.store.RecordDrift(name, d); err != nil {
 			r.log.Error("record drift", "app", name, "object", d.Object, "err", err)
 		}
+		r.driftRevertedEvent(p.cluster, name, objectByRef(p.objs, d.Object), d)
+	}
+	if applyErr != nil {
+		r.syncFailedEvent(p.cluster, app, prevStatus, status)
 	}
 	if len(rec.Changes) > 0 || applyErr != nil {
 		attrs := []any{"app", name, "trigger", trigger, "commit", short(commit), "changed", len(rec.Changes), "unchanged", rec.Unchanged, "took", rec.Duration.Round(time.Millisecond)}
