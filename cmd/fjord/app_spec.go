@@ -297,6 +297,11 @@ func printApp(w io.Writer, a admin.AppDetail, wide bool) {
 	if a.Parent != "" {
 		fmt.Fprintf(w, "Parent:        %s\n", a.Parent)
 	}
+	cluster := a.Cluster
+	if cluster == "" {
+		cluster = reconciler.InClusterName
+	}
+	fmt.Fprintf(w, "Cluster:       %s\n", cluster)
 	fmt.Fprintf(w, "Repo:          %s\nRevision:      %s\nSynced commit: %s (%s)\nSync:          %s\nHealth:        %s\n",
 		st.Repo, st.Revision, st.SyncedCommit, ago(st.LastSynced), st.Sync, st.Health)
 	if len(st.Sources) > 0 {

@@ -154,6 +154,9 @@ data:
 		t.Fatalf("cluster list: %q", table)
 	}
 
+	if out := must("app", "get", "edge-app"); !strings.Contains(out, "Cluster:       edge-local") {
+		t.Fatalf("app get: %q", out)
+	}
 	if out, err := run("cluster", "delete", "edge-local"); err == nil || !strings.Contains(out, "in use by apps [edge-app]") {
 		t.Fatalf("delete a cluster in use: %v %q", err, out)
 	}
