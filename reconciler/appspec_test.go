@@ -221,7 +221,7 @@ func TestAppOfApps(t *testing.T) {
 	w.write("second/cm.yaml", cm("second"))
 	w.commit("a fleet")
 	first, second := "first-"+ns[len(ns)-6:], "second-"+ns[len(ns)-6:]
-	rec, _ := c.start(store)
+	rec, stop := c.start(store)
 	// The CRD of Applications is not installed: the documents must never
 	// be sent to the cluster.
 	root, err := rec.Apply(context.Background(), argoApp("root-"+ns[len(ns)-6:], "apps", ns, "", ""))
@@ -256,6 +256,18 @@ func TestAppOfApps(t *testing.T) {
 	if a, err := store.App(first); err != nil || a.Parent != root.Name || c.get(gvrCM, ns, "first") == nil {
 		t.Errorf("the other child was touched: %+v %v", a.AppMeta, err)
 	}
+
+	// A restarted reconciler knows root from the store as a parent: when
+	// git drops its last child, a sync that declares none still prunes it.
+	stop()
+	c.start(store)
+	w.remove("apps/first.yaml")
+	w.write("apps/cm.yaml", cm("root-own")) // the path must stay
+	w.commit("drop the last child")
+	eventually(t, "the last child is deleted after a restart", func() (bool, string) {
+		_, err := store.App(first)
+		return errors.Is(err, storage.ErrNotFound) && c.get(gvrCM, ns, "first") == nil, fmt.Sprint(err)
+	})
 }
 
 func TestDirectorySource(t *testing.T) {

@@ -117,6 +117,7 @@ func (r *Reconciler) syncChildProject(ref ObjectRef, doc []byte, parent string) 
 	case err != nil && !errors.Is(err, storage.ErrNotFound):
 		return Change{}, err
 	}
+	r.addParent(parent)
 	if _, err := applyProject(r.store, doc, parent); err != nil {
 		return Change{}, fmt.Errorf("child %s: %w", ref, err)
 	}
@@ -156,6 +157,7 @@ func (r *Reconciler) putChildApp(ref ObjectRef, doc []byte, parent string) (Chan
 		}
 	}
 	if action != Unchanged {
+		r.addParent(parent)
 		if _, err := r.store.PutApp(name, string(doc), r.storageMeta(app, parent)); err != nil {
 			return Change{}, nil, err
 		}
@@ -180,6 +182,9 @@ func (r *Reconciler) pruneChildren(ctx context.Context, parent string, children 
 		}
 	}
 	var cs ChangeSet
+	if len(declared) == 0 && !r.mayHaveChildren(parent) {
+		return nil
+	}
 	apps, err := r.store.Apps()
 	if err != nil {
 		r.log.Error("list child apps", "app", parent, "err", err)
@@ -221,6 +226,64 @@ func (r *Reconciler) pruneChildren(ctx context.Context, parent string, children 
 		cs = append(cs, Change{Ref: ref, Action: Deleted})
 	}
 	return cs
+}
+
+// mayHaveChildren says whether parent has, or once had, child apps or
+// projects; false means it certainly has none. The set is read from the
+// store on first use when Run has not loaded it.
+func (r *Reconciler) mayHaveChildren(parent string) bool {
+	r.mu.Lock()
+	loaded := r.parents != nil
+	r.mu.Unlock()
+	if !loaded {
+		apps, err := r.store.Apps()
+		if err != nil {
+			r.log.Error("list apps for their children", "app", parent, "err", err)
+			return true
+		}
+		if err := r.loadParents(apps); err != nil {
+			r.log.Error("list projects for their parents", "app", parent, "err", err)
+			return true
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.parents[parent] || r.declared[parent]
+}
+
+// loadParents replaces the set of parents with the one apps and the
+// stored projects name.
+func (r *Reconciler) loadParents(apps []storage.App) error {
+	parents := map[string]bool{}
+	for _, a := range apps {
+		if a.Parent != "" {
+			parents[a.Parent] = true
+		}
+	}
+	projects, err := r.store.Projects()
+	if err != nil {
+		return err
+	}
+	for _, p := range projects {
+		if p.Parent != "" {
+			parents[p.Parent] = true
+		}
+	}
+	r.mu.Lock()
+	r.parents = parents
+	r.mu.Unlock()
+	return nil
+}
+
+// addParent records that parent declares children. It is called before
+// the child is stored, so a prune never misses one.
+func (r *Reconciler) addParent(parent string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.declared == nil {
+		r.declared = map[string]bool{}
+	}
+	r.declared[parent] = true
 }
 
 // deleteChildren handles the children of an app being deleted: with

@@ -106,6 +106,16 @@ type Reconciler struct {
 	apps      map[string]*appState
 	triggers  map[string]storage.Trigger // pending trigger per queued app
 	driftSeen driftSeen
+
+	// parents names the apps that have, or once had, child apps or
+	// projects (app of apps), so that a sync of an app that never had
+	// children does not read and decode every stored app to look for
+	// them: that made a full resync quadratic in the number of apps.
+	// parents is nil until loaded from the store; declared holds the
+	// parents seen declaring children since New, so a load racing with a
+	// child being stored cannot lose one.
+	parents  map[string]bool
+	declared map[string]bool
 }
 
 // appState is what the reconciler keeps in memory for one app.
@@ -192,6 +202,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 	apps, err := r.store.Apps()
 	if err != nil {
+		return fmt.Errorf("reconciler: load apps: %w", err)
+	}
+	// Another primary may have added children while this one was not
+	// running: start from what the store says.
+	if err := r.loadParents(apps); err != nil {
 		return fmt.Errorf("reconciler: load apps: %w", err)
 	}
 	for _, a := range apps {
