@@ -134,6 +134,7 @@ bench: build testenv
 	$(GO) test -run '^$$' -bench 'GitCLI' -benchtime 200x -timeout 30m ./gitserver/
 	$(GO) test -run '^$$' -bench 'WebhookToServed' -benchtime 1x -timeout 30m ./mirror/
 	$(GO) test -run '^$$' -bench 'IdleCheckPass' -benchtime 3x -timeout 30m ./mirror/
+	$(GO) test -run '^$$' -bench 'Chart' -benchtime 2s -timeout 10m ./helmrepo/
 	$(GO) test -run '^$$' -bench . -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench 'Reconciler' -benchtime 1x -timeout 30m ./reconciler/
 	$(GO) test -run '^$$' -bench 'SinglePrimaryScale' -benchtime 1x -timeout 40m ./reconciler/
