@@ -91,7 +91,27 @@ type Follower struct {
 	mu     sync.Mutex
 	state  FollowerState
 	cancel context.CancelFunc // of the current stream
+
+	// A change that fails to apply again and again (a repo damaged on
+	// this replica) is not retried forever: the next stream asks for a
+	// full copy. Only Run's goroutine touches these.
+	failedAt  uint64
+	failures  int
+	forceFull bool
 }
+
+// maxApplyFailures is how often one change may fail to apply before the
+// follower asks for a full copy instead.
+const maxApplyFailures = 3
+
+// applyError is a change (or full copy) that failed to apply.
+type applyError struct {
+	pos uint64
+	err error
+}
+
+func (e *applyError) Error() string { return e.err.Error() } // names the change already
+func (e *applyError) Unwrap() error { return e.err }
 
 // NewFollower returns a follower of o.Primary for store. Run starts it.
 func NewFollower(store *storage.Store, o FollowerOptions) *Follower {
@@ -200,6 +220,18 @@ func (f *Follower) Run(ctx context.Context) error {
 		if applied {
 			backoff = f.o.MinBackoff
 		}
+		var ae *applyError
+		if errors.As(err, &ae) {
+			if ae.pos == f.failedAt {
+				f.failures++
+			} else {
+				f.failedAt, f.failures = ae.pos, 1
+			}
+			if f.failures >= maxApplyFailures {
+				f.log.Error("a change failed to apply again and again; asking the primary for a full copy", "position", ae.pos, "err", ae.err)
+				f.forceFull, f.failures = true, 0
+			}
+		}
 		f.log.Warn("replication stream ended; reconnecting", "primary", f.State().Primary, "in", backoff, "err", err)
 		select {
 		case <-time.After(backoff):
@@ -272,6 +304,9 @@ func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err
 	if sum == "" {
 		sum = "-"
 	}
+	if f.forceFull {
+		sum = "full-copy" // matches no change: the primary sends a full copy
+	}
 	if err := sess.Start(fmt.Sprintf("%s %s %d %s", gitserver.ReplicateCommand, f.o.ID, pos, sum)); err != nil {
 		return false, fmt.Errorf("start the stream on primary %s: %w", addr, err)
 	}
@@ -304,12 +339,16 @@ func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err
 			}
 			f.log.Info("making a full copy of the primary", "primary", addr, "position", m.Snapshot.Pos)
 			if err := f.store.ApplySnapshot(ctx, m.Snapshot, fetch); err != nil {
-				return applied, err
+				return applied, &applyError{pos: m.Snapshot.Pos, err: err}
 			}
+			f.forceFull = false
 			f.o.Metrics.fullCopies.Inc()
 		case msgChange:
 			if _, err := f.store.ApplyChange(ctx, m.Change, fetch); err != nil {
-				return applied, err
+				if ctx.Err() != nil {
+					return applied, err
+				}
+				return applied, &applyError{pos: f.store.Position() + 1, err: err}
 			}
 			f.o.Metrics.apply.Observe(time.Since(start).Seconds())
 		case msgPing:

@@ -517,3 +517,75 @@ func TestOnlyTheGroupKeyReplicates(t *testing.T) {
 		t.Fatalf("the primary served %+v", fs)
 	}
 }
+
+// TestStuckChangeEscalatesToAFullCopy damages a follower's repo so that a
+// change cannot be applied (a stale ref lock): after a few tries the
+// follower asks for a full copy, and once the damage is gone it holds the
+// primary's state again.
+func TestStuckChangeEscalatesToAFullCopy(t *testing.T) {
+	g := newGroup(t)
+	p := g.start(t, "p", t.TempDir(), "", "", nil)
+	p.seed(t, "app")
+	f := g.start(t, "f", t.TempDir(), "", p.addr, nil)
+	work := clone(t, g, p)
+	p.push(t, work, "one")
+	p.waitAcked(t, 1)
+
+	lock := filepath.Join(f.store.RepoPath("app"), "refs", "heads", "main.lock")
+	if err := os.WriteFile(lock, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := p.push(t, work, "two")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for p.status(t, "f").FullCopies == 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("the follower never asked for a full copy: %+v", f.follower.State())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	p.waitAcked(t, 1)
+	if got := f.served(t, "app", "main"); got != head {
+		t.Fatalf("follower serves %q, want %s", got, head)
+	}
+	f.fsck(t)
+}
+
+// TestDivergedFollowerIsCorrected restarts a follower whose repo moved
+// behind the stream's back (as a former primary's push that no follower
+// acked): it holds a history the primary does not, gets a full copy, and
+// serves the primary's refs again.
+func TestDivergedFollowerIsCorrected(t *testing.T) {
+	g := newGroup(t)
+	p := g.start(t, "p", t.TempDir(), "", "", nil)
+	p.seed(t, "app")
+	fdir := t.TempDir()
+	f := g.start(t, "f", fdir, "", p.addr, nil)
+	work := clone(t, g, p)
+	head, _ := p.push(t, work, "one")
+	p.waitAcked(t, 1)
+	f.stop()
+
+	// A commit only the follower has, on main.
+	other := filepath.Join(t.TempDir(), "other")
+	g.mustGit(t, "", "init", "-q", other)
+	if err := os.WriteFile(filepath.Join(other, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.mustGit(t, other, "add", ".")
+	g.mustGit(t, other, "commit", "-q", "-m", "unacked")
+	g.mustGit(t, other, "push", "-q", f.store.RepoPath("app"), "+HEAD:refs/heads/main")
+
+	f = g.start(t, "f", fdir, f.addr, p.addr, nil)
+	p.waitAcked(t, 1)
+	if got := f.served(t, "app", "main"); got != head {
+		t.Fatalf("diverged follower serves %q, want the primary's %s", got, head)
+	}
+	if st := p.status(t, "f"); st.FullCopies != 1 {
+		t.Fatalf("diverged follower: %+v, want one full copy", st)
+	}
+	f.fsck(t)
+}
