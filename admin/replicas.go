@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"strings"
@@ -30,21 +31,52 @@ var readOnlyPosts = map[string]bool{
 }
 
 // gate refuses requests that would write on a member that is not the
-// primary, with the message WriteGate gives (it names the primary).
+// primary, with the message WriteGate gives (it names the primary). On the
+// primary it holds a write's answer until Durable says the synchronous
+// replicas hold it, as a push's report is held.
 func (s *Server) gate(next http.Handler) http.Handler {
 	if s.writeGate == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && !readOnlyPosts[r.URL.Path] {
-			if err := s.writeGate(); err != nil {
-				writeError(w, http.StatusServiceUnavailable, err.Error()+"; run this command on the primary (kubectl exec into the pod `fjord replicas` names)")
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || readOnlyPosts[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if err := s.writeGate(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, err.Error()+"; run this command on the primary (kubectl exec into the pod `fjord replicas` names)")
+			return
+		}
+		if s.durable == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		held := &heldResponse{header: http.Header{}, status: http.StatusOK}
+		next.ServeHTTP(held, r)
+		if held.status < 300 {
+			if err := s.durable(r.Context()); err != nil {
+				writeError(w, http.StatusServiceUnavailable, err.Error())
 				return
 			}
 		}
-		next.ServeHTTP(w, r)
+		for k, v := range held.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(held.status)
+		w.Write(held.body.Bytes())
 	})
 }
+
+// heldResponse keeps a handler's answer until the gate releases it.
+type heldResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (h *heldResponse) Header() http.Header         { return h.header }
+func (h *heldResponse) WriteHeader(status int)      { h.status = status }
+func (h *heldResponse) Write(b []byte) (int, error) { return h.body.Write(b) }
 
 func (s *Server) replicaRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/replicas", s.getReplicas)

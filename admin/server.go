@@ -44,6 +44,10 @@ type Config struct {
 	// WriteGate, if set, is asked before every request that writes; its
 	// error (which names the primary) refuses the request.
 	WriteGate func() error
+	// Durable, if set, holds the answer to a write until the change is
+	// safe (on a replica group's synchronous replicas); its error turns
+	// the answer into a refusal.
+	Durable func(ctx context.Context) error
 }
 
 // Server serves the admin API for one store.
@@ -60,6 +64,7 @@ type Server struct {
 
 	replicas  Replicas
 	writeGate func() error
+	durable   func(ctx context.Context) error
 
 	hostKeyFile string
 	helmRepos   HelmRepos // nil answers /v1/helmrepos with 503
@@ -68,7 +73,7 @@ type Server struct {
 // NewServer returns an admin API server.
 func NewServer(cfg Config) *Server {
 	s := &Server{store: cfg.Store, info: cfg.Info, log: cfg.Logger, mirrors: cfg.Mirrors, apps: cfg.Apps, clusters: cfg.Clusters, notify: cfg.Notify, hostKeyFile: cfg.HostKeyFile,
-		replicas: cfg.Replicas, writeGate: cfg.WriteGate}
+		replicas: cfg.Replicas, writeGate: cfg.WriteGate, durable: cfg.Durable}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -34,11 +34,11 @@ func newBenchGroup(b *testing.B, syncReplicas int) *benchGroup {
 		}
 	}
 	bg := &benchGroup{g: g, p: g.Members["p"], f: g.Members["f"]}
-	if out, err := bg.p.Fjord("repo", "create", "demo"); err != nil {
-		b.Fatalf("repo create: %v %s", err, out)
-	}
 	if _, err := g.WaitWritable("p", time.Minute); err != nil {
 		b.Fatal(err)
+	}
+	if out, err := bg.p.Fjord("repo", "create", "demo"); err != nil {
+		b.Fatalf("repo create: %v %s", err, out)
 	}
 	bg.work = filepath.Join(b.TempDir(), "work")
 	if out, err := bg.p.Git(b.Context(), "", "clone", "-q", bg.p.URL("demo"), bg.work); err != nil {

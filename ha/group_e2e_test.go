@@ -129,6 +129,9 @@ func TestGroupRolesAndReadOnly(t *testing.T) {
 		t.Fatalf("b's /readyz: %q", r)
 	}
 
+	if _, err := g.WaitWritable("a", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := a.Fjord("repo", "create", "demo"); err != nil {
 		t.Fatalf("repo create on the primary: %v %s", err, out)
 	}
@@ -136,6 +139,10 @@ func TestGroupRolesAndReadOnly(t *testing.T) {
 	commit(t, a, dir, "one")
 	g.Members["b"].Stop()
 	g.Members["c"].Stop()
+	// An admin write is held for the synchronous replica as a push is.
+	if out, err := a.Fjord("repo", "create", "other"); err == nil || !strings.Contains(out, "not acknowledged") {
+		t.Fatalf("repo create with both followers down: err %v, %q; want a refusal saying it was not acknowledged", err, out)
+	}
 	out, err := push(t.Context(), a, dir, "demo")
 	if err == nil || !strings.Contains(out, "not acknowledged") {
 		t.Fatalf("push with both followers down: err %v\n%s\nwant a refusal saying it was not acknowledged", err, out)
@@ -154,18 +161,18 @@ func TestGroupRolesAndReadOnly(t *testing.T) {
 // TestGroupSyncPush: a push to the primary is served by the synchronous
 // follower the moment the push returns, and by the other soon after; a
 // push to a follower is refused naming the primary; a follower killed and
-// restarted catches up.
+// restarted catches up; a new, empty member gets a full copy.
 func TestGroupSyncPush(t *testing.T) {
-	g := newFjordGroup(t, 1, "a", "b", "c")
+	g := newFjordGroup(t, 1, "a", "b", "c", "d")
 	start(t, g, "a")
 	waitPrimary(t, g, "a", "")
 	start(t, g, "b", "c")
 	a := g.Members["a"]
-	if out, err := a.Fjord("repo", "create", "demo"); err != nil {
-		t.Fatalf("repo create: %v %s", err, out)
-	}
 	if _, err := g.WaitWritable("a", 30*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	if out, err := a.Fjord("repo", "create", "demo"); err != nil {
+		t.Fatalf("repo create: %v %s", err, out)
 	}
 	dir := clone(t, a, "demo")
 	for i := range 3 {
@@ -220,6 +227,20 @@ func TestGroupSyncPush(t *testing.T) {
 		return nil
 	})
 	if err := c.Fsck(t.Context(), "demo"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new, empty member joins and gets a full copy: repos, refs and the
+	// users (the admin key authenticates on it).
+	start(t, g, "d")
+	d := g.Members["d"]
+	eventually(t, "d gets a full copy", func() error {
+		if got := servedMain(t, d, "demo"); got != want {
+			return fmt.Errorf("main at %q, want %s", got, want)
+		}
+		return nil
+	})
+	if err := d.Fsck(t.Context(), "demo"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -292,7 +292,7 @@ func (e *Elector) notDurable(pos uint64, n int) error {
 	if len(members) < n {
 		missing = append(missing, fmt.Sprintf("%d of %d synchronous replicas in sync", len(members), n))
 	}
-	return fmt.Errorf("%w: the group is read-only: no %d synchronous replica(s) confirmed this change within %s (%s); the change is kept on the primary but was not acknowledged, so push again once `fjord replicas` shows the replicas in sync",
+	return fmt.Errorf("%w: the group is read-only: no %d synchronous replica(s) confirmed this change within %s (%s); the change is kept on the primary but was not acknowledged: retry once `fjord replicas` shows the replicas in sync",
 		ErrNotDurable, n, e.cfg.AckTimeout, strings.Join(missing, "; "))
 }
 

@@ -53,10 +53,10 @@ func runFailover(t *testing.T, n int, rng *rand.Rand) result {
 		}
 	}
 	primary := ids[0]
-	mustFjord(t, g.Members[primary], "repo", "create", "ci")
 	if _, err := g.WaitWritable(primary, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	mustFjord(t, g.Members[primary], "repo", "create", "ci")
 	work := filepath.Join(t.TempDir(), "work")
 	mustGit(t, g.Members[primary], "", "clone", "-q", g.Members[primary].URL("ci"), work)
 

@@ -281,6 +281,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	acfg := admin.Config{Store: s.store, Info: s.info, Logger: log, Mirrors: s.mirrors, HelmRepos: s.charts, Apps: apps, Clusters: clusters, Notify: s.notify, HostKeyFile: o.HostKeyFile}
 	if s.elector != nil {
 		acfg.Replicas, acfg.WriteGate = s.elector, s.elector.Writable
+		acfg.Durable = func(ctx context.Context) error { return s.elector.WaitDurable(ctx, s.position()) }
 	}
 	s.adminSrv = admin.NewServer(acfg)
 	return s, nil
