@@ -121,3 +121,43 @@ func (sub *EventSubscription) Close() {
 		close(sub.done)
 	})
 }
+
+// publishOps announces the app and mirror records a change applied from
+// another store wrote (a follower applying its primary's change log), so
+// a follower's pages stay live as the primary's do. Each record once.
+func (s *Store) publishOps(ops []Op) {
+	seen := map[Event]bool{}
+	// An app deleted by the change is announced as deleted only, as
+	// DeleteApp does, not also as changed by the removal of its logs.
+	for _, op := range ops {
+		if op.Bucket == string(bucketApps) && op.Delete {
+			seen[Event{Kind: EventApp, Name: string(op.Key)}] = true
+		}
+	}
+	for _, op := range ops {
+		var ev Event
+		switch op.Bucket {
+		case string(bucketApps):
+			ev = Event{Kind: EventApp, Name: string(op.Key)}
+			if op.Delete {
+				ev.Kind = EventAppDeleted
+			}
+		case string(bucketAppSyncs), string(bucketAppDrifts), string(bucketAppInv):
+			ev = Event{Kind: EventApp, Name: op.Nested}
+			if ev.Name == "" {
+				ev.Name = string(op.Key)
+			}
+		case string(bucketMirrors):
+			ev = Event{Kind: EventMirror, Name: string(op.Key)}
+		case string(bucketMirrorSyncs), string(bucketMirrorEvts):
+			ev = Event{Kind: EventMirror, Name: op.Nested}
+		default:
+			continue
+		}
+		if ev.Name == "" || seen[ev] {
+			continue
+		}
+		seen[ev] = true
+		_ = s.published(nil, ev)
+	}
+}

@@ -126,6 +126,7 @@ func (s *Store) ApplyChange(ctx context.Context, raw []byte, fetch FetchFunc) (C
 			s.notify.publish(rc)
 		}
 	}
+	s.publishOps(c.Ops)
 	return c, nil
 }
 

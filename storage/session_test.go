@@ -86,3 +86,41 @@ func TestLoginTokens(t *testing.T) {
 		t.Fatalf("the session of a deleted user: %v", err)
 	}
 }
+
+// TestFollowerPublishesEvents: a follower applying its primary's app and
+// mirror writes announces them as the primary did, so pages served by a
+// follower stay live.
+func TestFollowerPublishesEvents(t *testing.T) {
+	ctx := context.Background()
+	p, f := open(t, t.TempDir()), open(t, t.TempDir())
+	if _, err := p.CreateRepo(ctx, storage.Repo{Name: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PutApp("web", "kind: Application", storage.AppMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	replicate(t, p, f)
+	sub := f.SubscribeEvents()
+	defer sub.Close()
+	if err := p.RecordAppSync("web", storage.AppStatus{Repo: "app", Sync: storage.Synced}, nil, storage.AppSync{Trigger: storage.TriggerPush}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.RecordDrift("web", storage.DriftEvent{Object: "ConfigMap/x", Action: storage.DriftReverted}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DeleteApp("web"); err != nil {
+		t.Fatal(err)
+	}
+	replicate(t, p, f)
+	want := []storage.Event{{Kind: storage.EventApp, Name: "web"}, {Kind: storage.EventApp, Name: "web"}, {Kind: storage.EventAppDeleted, Name: "web"}}
+	for i, w := range want {
+		select {
+		case got := <-sub.C:
+			if got.Kind != w.Kind || got.Name != w.Name {
+				t.Fatalf("event %d on the follower: %+v, want %+v", i, got, w)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("event %d (%+v) never came on the follower", i, w)
+		}
+	}
+}

@@ -86,7 +86,12 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	id, sess, err := h.store.RedeemLoginToken(token, h.ttl)
 	if err != nil {
 		msg := err.Error()
-		if !errors.Is(err, storage.ErrLoginToken) {
+		switch {
+		case errors.Is(err, storage.ErrLoginToken):
+		case errors.Is(err, storage.ErrReadOnly):
+			// A follower replica: sessions come to it from the primary.
+			msg += "; run `fjord ui login` and open its link on the primary: the session then works on every replica"
+		default:
 			h.log.Error("ui: login", "err", err)
 			msg = "login failed; the server log says why"
 		}
