@@ -133,7 +133,8 @@ type Source struct {
 	Kustomize *KustomizeSource `json:"kustomize,omitempty"`
 	// Ref names this source for the valueFiles of the others: $ref/path.
 	Ref string `json:"ref,omitempty"`
-	// Name is Argo CD's name of the source; shown, otherwise unused.
+	// Name is Argo CD's name of the source; `app get` shows it, nothing
+	// else reads it.
 	Name string `json:"name,omitempty"`
 }
 

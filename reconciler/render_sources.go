@@ -363,6 +363,9 @@ func sourceRevisions(app *Application, revs []string, prev []storage.SourceRevis
 		if s.Ref != "" {
 			name += " (ref " + s.Ref + ")"
 		}
+		if s.Name != "" {
+			name = s.Name + ": " + name
+		}
 		out[i].Source = name
 		if i < len(revs) {
 			out[i].Revision = revs[i]
