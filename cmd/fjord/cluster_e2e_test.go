@@ -3,6 +3,8 @@ package main_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,6 +158,17 @@ data:
 
 	if out := must("app", "get", "edge-app"); !strings.Contains(out, "Cluster:       edge-local") {
 		t.Fatalf("app get: %q", out)
+	}
+	resp, err := http.Get("http://" + s.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`fjord_cluster_up{cluster="edge-local"} 1`, `fjord_app_sync_duration_seconds_count{cluster="edge-local",outcome="ok",trigger="apply"}`, `fjord_cluster_api_requests_total{cluster="edge-local"}`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	if out, err := run("cluster", "delete", "edge-local"); err == nil || !strings.Contains(out, "in use by apps [edge-app]") {
 		t.Fatalf("delete a cluster in use: %v %q", err, out)
