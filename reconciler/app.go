@@ -141,6 +141,16 @@ type Source struct {
 // IsChart reports whether the source is a chart of a Helm repository.
 func (s Source) IsChart() bool { return s.Chart != "" }
 
+// chartRepoURL is the Helm repository of a chart source. A repoURL
+// without a scheme names an OCI registry, as in Argo CD
+// (registry-1.docker.io/bitnamicharts).
+func (s Source) chartRepoURL() string {
+	if !strings.Contains(s.RepoURL, "://") {
+		return "oci://" + s.RepoURL
+	}
+	return s.RepoURL
+}
+
 // refOnly reports whether the source only lends its files ($ref) and
 // renders nothing itself, as in Argo CD.
 func (s Source) refOnly() bool { return s.Ref != "" && s.Path == "" && s.Chart == "" }
@@ -740,10 +750,11 @@ func (a *Application) validateOneSource(ps *problems, at string, s Source, refs 
 			ps.add(at+".chart", "%s: give chart (a chart of a Helm repository) or path (a directory of a git repo), not both", at)
 		case s.Ref != "":
 			ps.add(at+".ref", "%s.ref: a chart source cannot lend files: put ref on a git source", at)
-		case !strings.HasPrefix(s.RepoURL, "https://") && !strings.HasPrefix(s.RepoURL, "http://") && !strings.HasPrefix(s.RepoURL, "oci://"):
-			ps.add(at+".repoURL", "%s.repoURL: %q: a chart comes from a Helm repository: write https://HOST/PATH, or oci://HOST/PATH for an OCI registry", at, s.RepoURL)
+		case strings.Contains(s.RepoURL, "://") && !strings.HasPrefix(s.RepoURL, "https://") && !strings.HasPrefix(s.RepoURL, "http://") && !strings.HasPrefix(s.RepoURL, "oci://"),
+			!strings.Contains(s.RepoURL, "://") && !strings.ContainsAny(s.RepoURL, ".:"):
+			ps.add(at+".repoURL", "%s.repoURL: %q: a chart comes from a Helm repository: write https://HOST/PATH, or oci://HOST/PATH (or HOST/PATH) for an OCI registry", at, s.RepoURL)
 		}
-		if strings.Contains(s.Chart, "/") && !strings.HasPrefix(s.RepoURL, "oci://") {
+		if strings.Contains(s.Chart, "/") && strings.Contains(s.RepoURL, "://") && !strings.HasPrefix(s.RepoURL, "oci://") {
 			ps.add(at+".chart", "%s.chart: %q: name the chart alone (no repository prefix); the repository is repoURL", at, s.Chart)
 		}
 	}

@@ -411,3 +411,29 @@ func TestChartWithoutChartSource(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 }
+
+// A chart of an OCI registry (distribution's, in process), named as Argo
+// CD users often do: a repoURL without a scheme.
+func TestChartFromAnOCIRegistry(t *testing.T) {
+	c := newCluster(t)
+	ns := c.env.Namespace(t)
+	store := openStore(t, t.TempDir())
+	reg := helmrepotest.NewRegistry(t, helmrepotest.Options{})
+	reg.Push(helmrepotest.Chart("hello", "0.9.0"))
+	reg.Push(helmrepotest.Chart("hello", "1.2.0"))
+	mgr, err := helmrepo.New(helmrepo.Config{Store: store, TLSConfig: reg.TLSConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := c.start(store, func(cfg *reconciler.Config) { cfg.Charts = mgr })
+	name := "oci-" + ns[len(ns)-6:]
+	doc := fmt.Appendf(nil, "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: %s\nspec:\n  source:\n    repoURL: %s/charts\n    chart: hello\n    targetRevision: 1.2.0\n    helm:\n      parameters:\n      - name: greeting\n        value: from OCI, with a comma\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: %s\n  syncPolicy:\n    automated: {}\n", name, reg.Host(), ns)
+	if _, err := rec.Apply(context.Background(), doc); err != nil {
+		t.Fatal(err)
+	}
+	st := appStatus(t, store, name)
+	cm := c.get(gvrCM, ns, name+"-hello")
+	if st.Sync != "Synced" || cm == nil || cmKey(cm, "version") != "1.2.0" || cmKey(cm, "greeting") != "from OCI, with a comma" {
+		t.Fatalf("status %+v, ConfigMap %v", st, cm)
+	}
+}
