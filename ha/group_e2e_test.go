@@ -230,6 +230,18 @@ func TestGroupSyncPush(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The primary killed and restarted at once may find its Lease still
+	// its own: whoever is primary next keeps the synchronous replicas and
+	// the acknowledged position of the Lease.
+	before := status(t, g, "a")
+	a.Kill()
+	start(t, g, "a")
+	// a is ready: primary again (its Lease written) or a caught-up replica.
+	after := status(t, g, "b")
+	if after.AckedPosition < before.AckedPosition {
+		t.Fatalf("after a's restart (primary %s) the acknowledged position went back from %d to %d", after.Primary, before.AckedPosition, after.AckedPosition)
+	}
+
 	// A new, empty member joins and gets a full copy: repos, refs and the
 	// users (the admin key authenticates on it).
 	start(t, g, "d")

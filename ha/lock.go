@@ -116,8 +116,18 @@ func (l *leaderLock) Update(ctx context.Context, ler resourcelock.LeaderElection
 	me := l.e.cfg.ID
 	prev := holder(lease)
 	takeover := ler.HolderIdentity == me && prev != me
+	// A primary restarted within its lease finds the Lease still its own:
+	// its term starts from the annotations too, not from nothing.
+	resume := ler.HolderIdentity == me && prev == me && !l.e.termStarted()
 	if takeover {
 		if err := l.e.eligible(lease); err != nil {
+			l.e.setBlocked(err.Error())
+			return err
+		}
+	}
+	if resume {
+		if pos, acked := l.e.cfg.Position(), annotationUint(lease.Annotations, AnnotationAckedPosition); pos < acked {
+			err := &NotEligibleError{Reason: fmt.Sprintf("%s holds position %d but acknowledged %d as primary before its restart: its copy is behind (was its data lost?)", me, pos, acked)}
 			l.e.setBlocked(err.Error())
 			return err
 		}
@@ -126,7 +136,7 @@ func (l *leaderLock) Update(ctx context.Context, ler resourcelock.LeaderElection
 	if lease.Annotations == nil {
 		lease.Annotations = map[string]string{}
 	}
-	if takeover {
+	if takeover || resume {
 		l.e.beginTerm(lease.Annotations)
 		delete(lease.Annotations, AnnotationPromote)
 	}

@@ -22,6 +22,13 @@ type syncState struct {
 	members   []string      // the sync followers named in the Lease
 	acked     atomic.Uint64 // highest position acknowledged to a client
 	lastAckAt atomic.Int64  // unix nanoseconds of the last acknowledgement
+	started   bool          // beginTerm ran in this process
+}
+
+func (e *Elector) termStarted() bool {
+	e.sync.mu.RLock()
+	defer e.sync.mu.RUnlock()
+	return e.sync.started
 }
 
 // beginTerm sets up the sync state of a new term from the previous
@@ -31,6 +38,7 @@ type syncState struct {
 func (e *Elector) beginTerm(prev map[string]string) {
 	e.sync.mu.Lock()
 	defer e.sync.mu.Unlock()
+	e.sync.started = true
 	e.sync.members = nil
 	for _, id := range splitList(prev[AnnotationSyncFollowers]) {
 		if id != e.cfg.ID {
