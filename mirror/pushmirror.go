@@ -179,7 +179,7 @@ func (m *Manager) push(ctx context.Context, p storage.PushMirror) error {
 
 // watchPushes triggers the push mirrors of every repo whose refs change,
 // until sub is closed.
-func (m *Manager) watchPushes(sub *storage.Subscription) {
+func (m *Manager) watchPushes(sub *storage.Subscription[storage.RefChange]) {
 	for c := range sub.C {
 		ps, err := m.store.PushMirrors(c.Repo)
 		if err != nil {

@@ -1,7 +1,5 @@
 package storage
 
-import "sync"
-
 // EventKind says what kind of record an Event is about.
 type EventKind string
 
@@ -25,46 +23,11 @@ type Event struct {
 	Name string    `json:"name"`
 }
 
-// EventSubscription delivers events in the order their transactions
-// committed. It buffers without bound, so a slow reader never holds up a
-// sync; it must be closed when no longer read.
-type EventSubscription struct {
-	// C receives each event once.
-	C <-chan Event
-
-	f     *eventFeed
-	out   chan Event
-	mu    sync.Mutex
-	queue []Event
-	wake  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-}
-
-// eventFeed fans events out to subscribers.
-type eventFeed struct {
-	mu   sync.Mutex
-	subs map[*EventSubscription]struct{}
-}
-
 // SubscribeEvents returns a subscription to every app and mirror record
-// change committed from now on; ref changes have their own, Subscribe.
-func (s *Store) SubscribeEvents() *EventSubscription {
-	sub := &EventSubscription{
-		f:    &s.events,
-		out:  make(chan Event),
-		wake: make(chan struct{}, 1),
-		done: make(chan struct{}),
-	}
-	sub.C = sub.out
-	s.events.mu.Lock()
-	if s.events.subs == nil {
-		s.events.subs = make(map[*EventSubscription]struct{})
-	}
-	s.events.subs[sub] = struct{}{}
-	s.events.mu.Unlock()
-	go sub.pump()
-	return sub
+// change committed from now on, in the order the transactions committed;
+// ref changes have their own, Subscribe.
+func (s *Store) SubscribeEvents() *Subscription[Event] {
+	return s.events.subscribe()
 }
 
 // published announces ev when the transaction that made it returned no
@@ -74,52 +37,8 @@ func (s *Store) published(err error, ev Event) error {
 	if err != nil {
 		return err
 	}
-	f := &s.events
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for sub := range f.subs {
-		sub.mu.Lock()
-		sub.queue = append(sub.queue, ev)
-		sub.mu.Unlock()
-		select {
-		case sub.wake <- struct{}{}:
-		default:
-		}
-	}
+	s.events.publish(ev)
 	return nil
-}
-
-// pump moves queued events to C until the subscription is closed.
-func (sub *EventSubscription) pump() {
-	defer close(sub.out)
-	for {
-		sub.mu.Lock()
-		q := sub.queue
-		sub.queue = nil
-		sub.mu.Unlock()
-		for _, ev := range q {
-			select {
-			case sub.out <- ev:
-			case <-sub.done:
-				return
-			}
-		}
-		select {
-		case <-sub.wake:
-		case <-sub.done:
-			return
-		}
-	}
-}
-
-// Close stops delivery and closes C. It is safe to call more than once.
-func (sub *EventSubscription) Close() {
-	sub.once.Do(func() {
-		sub.f.mu.Lock()
-		delete(sub.f.subs, sub)
-		sub.f.mu.Unlock()
-		close(sub.done)
-	})
 }
 
 // publishOps announces the app and mirror records a change applied from

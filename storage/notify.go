@@ -2,58 +2,59 @@ package storage
 
 import "sync"
 
-// Subscription delivers ref changes in the order they were accepted. It
-// buffers without bound, so a slow subscriber never holds up a push; it
-// must be closed when no longer read.
-type Subscription struct {
-	// C receives each change once.
-	C <-chan RefChange
+// Subscription delivers the values of one feed (ref changes, or record
+// events) in the order they were published. It buffers without bound, so a
+// slow subscriber never holds up a push or a sync; it must be closed when
+// no longer read.
+type Subscription[T any] struct {
+	// C receives each value once.
+	C <-chan T
 
-	n     *notifier
-	out   chan RefChange
+	f     *feed[T]
+	out   chan T
 	mu    sync.Mutex
-	queue []RefChange
+	queue []T
 	wake  chan struct{}
 	done  chan struct{}
 	once  sync.Once
 }
 
-// notifier fans ref changes out to subscribers.
-type notifier struct {
+// feed fans published values out to its subscribers.
+type feed[T any] struct {
 	mu   sync.Mutex
-	subs map[*Subscription]struct{}
+	subs map[*Subscription[T]]struct{}
 }
 
 // Subscribe returns a subscription to every ref change accepted from now on:
 // pushes, mirror syncs, anything that calls RefreshRefs.
-func (s *Store) Subscribe() *Subscription {
+func (s *Store) Subscribe() *Subscription[RefChange] {
 	return s.notify.subscribe()
 }
 
-func (n *notifier) subscribe() *Subscription {
-	sub := &Subscription{
-		n:    n,
-		out:  make(chan RefChange),
+func (f *feed[T]) subscribe() *Subscription[T] {
+	sub := &Subscription[T]{
+		f:    f,
+		out:  make(chan T),
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
 	sub.C = sub.out
-	n.mu.Lock()
-	if n.subs == nil {
-		n.subs = make(map[*Subscription]struct{})
+	f.mu.Lock()
+	if f.subs == nil {
+		f.subs = make(map[*Subscription[T]]struct{})
 	}
-	n.subs[sub] = struct{}{}
-	n.mu.Unlock()
+	f.subs[sub] = struct{}{}
+	f.mu.Unlock()
 	go sub.pump()
 	return sub
 }
 
-func (n *notifier) publish(c RefChange) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for sub := range n.subs {
+func (f *feed[T]) publish(v T) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for sub := range f.subs {
 		sub.mu.Lock()
-		sub.queue = append(sub.queue, c)
+		sub.queue = append(sub.queue, v)
 		sub.mu.Unlock()
 		select {
 		case sub.wake <- struct{}{}:
@@ -62,17 +63,17 @@ func (n *notifier) publish(c RefChange) {
 	}
 }
 
-// pump moves queued changes to C until the subscription is closed.
-func (sub *Subscription) pump() {
+// pump moves queued values to C until the subscription is closed.
+func (sub *Subscription[T]) pump() {
 	defer close(sub.out)
 	for {
 		sub.mu.Lock()
 		q := sub.queue
 		sub.queue = nil
 		sub.mu.Unlock()
-		for _, c := range q {
+		for _, v := range q {
 			select {
-			case sub.out <- c:
+			case sub.out <- v:
 			case <-sub.done:
 				return
 			}
@@ -86,11 +87,11 @@ func (sub *Subscription) pump() {
 }
 
 // Close stops delivery and closes C. It is safe to call more than once.
-func (sub *Subscription) Close() {
+func (sub *Subscription[T]) Close() {
 	sub.once.Do(func() {
-		sub.n.mu.Lock()
-		delete(sub.n.subs, sub)
-		sub.n.mu.Unlock()
+		sub.f.mu.Lock()
+		delete(sub.f.subs, sub)
+		sub.f.mu.Unlock()
 		close(sub.done)
 	})
 }

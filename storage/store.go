@@ -54,8 +54,8 @@ type Store struct {
 	db     *bolt.DB
 	log    *slog.Logger
 	git    string
-	notify notifier
-	events eventFeed // app and mirror record changes, see SubscribeEvents
+	notify feed[RefChange]
+	events feed[Event] // app and mirror record changes, see SubscribeEvents
 
 	mu   sync.RWMutex
 	refs map[string]*Refs // current ref snapshot per repo; values immutable
