@@ -290,7 +290,7 @@ func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err
 	if err != nil {
 		return false, fmt.Errorf("session on primary %s: %w", addr, err)
 	}
-	var stderr bytes.Buffer
+	var stderr lockedBuffer // written by the SSH library's goroutine
 	sess.Stderr = &stderr
 	stdin, err := sess.StdinPipe()
 	if err != nil {
@@ -384,4 +384,22 @@ func (f *Follower) fetcher(addr, sshCmd string) storage.FetchFunc {
 // shellQuote quotes s for the shell git runs core.sshCommand with.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -244,6 +244,24 @@ func (n *node) waitAcked(t testing.TB, followers int) {
 	}
 }
 
+// waitFollower waits until follower f is connected to n again and holds
+// n's position: after a restart, the primary's record of f's acks from
+// before is no proof of what f holds now.
+func (n *node) waitFollower(t testing.TB, f *node) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, fs := n.status(t, f.id), f.follower.State()
+		if st.Connected && st.Acked >= n.store.Position() && fs.CaughtUp && f.store.Position() == n.store.Position() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("follower %s never caught up with %d: primary says %+v, follower %+v", f.id, n.store.Position(), st, fs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // served returns the commit a replica serves for a branch, asked with
 // the git CLI as the ci user.
 func (n *node) served(t testing.TB, repo, branch string) string {
@@ -580,7 +598,7 @@ func TestDivergedFollowerIsCorrected(t *testing.T) {
 	g.mustGit(t, other, "push", "-q", f.store.RepoPath("app"), "+HEAD:refs/heads/main")
 
 	f = g.start(t, "f", fdir, f.addr, p.addr, nil)
-	p.waitAcked(t, 1)
+	p.waitFollower(t, f)
 	if got := f.served(t, "app", "main"); got != head {
 		t.Fatalf("diverged follower serves %q, want the primary's %s", got, head)
 	}
