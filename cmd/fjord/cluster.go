@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -95,6 +96,9 @@ fjord app apply -f does the same for such Secrets in its files.`,
 			name := args[0]
 			if err := storage.ValidateClusterName(name); err != nil {
 				return err
+			}
+			if abs, err := filepath.Abs(kubeconfig); err == nil {
+				kubeconfig = abs // the source `cluster list -o json` shows
 			}
 			cl, creds, err := reconciler.ClusterFromKubeconfig(kubeconfig, kubeContext)
 			if err != nil {
