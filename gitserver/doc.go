@@ -11,6 +11,12 @@
 // must be negotiated, sent or received; for protocol v2 each fetch command
 // runs one `git upload-pack --stateless-rpc`, as git-http-backend does.
 //
+// A replica group's peers authenticate with the group key
+// (Config.PeerKey), which is no user's: they may run the replication
+// stream (ReplicateCommand, served by Config.Replicator) and an
+// upload-pack of any repo that sees hidden refs and serves any object
+// asked for by name, and nothing else (replicate.go).
+//
 // Everything else an SSH server can do is refused: shells, ptys, port and
 // agent forwarding, environment variables other than GIT_PROTOCOL.
 package gitserver
