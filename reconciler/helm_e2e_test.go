@@ -148,22 +148,26 @@ func TestHelmChartFromGitWithHooksAndValuesRepo(t *testing.T) {
 	}
 
 	// Pushes that touch neither the chart nor a value file sync the new
-	// commits from the cached render.
+	// commits from the cached render and, changing nothing, run no hook
+	// (as an Argo CD auto-sync runs only for an OutOfSync app).
 	before := renders(t, reg, name)
 	charts.write("README.md", "charts of the shop\n")
 	chartsHead := charts.commit("docs")
-	finishHook("the docs push")
 	synced("the docs push synced", chartsHead, valsHead)
 	vals.write("envs/staging.yaml", "replicaCount: 1\n")
 	valsHead = vals.commit("staging")
-	finishHook("the staging push")
 	synced("the staging push synced", chartsHead, valsHead)
 	if n := renders(t, reg, name); n != before {
 		t.Errorf("renders = %d after unrelated pushes, want %d", n, before)
 	}
+	if j := c.get(gvrJob, ns, "shop-migrate"); j != nil && j.GetDeletionTimestamp() == nil {
+		if n, _, _ := unstructured.NestedInt64(j.Object, "status", "succeeded"); n == 0 {
+			t.Error("a sync that changed nothing ran the pre-upgrade hook")
+		}
+	}
 	// A push to the chart renders again.
-	charts.sed("web/values.yaml", "greeting: hello", "greeting: hi")
-	chartsHead = charts.commit("greeting")
+	charts.sed("web/templates/configmap.yaml", "  greeting:", "  salutation:")
+	chartsHead = charts.commit("salutation")
 	finishHook("the chart push")
 	synced("the chart push synced", chartsHead, valsHead)
 	if n := renders(t, reg, name); n != before+1 {

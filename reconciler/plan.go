@@ -83,6 +83,9 @@ type plan struct {
 	children map[int][]*unstructured.Unstructured
 	// prev is the inventory of the last sync.
 	prev Inventory
+	// noHooks skips the hooks of the steps: the sync changes nothing
+	// (see syncApp). SyncFail hooks still run if it fails.
+	noHooks bool
 	// refused is set when commit's signature does not satisfy the
 	// project's signatureKeys; the plan then fails before any render.
 	refused *storage.RefusedCommit
@@ -162,6 +165,17 @@ func (r *Reconciler) plan(ctx context.Context, st *appState, app *Application) (
 		return p, err
 	}
 	return p, nil
+}
+
+// sameAsInventory reports whether the plan's resources are exactly what
+// the last sync applied: none added, dropped or changed.
+func sameAsInventory(p *plan) bool {
+	for _, u := range p.objs {
+		if e, ok := p.prev[RefOf(u)]; !ok || e.Hash != hashObject(u) {
+			return false
+		}
+	}
+	return len(Diff(p.prev, inventoryOf(p.objs))) == 0
 }
 
 // split orders the prepared resources and hooks into steps.

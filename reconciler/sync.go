@@ -101,6 +101,14 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 	// app apply), and when git moved (a new commit is applied whole, as
 	// Argo CD does); a resync of the same commit only reports it.
 	heal := app.SelfHeal() || opts.Manual || trigger == storage.TriggerApply || commit != prevStatus.SyncedCommit || sourcesMoved(status.Sources)
+	// Hooks run when the sync changes something, as an Argo CD auto-sync
+	// runs only for an app that is OutOfSync: a resync, a restart, or a
+	// push that renders what the last good sync applied creates no hook
+	// (a chart's pre-upgrade Job is not run again every resync).
+	switch trigger {
+	case storage.TriggerPush, storage.TriggerMirror, storage.TriggerResync, storage.TriggerStart, storage.TriggerParent:
+		p.noHooks = !opts.Manual && prevStatus.Sync == storage.Synced && sameAsInventory(p)
+	}
 	o := r.execute(ctx, st, p, opts, heal)
 	cs, next, applyErr := o.cs, o.next, o.err
 	// Objects not pruned stay in the inventory: they are still this

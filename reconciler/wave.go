@@ -228,6 +228,9 @@ func (r *Reconciler) execute(ctx context.Context, st *appState, p *plan, opts Sy
 		if err := apply(list); err != nil {
 			return finish(err)
 		}
+		if p.noHooks {
+			s.hooks = nil
+		}
 		runs, err := r.runHooks(ctx, c, name, s, &out.cs)
 		hookRuns = append(hookRuns, runs...)
 		if err != nil {
