@@ -26,6 +26,8 @@ var fuzzEndpoints = []struct{ method, path string }{
 	{http.MethodPost, "/v1/pushmirrors"},
 	{http.MethodPost, "/v1/apps"},
 	{http.MethodPost, "/v1/apps/sync"},
+	{http.MethodPost, "/v1/signkeys"},
+	{http.MethodPost, "/v1/notifiers"},
 }
 
 // FuzzRequestDecoding sends arbitrary bodies to every admin write on a
@@ -53,6 +55,8 @@ func FuzzRequestDecoding(f *testing.F) {
 		`{"repo":"app","url":"ssh://git@host/x.git"}`,
 		`{"manifest":"apiVersion: argoproj.io/v1alpha1\nkind: Application\n"}`,
 		`{"name":"app"}`,
+		`{"name":"ci","public":"` + key + `"}`,
+		`{"name":"chat","url":"https://hooks.example.com/x","on":["deployed"],"secret":"s"}`,
 	} {
 		f.Add(uint8(i), []byte(body))
 	}
@@ -60,6 +64,7 @@ func FuzzRequestDecoding(f *testing.F) {
 	f.Add(uint8(3), []byte(`{"user":"nobody","repo":"../x","access":"admin"}`))
 	f.Add(uint8(2), []byte(`{"name":"ci","keys":["not a key"]}`))
 	f.Add(uint8(0), []byte(`[`))
+	f.Add(uint8(8), []byte(`{"name":"k","public":"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxx\n-----END PGP PUBLIC KEY BLOCK-----"}`))
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		e := fuzzEndpoints[int(which)%len(fuzzEndpoints)]
 		w := httptest.NewRecorder()
