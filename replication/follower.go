@@ -91,6 +91,7 @@ type Follower struct {
 	mu     sync.Mutex
 	state  FollowerState
 	cancel context.CancelFunc // of the current stream
+	kick   chan struct{}      // SetPrimary: reconnect now, no backoff
 
 	// A change that fails to apply again and again (a repo damaged on
 	// this replica) is not retried forever: the next stream asks for a
@@ -133,7 +134,7 @@ func NewFollower(store *storage.Store, o FollowerOptions) *Follower {
 	if o.Metrics == nil {
 		o.Metrics = NewFollowerMetrics(nil)
 	}
-	return &Follower{store: store, o: o, log: o.Logger.With("replica", o.ID), state: FollowerState{Primary: o.Primary}}
+	return &Follower{store: store, o: o, log: o.Logger.With("replica", o.ID), state: FollowerState{Primary: o.Primary}, kick: make(chan struct{}, 1)}
 }
 
 // Position returns the position the follower's store holds.
@@ -161,6 +162,10 @@ func (f *Follower) SetPrimary(addr string) {
 	f.state.Primary = addr
 	if f.cancel != nil {
 		f.cancel()
+	}
+	select {
+	case f.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -235,10 +240,12 @@ func (f *Follower) Run(ctx context.Context) error {
 		f.log.Warn("replication stream ended; reconnecting", "primary", f.State().Primary, "in", backoff, "err", err)
 		select {
 		case <-time.After(backoff):
+			backoff = min(2*backoff, f.o.MaxBackoff)
+		case <-f.kick: // a new primary: no reason to wait
+			backoff = f.o.MinBackoff
 		case <-ctx.Done():
 			return nil
 		}
-		backoff = min(2*backoff, f.o.MaxBackoff)
 	}
 }
 

@@ -88,6 +88,9 @@ type node struct {
 	primary  *replication.Primary
 	follower *replication.Follower
 	stop     func()
+	// promote stops following and takes writes: what the elector does
+	// for a follower that won the Lease.
+	promote func()
 }
 
 // start opens dir's store and serves it on a new port (or addr, when
@@ -121,6 +124,14 @@ func (g *group) start(t testing.TB, id, dir, addr, primary string, opts *storage
 	served := make(chan struct{})
 	go func() { defer close(served); gs.Serve(l) }()
 	var followed chan struct{}
+	fctx, fcancel := context.WithCancel(ctx)
+	n.promote = func() {
+		fcancel()
+		if followed != nil {
+			<-followed
+		}
+		store.RefuseWrites(nil)
+	}
 	if primary != "" {
 		// As a follower in a group does: its own writes are refused,
 		// what it applies from the stream is not.
@@ -131,7 +142,7 @@ func (g *group) start(t testing.TB, id, dir, addr, primary string, opts *storage
 		followed = make(chan struct{})
 		go func() {
 			defer close(followed)
-			if err := n.follower.Run(ctx); err != nil {
+			if err := n.follower.Run(fctx); err != nil {
 				t.Errorf("%s: Follower.Run: %v", id, err)
 			}
 		}()
@@ -606,4 +617,40 @@ func TestDivergedFollowerIsCorrected(t *testing.T) {
 		t.Fatalf("diverged follower: %+v, want one full copy", st)
 	}
 	f.fsck(t)
+}
+
+// TestFollowerMovesToAPromotedPrimary promotes one of two followers after
+// the primary stops: the promoted one goes on with the same change log,
+// and the other, pointed at it with SetPrimary, continues from its
+// position with no full copy and serves the new primary's pushes.
+func TestFollowerMovesToAPromotedPrimary(t *testing.T) {
+	g := newGroup(t)
+	p := g.start(t, "p", t.TempDir(), "", "", nil)
+	p.seed(t, "app")
+	a := g.start(t, "a", t.TempDir(), "", p.addr, nil)
+	b := g.start(t, "b", t.TempDir(), "", p.addr, nil)
+	work := clone(t, g, p)
+	p.push(t, work, "one")
+	p.waitAcked(t, 2)
+	p.stop()
+
+	a.promote()
+	b.follower.SetPrimary(a.addr)
+	g.mustGit(t, work, "remote", "set-url", "origin", a.url("app"))
+	if _, err := a.store.CreateUser(storage.User{Name: "after-failover"}); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := a.push(t, work, "two")
+	a.waitFollower(t, b)
+	if got := b.served(t, "app", "main"); got != head {
+		t.Fatalf("b serves %q after the failover, want %s", got, head)
+	}
+	if _, err := b.store.User("after-failover"); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.status(t, "b"); st.FullCopies != 0 {
+		t.Fatalf("b needed a full copy from the promoted primary: %+v", st)
+	}
+	b.fsck(t)
+	a.fsck(t)
 }
