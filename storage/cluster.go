@@ -243,6 +243,9 @@ func (s *Store) DeleteCluster(name string) error {
 		if len(apps) > 0 {
 			return fmt.Errorf("cluster %q: %w by apps %v: delete them or point their spec.destination elsewhere first", name, ErrClusterInUse, apps)
 		}
+		// The credential files go in the same change, so replicas drop
+		// them too; they are removed here once it is committed.
+		tx.removeCredentials(s, s.CredentialDir("cluster", name))
 		return tx.del(bucketClusters, []byte(name))
 	})
 	if err != nil {
