@@ -99,8 +99,27 @@ func (s *Server) servePeer(ctx context.Context, p peer, ch gossh.Channel, cmdlin
 		if _, err := s.store.Repo(repo); err != nil {
 			return refusal("not-found", "repo %q does not exist on this replica", repo)
 		}
-		return s.proxyGit(ctx, ch, repo, gitProtocol, nil, "upload-pack",
-			"-c", "uploadpack.allowAnySHA1InWant=true", "-c", "uploadpack.allowFilter=true")
+		return s.peerUploadPack(ctx, ch, repo, gitProtocol)
 	}
 	return refusal("command", "the replica group key runs only %s and git-upload-pack, not %s", ReplicateCommand, strings.Fields(cmdline)[0])
+}
+
+// peerUploadPack runs a follower's fetch. Unlike a client's, it is not
+// deprioritized: a push with synchronous replicas waits for it.
+func (s *Server) peerUploadPack(ctx context.Context, ch gossh.Channel, repo, gitProtocol string) error {
+	cmd := s.command(ctx, ch, gitProtocol, "-c", "uploadpack.allowAnySHA1InWant=true", "-c", "uploadpack.allowFilter=true",
+		"upload-pack", s.store.RepoPath(repo))
+	cmd.Stdout = ch
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("upload-pack %s: %w", repo, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start git upload-pack for %s: %w", repo, err)
+	}
+	go feed(stdin, nil, ch)
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("git upload-pack %s: %w", repo, err)
+	}
+	return nil
 }
