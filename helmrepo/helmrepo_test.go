@@ -449,10 +449,14 @@ func TestHostileNamesAndArchivesAreRefused(t *testing.T) {
 }
 
 func TestBadURLs(t *testing.T) {
-	for _, u := range []string{"", "charts.example.com", "ftp://x/y", "https://u:p@x/y", "https://x/y?token=abc", "oci://registry.example.com", "https:///path"} {
+	if _, err := helmrepo.NormalizeURL("user:s3cret@charts.example.com"); err == nil || !strings.Contains(err.Error(), "credentials do not belong in the URL") {
+		t.Errorf("NormalizeURL(user:s3cret@host) = %v; want the credentials message", err)
+	}
+	for _, u := range []string{"", "charts.example.com", "ftp://x/y", "https://u:p@x/y", "https://x/y?token=abc", "oci://registry.example.com", "https:///path",
+		"u:s3cret@charts.example.com", "u:s3cret@charts.example.com/stable", "ftp:u:s3cret/x", "u@abc"} {
 		if _, err := helmrepo.NormalizeURL(u); err == nil {
 			t.Errorf("NormalizeURL(%q) accepted", u)
-		} else if strings.Contains(err.Error(), "u:p") || strings.Contains(err.Error(), "abc") {
+		} else if strings.Contains(err.Error(), "u:p") || strings.Contains(err.Error(), "abc") || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("NormalizeURL(%q): the error shows the secret: %v", u, err)
 		}
 	}

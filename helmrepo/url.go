@@ -23,6 +23,14 @@ func NormalizeURL(raw string) (string, error) {
 			return "", fmt.Errorf("helm repository URL contains a space or control character")
 		}
 	}
+	// "user:s3cret@host" parses as scheme "user" with an opaque part that
+	// u.Redacted does not touch: refuse userinfo before any '/' up front,
+	// before any message could quote the URL.
+	if at := strings.IndexByte(raw, '@'); at >= 0 {
+		if slash := strings.IndexByte(raw, '/'); slash < 0 || at < slash {
+			return "", fmt.Errorf("helm repository URL: credentials do not belong in the URL (they would show in logs); give them with --username U --password-file FILE")
+		}
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("helm repository URL is not a URL: %w", redactURLError(err))
@@ -33,7 +41,9 @@ func NormalizeURL(raw string) (string, error) {
 	case "":
 		return "", fmt.Errorf("helm repository %q has no scheme: use https://HOST/PATH or oci://HOST/PATH", raw)
 	default:
-		return "", fmt.Errorf("helm repository %s: scheme %q is not supported: use https://, http:// or oci://", u.Redacted(), u.Scheme)
+		// Only the scheme: the rest of an unknown scheme's URL may be an
+		// opaque part holding anything.
+		return "", fmt.Errorf("helm repository URL: scheme %q is not supported: use https://, http:// or oci://", u.Scheme)
 	}
 	if u.User != nil {
 		u.User = nil
