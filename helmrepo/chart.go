@@ -268,7 +268,7 @@ func (m *Manager) keep(r storage.HelmRepo, name, version string, data []byte, di
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	if _, err := os.Stat(p); err != nil {
@@ -299,7 +299,7 @@ func writeFile(p string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
+		err = os.Chmod(tmp.Name(), 0o600)
 	}
 	if err != nil {
 		return err

@@ -254,6 +254,22 @@ func TestChartPrivateRepo(t *testing.T) {
 		t.Fatalf("Chart from the added private repository: %s %v", v, err)
 	}
 	loadChart(t, p, "private", "0.1.0")
+	// A private repository's charts and index are as private as its
+	// credentials.
+	for _, f := range []string{p, filepath.Join(e.store.HelmDir(r.Name), "index.yaml")} {
+		if st, err := os.Stat(f); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v; want 0600", f, st.Mode().Perm())
+		}
+	}
+	for _, d := range []string{filepath.Dir(p), e.store.HelmDir(r.Name)} {
+		if st, err := os.Stat(d); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v; want 0700", d, st.Mode().Perm())
+		}
+	}
 
 	dir := e.store.CredentialDir("helmrepo", r.Name)
 	for _, f := range []string{"username", "password"} {

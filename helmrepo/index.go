@@ -107,7 +107,7 @@ func (m *Manager) fetchIndex(ctx context.Context, r storage.HelmRepo) (*index, e
 		return nil, fmt.Errorf("read index of helm repository %q: %w", r.Name, classify(err, c))
 	}
 	dir := m.store.HelmDir(r.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("helm repository %q: %w", r.Name, err)
 	}
 	tmp, err := os.CreateTemp(dir, ".index-*.yaml")

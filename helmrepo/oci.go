@@ -134,7 +134,7 @@ func (m *Manager) refreshTags(ctx context.Context, r storage.HelmRepo, chart str
 		return tl, err
 	}
 	p := m.tagsPath(r, chart)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return tl, fmt.Errorf("helm repository %q: %w", r.Name, err)
 	}
 	if err := writeFile(p, raw); err != nil {
