@@ -248,7 +248,11 @@ func (p *Primary) ServeReplica(ctx context.Context, remote string, args []string
 			return err
 		}
 		for _, c := range changes {
-			if err := send(message{Type: msgChange, Change: c.Raw, Pos: p.store.Position()}); err != nil {
+			files, err := p.store.CredentialFiles(c)
+			if err != nil {
+				return err
+			}
+			if err := send(message{Type: msgChange, Change: c.Raw, Files: files, Pos: p.store.Position()}); err != nil {
 				return streamErr(ctx, err)
 			}
 			cursor = c.Pos

@@ -18,6 +18,10 @@ type message struct {
 	Type string `json:"type"`
 	// Change is the change exactly as the primary's log stores it.
 	Change json.RawMessage `json:"change,omitempty"`
+	// Files are the current contents of the credential files Change
+	// writes, by path under the credentials: the log records only that
+	// they changed, so no secret stays in it.
+	Files map[string][]byte `json:"files,omitempty"`
 	// Snapshot is a full copy, for msgSnapshot.
 	Snapshot *storage.Snapshot `json:"snapshot,omitempty"`
 	// Pos is the primary's position, on every message.

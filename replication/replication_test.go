@@ -352,6 +352,13 @@ func TestPushAndMetadataReplicate(t *testing.T) {
 	if err := p.store.SetAppStatus("web", storage.AppStatus{Sync: storage.Synced, Health: "Healthy", Revision: head}); err != nil {
 		t.Fatal(err)
 	}
+	// A cluster token, put and rotated: the log records only that the
+	// file changed, and the stream carries the current content.
+	for _, tok := range []string{"token-one", "token-two"} {
+		if _, err := p.store.PutCluster(storage.Cluster{Name: "edge", Server: "https://edge.example.com:6443"}, storage.ClusterCredentials{Token: tok}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p.waitAcked(t, 1)
 	if f.store.AccessFor(&storage.User{Name: "bob"}, "app") != storage.AccessRead {
 		t.Fatal("bob's grant did not replicate")
@@ -359,6 +366,13 @@ func TestPushAndMetadataReplicate(t *testing.T) {
 	app, err := f.store.App("web")
 	if err != nil || app.Status.Sync != storage.Synced || app.Status.Revision != head || app.Project != "default" {
 		t.Fatalf("app on the follower: %+v, %v", app, err)
+	}
+	edge, err := f.store.Cluster("edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds, err := f.store.ClusterCredentials(edge); err != nil || creds.Token != "token-two" {
+		t.Fatalf("follower's cluster token %q, %v; want token-two", creds.Token, err)
 	}
 	st := p.status(t, "f")
 	if !st.Connected || st.Acked != p.store.Position() || st.LagChanges != 0 || st.FullCopies != 0 {

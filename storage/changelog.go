@@ -110,8 +110,11 @@ type Op struct {
 	// follower numbers the next log entry as its primary would have.
 	Seq uint64 `json:"s,omitempty"`
 	// File, when set, makes the op a credential file's instead of a
-	// key's: its path under DATA/credentials, written with Value (0600)
-	// or, with Delete, removed (a directory with all it holds).
+	// key's: its path under DATA/credentials, written (0600) or, with
+	// Delete, removed (a directory with all it holds). The log holds no
+	// secret: a write's content travels beside the change, read from the
+	// file when it is sent (see CredentialFiles); only changes logged
+	// before that, and full copies, carry it in Value.
 	File string `json:"f,omitempty"`
 }
 
@@ -314,11 +317,44 @@ func (w *wtx) del(bucket, key []byte) error {
 	return nil
 }
 
-// writeCredentials records that the secret file at path was written.
-func (w *wtx) writeCredentials(s *Store, path string, data []byte) {
+// writeCredentials records that the secret file at path was written, but
+// not what it holds: the log lives in fjord.db, is kept for thousands of
+// changes and copied by every backup, and a rotated secret must not
+// linger there.
+func (w *wtx) writeCredentials(s *Store, path string) {
 	if rel, ok := s.credentialPath(path); ok {
-		w.ops = append(w.ops, Op{File: rel, Value: bytes.Clone(data)})
+		w.ops = append(w.ops, Op{File: rel})
 	}
+}
+
+// CredentialFiles reads, for a change about to be sent to a follower, the
+// current content of every credential file it writes, by path under the
+// credentials. A file since removed is left out (a later change removes
+// it on the follower too), and a file since replaced is read as it is
+// now, so nothing superseded is ever sent.
+func (s *Store) CredentialFiles(c Change) (map[string][]byte, error) {
+	var out map[string][]byte
+	for _, op := range c.Ops {
+		if op.File == "" || op.Delete || op.Value != nil {
+			continue
+		}
+		rel := filepath.FromSlash(op.File)
+		if !filepath.IsLocal(rel) {
+			return nil, fmt.Errorf("change %d: credential file %q: not a path inside the credentials", c.Pos, op.File)
+		}
+		data, err := os.ReadFile(filepath.Join(s.credentialsDir(), rel))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("change %d: read credential %s: %w", c.Pos, op.File, err)
+		}
+		if out == nil {
+			out = map[string][]byte{}
+		}
+		out[op.File] = data
+	}
+	return out, nil
 }
 
 // removeCredentials records that path (a file or a directory) under the
@@ -341,8 +377,11 @@ func (s *Store) credentialPath(path string) (string, bool) {
 	return filepath.ToSlash(rel), true
 }
 
-// applyFileOp writes or removes the credential file of op.
-func (s *Store) applyFileOp(op Op) error {
+// applyFileOp writes or removes the credential file of op; a write's
+// content is op.Value (a change logged before the log held no secrets)
+// or files[op.File], and a write the primary sent no content for (the
+// file was removed since) writes nothing.
+func (s *Store) applyFileOp(op Op, files map[string][]byte) error {
 	rel := filepath.FromSlash(op.File)
 	if !filepath.IsLocal(rel) {
 		return fmt.Errorf("credential file %q: not a path inside the credentials", op.File)
@@ -354,7 +393,14 @@ func (s *Store) applyFileOp(op Op) error {
 		}
 		return nil
 	}
-	if err := writeSecret(path, op.Value); err != nil {
+	data := op.Value
+	if data == nil {
+		var ok bool
+		if data, ok = files[op.File]; !ok {
+			return nil
+		}
+	}
+	if err := writeSecret(path, data); err != nil {
 		return fmt.Errorf("write credentials %s: %w", op.File, err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"os"
 	"os/exec"
@@ -42,7 +43,11 @@ func replicate(t *testing.T, from, to *storage.Store) {
 			return
 		}
 		for _, c := range changes {
-			if _, err := to.ApplyChange(ctx, c.Raw, fetchFrom(t, from)); err != nil {
+			files, err := from.CredentialFiles(c)
+			if err != nil {
+				t.Fatalf("CredentialFiles(%d): %v", c.Pos, err)
+			}
+			if _, err := to.ApplyChange(ctx, c.Raw, files, fetchFrom(t, from)); err != nil {
 				t.Fatalf("ApplyChange(%d): %v", c.Pos, err)
 			}
 		}
@@ -340,7 +345,7 @@ func TestFollowerApplies(t *testing.T) {
 	}
 	// Applying a change out of order is refused.
 	all, _ := p.ChangesSince(0, 0)
-	if _, err := f.ApplyChange(ctx, all[0].Raw, nil); !errors.Is(err, storage.ErrPositionGap) {
+	if _, err := f.ApplyChange(ctx, all[0].Raw, nil, nil); !errors.Is(err, storage.ErrPositionGap) {
 		t.Fatalf("re-applying change 1 = %v, want ErrPositionGap", err)
 	}
 
@@ -430,6 +435,79 @@ func TestWritesGoThroughTheChangeLog(t *testing.T) {
 		if loc := write.FindIndex(src); loc != nil {
 			line := 1 + strings.Count(string(src[:loc[0]]), "\n")
 			t.Errorf("%s:%d: a bbolt write outside Store.update (use s.update and tx.put/tx.del/tx.putJSON so followers get it)", f, line)
+		}
+	}
+}
+
+// TestChangeLogHoldsNoSecrets puts and rotates a cluster token and a
+// mirror password: neither the old nor the new secret is anywhere in the
+// bytes of fjord.db (the change log included) nor in a backup's copy of
+// it, and a follower still gets the current secrets, never the rotated.
+func TestChangeLogHoldsNoSecrets(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	p := open(t, dir)
+	secrets := []string{"old-cluster-token-4711", "new-cluster-token-4712", "old-mirror-pw-4713", "new-mirror-pw-4714"}
+	for _, tok := range secrets[:2] {
+		if _, err := p.PutCluster(storage.Cluster{Name: "edge", Server: "https://edge.example.com:6443"}, storage.ClusterCredentials{Token: tok}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.CreateRepo(ctx, storage.Repo{Name: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CreateMirror(storage.Mirror{Repo: "app", Upstream: "file:///x"}); err != nil {
+		t.Fatal(err)
+	}
+	credDir := p.CredentialDir("mirror", "app")
+	for _, pw := range secrets[2:] {
+		if err := p.WriteCredentials(credDir, "app", map[string][]byte{"password": []byte(pw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backup := filepath.Join(t.TempDir(), "b")
+	if _, err := p.Backup(ctx, backup, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []string{filepath.Join(dir, "fjord.db"), filepath.Join(backup, "fjord.db")} {
+		raw, err := os.ReadFile(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets {
+			// JSON holds []byte as base64.
+			if strings.Contains(string(raw), s) || strings.Contains(string(raw), base64.StdEncoding.EncodeToString([]byte(s))) {
+				t.Errorf("%s holds the secret %q", db, s)
+			}
+		}
+	}
+
+	f := open(t, t.TempDir())
+	replicate(t, p, f)
+	sameState(t, p, f)
+	creds, err := f.ClusterCredentials(storage.Cluster{Name: "edge", Credentials: []string{storage.ClusterTokenFile}})
+	if err != nil || creds.Token != secrets[1] {
+		t.Fatalf("follower's cluster token %q, %v; want the rotated-in %q", creds.Token, err, secrets[1])
+	}
+	sameCredentials(t, p, f, "password")
+
+	// A change whose file was since removed sends nothing for it.
+	changes, err := p.ChangesSince(0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DeleteCluster("edge"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range changes {
+		files, err := p.CredentialFiles(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for path := range files {
+			if strings.HasPrefix(path, "cluster/edge/") {
+				t.Errorf("change %d sends %s after the cluster was deleted", c.Pos, path)
+			}
 		}
 	}
 }

@@ -21,14 +21,16 @@ import (
 type FetchFunc func(ctx context.Context, repo, dir string, wants []string) error
 
 // ApplyChange makes raw, a change read from the primary's log, this
-// store's change at the same position: repos it creates are created, the
+// store's change at the same position: the credential files it writes
+// get their content from files (the primary's CredentialFiles of it),
+// repos it creates are created, the
 // objects of the refs it moves are fetched with fetch, the refs move in
 // one git ref transaction, and then the metadata it wrote, the new ref
 // snapshot, the change itself and the position are written in one bbolt
 // transaction. A crash anywhere leaves the position before the change, and
 // applying it again is harmless. The change must be the one after
 // Position(), else ErrPositionGap.
-func (s *Store) ApplyChange(ctx context.Context, raw []byte, fetch FetchFunc) (Change, error) {
+func (s *Store) ApplyChange(ctx context.Context, raw []byte, files map[string][]byte, fetch FetchFunc) (Change, error) {
 	c, err := decodeChange(raw)
 	if err != nil {
 		return Change{}, err
@@ -50,7 +52,7 @@ func (s *Store) ApplyChange(ctx context.Context, raw []byte, fetch FetchFunc) (C
 	// never commits.
 	for _, op := range c.Ops {
 		if op.File != "" {
-			if err := s.applyFileOp(op); err != nil {
+			if err := s.applyFileOp(op, files); err != nil {
 				return Change{}, fmt.Errorf("apply change %d: %w", c.Pos, err)
 			}
 		}

@@ -117,7 +117,7 @@ func (s *Store) WriteCredentials(dir, repo string, files map[string][]byte) erro
 			if err := writeSecret(path, data); err != nil {
 				return fmt.Errorf("credentials for %q: %w", repo, err)
 			}
-			tx.writeCredentials(s, path, data)
+			tx.writeCredentials(s, path)
 		}
 		return nil
 	})
