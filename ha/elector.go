@@ -111,6 +111,13 @@ type Config struct {
 	// OnFollow runs while this member follows p: its ctx ends when the
 	// primary changes or this member is elected.
 	OnFollow func(ctx context.Context, p Primary)
+	// RefuseWrites, when set, says whether this member's own store may
+	// take writes: it is called with nil just before the member serves
+	// writes as primary, and with the reason when it stops being primary
+	// or starts following one. A follower's store then takes only its
+	// primary's changes, so its change log stays a copy of the primary's
+	// (a local write would diverge it and force a full copy).
+	RefuseWrites func(why error)
 	// Logger receives the elector's logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers none.
@@ -272,6 +279,7 @@ func (e *Elector) lead(ctx context.Context) {
 	// The stream from the previous primary stops before this member
 	// takes its first write.
 	e.stopFollowing()
+	e.refuseWrites(nil)
 	e.mu.Lock()
 	e.serving = e.primary
 	e.mu.Unlock()
@@ -296,6 +304,7 @@ func (e *Elector) stopLeading() {
 	}
 	e.mu.Unlock()
 	if was {
+		e.refuseWrites(fmt.Errorf("%s is no longer the primary (it lost its Lease)", e.cfg.ID))
 		e.log.Warn("no longer primary: pushes and admin writes are refused from now on")
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RetryPeriod)
 		e.setPodRole(ctx, RoleReplica)
@@ -413,12 +422,20 @@ func (e *Elector) follow(ctx context.Context) {
 	if want.ID == "" || e.cfg.OnFollow == nil {
 		return
 	}
+	e.refuseWrites(fmt.Errorf("this replica follows %s at %s", want.ID, want.Advertise))
 	e.log.Info("following the primary", "primary", want.ID, "address", want.Advertise)
 	e.setPodRole(ctx, RoleReplica)
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); e.cfg.OnFollow(fctx, want) }()
 	e.stopFollow = func() { cancel(); <-done }
+}
+
+// refuseWrites passes why to Config.RefuseWrites, if set.
+func (e *Elector) refuseWrites(why error) {
+	if e.cfg.RefuseWrites != nil {
+		e.cfg.RefuseWrites(why)
+	}
 }
 
 func (e *Elector) stopFollowing() {

@@ -132,6 +132,7 @@ func TestGroupRolesAndReadOnly(t *testing.T) {
 	if _, err := g.WaitWritable("a", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	followerRefusesLocalWrites(t, g, "a", "b")
 	if out, err := a.Fjord("repo", "create", "demo"); err != nil {
 		t.Fatalf("repo create on the primary: %v %s", err, out)
 	}
@@ -171,6 +172,7 @@ func TestGroupSyncPush(t *testing.T) {
 	if _, err := g.WaitWritable("a", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	followerRefusesLocalWrites(t, g, "a", "b")
 	if out, err := a.Fjord("repo", "create", "demo"); err != nil {
 		t.Fatalf("repo create: %v %s", err, out)
 	}
@@ -299,4 +301,88 @@ func TestGroupFencing(t *testing.T) {
 	if out, err := push(t.Context(), g.Members[next], dir, "demo"); err != nil {
 		t.Fatalf("push to the new primary %s: %v\n%s", next, err, out)
 	}
+}
+
+// followerRefusesLocalWrites: a write the follower's own store would make
+// (redeeming a web UI login link opened on it) is refused naming the
+// primary, writes nothing there, and the follower's change log stays its
+// primary's: it reaches the primary's position with no full copy.
+func followerRefusesLocalWrites(t *testing.T, g *fjordtest.Group, primary, follower string) {
+	t.Helper()
+	p, f := g.Members[primary], g.Members[follower]
+	out, err := p.Fjord("ui", "login")
+	if err != nil {
+		t.Fatalf("ui login on the primary: %v %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	link := lines[len(lines)-1]
+	onFollower := strings.Replace(link, "http://"+p.HTTPAddr+"/", "http://"+f.HTTPAddr+"/", 1)
+	if onFollower == link {
+		t.Fatalf("ui login link %q is not on the primary's HTTP listener %s", link, p.HTTPAddr)
+	}
+	waitSamePosition(t, g, primary, follower)
+	copies := fullCopies(t, p, follower)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(onFollower)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := fmt.Sprintf("follows %s at %s", primary, p.SSHAddr)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), want) {
+		t.Fatalf("opening a login link on follower %s: %s, cookies %v; want a refusal saying %q in:\n%s", follower, resp.Status, resp.Cookies(), want, body)
+	}
+	// The token was not used up on the follower: the primary redeems it,
+	// a change the follower then gets from the stream.
+	resp, err = noRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("opening the link on the primary after the follower refused it: %s", resp.Status)
+	}
+	waitSamePosition(t, g, primary, follower)
+	if n := fullCopies(t, p, follower); n != copies {
+		t.Fatalf("follower %s has full copies %s after a refused local write (was %s): its change log diverged", follower, n, copies)
+	}
+}
+
+// waitSamePosition waits until follower reports the primary's position.
+func waitSamePosition(t *testing.T, g *fjordtest.Group, primary, follower string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var st fjordtest.GroupStatus
+	for time.Now().Before(deadline) {
+		st = status(t, g, primary)
+		pos := map[string]uint64{}
+		for _, m := range st.Members {
+			pos[m.ID] = m.Position
+		}
+		if pos[primary] > 0 && pos[primary] == pos[follower] {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s never reached %s's position: %+v", follower, primary, st)
+}
+
+// fullCopies is how many full copies primary sent to follower, from its
+// /metrics.
+func fullCopies(t *testing.T, primary *fjordtest.Server, follower string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + primary.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	prefix := `fjord_replication_follower_full_copies_total{replica="` + follower + `"} `
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			return v
+		}
+	}
+	return "none"
 }

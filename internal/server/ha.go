@@ -41,6 +41,9 @@ type HAOptions struct {
 // only in its term.
 func (s *Server) openHA(reg prometheus.Registerer) error {
 	o := s.opts.HA
+	// Until elected, this member's store takes only what a primary
+	// streams to it: a local write would diverge its change log.
+	s.store.RefuseWrites(fmt.Errorf("this replica %s is not the primary (no primary elected yet)", o.ID))
 	cfg, _, err := reconciler.LoadRESTConfig(s.opts.Kubeconfig)
 	if errors.Is(err, reconciler.ErrNoCluster) {
 		return errors.New("--ha needs the API server that holds its Leases: run in a Pod, or give --kubeconfig FILE or KUBECONFIG")
@@ -65,6 +68,7 @@ func (s *Server) openHA(reg prometheus.Registerer) error {
 		PodName:       o.PodName,
 		OnPrimary:     s.runPrimary,
 		OnFollow:      s.runFollower,
+		RefuseWrites:  s.store.RefuseWrites,
 		Logger:        s.log.With("ha", o.Namespace+"/"+o.Name, "replica", o.ID),
 		Registerer:    reg,
 	})
