@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/fjordhq/fjord/helmrepo"
+	"github.com/fjordhq/fjord/reconciler"
 	"github.com/fjordhq/fjord/storage"
-	"sigs.k8s.io/yaml"
 )
 
 // HelmRepos is what the admin API needs of the Helm repository manager.
@@ -119,27 +119,19 @@ func (s *Server) appsUsingHelmRepo(url string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	type source struct {
-		RepoURL string `json:"repoURL"`
-		Chart   string `json:"chart"`
-	}
 	var out []string
 	for _, a := range apps {
-		var doc struct {
-			Spec struct {
-				Source  *source  `json:"source"`
-				Sources []source `json:"sources"`
-			} `json:"spec"`
-		}
-		if yaml.Unmarshal([]byte(a.Manifest), &doc) != nil {
+		// A stored manifest passed ParseApplication once; one that no
+		// longer does renders no chart either.
+		app, err := reconciler.ParseApplication([]byte(a.Manifest))
+		if err != nil {
 			continue
 		}
-		srcs := doc.Spec.Sources
-		if doc.Spec.Source != nil {
-			srcs = append(srcs, *doc.Spec.Source)
-		}
-		for _, src := range srcs {
-			if u, err := helmrepo.NormalizeURL(src.RepoURL); err == nil && src.Chart != "" && u == url {
+		for _, src := range app.AllSources() {
+			if !src.IsChart() {
+				continue
+			}
+			if u, err := helmrepo.NormalizeURL(src.ChartRepoURL()); err == nil && u == url {
 				out = append(out, a.Name)
 				break
 			}

@@ -141,10 +141,11 @@ type Source struct {
 // IsChart reports whether the source is a chart of a Helm repository.
 func (s Source) IsChart() bool { return s.Chart != "" }
 
-// chartRepoURL is the Helm repository of a chart source. A repoURL
+// ChartRepoURL is the Helm repository of a chart source. A repoURL
 // without a scheme names an OCI registry, as in Argo CD
-// (registry-1.docker.io/bitnamicharts).
-func (s Source) chartRepoURL() string {
+// (registry-1.docker.io/bitnamicharts). Whatever asks which apps use a
+// repository (admin's helmrepo delete) goes through it too, so both agree.
+func (s Source) ChartRepoURL() string {
 	if !strings.Contains(s.RepoURL, "://") {
 		return "oci://" + s.RepoURL
 	}

@@ -82,7 +82,7 @@ func (r *Reconciler) resolveSources(ctx context.Context, app *Application) ([]so
 			if r.charts == nil {
 				return revs, fmt.Errorf("%s: chart %s from %s: this fjord is not configured with Helm repository support; meanwhile vendor the chart into a git repo and point path at it", at, s.Chart, s.RepoURL)
 			}
-			p, v, err := r.charts.Chart(ctx, s.chartRepoURL(), s.Chart, s.TargetRevision)
+			p, v, err := r.charts.Chart(ctx, s.ChartRepoURL(), s.Chart, s.TargetRevision)
 			if err != nil {
 				return revs, wrap(fmt.Errorf("chart %s %s from %s: %w", s.Chart, s.TargetRevision, s.RepoURL, err))
 			}
