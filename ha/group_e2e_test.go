@@ -231,6 +231,17 @@ func TestGroupSyncPush(t *testing.T) {
 	if err := c.Fsck(t.Context(), "demo"); err != nil {
 		t.Fatal(err)
 	}
+	// The stream shows on /metrics: the primary's view of each follower,
+	// the follower's own apply times.
+	eventually(t, "replication metrics on the primary and on c", func() error {
+		if m := scrape(t, a); !strings.Contains(m, `fjord_replication_follower_acked_position{replica="c"}`) {
+			return fmt.Errorf("primary a's /metrics has no acked position of c")
+		}
+		if m := scrape(t, c); !strings.Contains(m, "fjord_replication_apply_seconds_count") || strings.Contains(m, "fjord_replication_apply_seconds_count 0\n") {
+			return fmt.Errorf("c's /metrics has no applied change")
+		}
+		return nil
+	})
 
 	// The primary killed and restarted at once may find its Lease still
 	// its own: whoever is primary next keeps the synchronous replicas and
@@ -384,5 +395,21 @@ func fullCopies(t *testing.T, primary *fjordtest.Server, follower string) string
 			return v
 		}
 	}
-	return "none"
+	t.Fatalf("primary %s's /metrics has no %s line: the comparison of full copies would prove nothing", primary.HTTPAddr, strings.TrimSpace(prefix))
+	return ""
+}
+
+// scrape returns member m's /metrics page.
+func scrape(t *testing.T, m *fjordtest.Server) string {
+	t.Helper()
+	resp, err := http.Get("http://" + m.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	return string(b)
 }

@@ -62,6 +62,7 @@ func (s *Server) runFollower(ctx context.Context, p ha.Primary) {
 		HostKey: s.hostPub,
 		Logger:  s.log,
 		Git:     s.opts.Git,
+		Metrics: s.followerMetrics,
 	})
 	done := make(chan struct{})
 	go func() {

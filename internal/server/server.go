@@ -115,9 +115,11 @@ type Server struct {
 	ready    atomic.Bool
 	elector  *ha.Elector // nil when the server runs alone
 	primary  *replication.Primary
-	groupKey gossh.Signer
-	hostPub  gossh.PublicKey
-	caughtUp atomic.Bool // a replica that held the primary's position once
+	// followerMetrics are this member's follower side of the stream.
+	followerMetrics *replication.FollowerMetrics
+	groupKey        gossh.Signer
+	hostPub         gossh.PublicKey
+	caughtUp        atomic.Bool // a replica that held the primary's position once
 }
 
 // Open opens the store, registers the admin keys, builds every service and
@@ -215,6 +217,11 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 			return nil, err
 		}
 		gcfg.Replicator = s.primary
+		// The stream's lag and acks as the primary sees them, and the
+		// apply times and full copies as this member's follower sees
+		// them: either may be this member's role.
+		s.followerMetrics = replication.NewFollowerMetrics(reg)
+		reg.MustRegister(s.primary.Collector())
 		if err := s.openHA(reg); err != nil {
 			return nil, err
 		}
