@@ -184,7 +184,7 @@ type Elector struct {
 	observedAt  time.Time // when leaderLease last changed
 	blocked     string    // why this member could not take over
 	steppedDown bool
-	groupSize   int
+	groupSize   int  // members by the last successful List; 0: unknown
 	podRole     Role // the role label last set on the Pod
 	serving     bool // primary, and no longer following: takes writes
 

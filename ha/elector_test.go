@@ -12,7 +12,9 @@ import (
 
 	"github.com/fjordhq/fjord/ha"
 	"github.com/fjordhq/fjord/internal/testenv"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -333,4 +335,75 @@ func TestConfigCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSyncUnknownGroupSize: with --sync-replicas -1, a primary that cannot
+// list its group's member Leases (RBAC without list) does not know it is
+// alone, so it acknowledges no push; once the List works and shows it
+// alone, it acknowledges at once.
+func TestSyncUnknownGroupSize(t *testing.T) {
+	env := testenv.Shared(t)
+	admin, err := clientcmd.BuildConfigFromFlags("", env.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := env.Namespace(t)
+	ctx := t.Context()
+	cs := kubernetes.NewForConfigOrDie(admin)
+	user := "fjord-nolist-" + ns[len(ns)-6:]
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "fjord"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"},
+			Verbs: []string{"get", "create", "update"}}},
+	}
+	if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "fjord"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "fjord"},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
+	}
+	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A former primary's expired Lease that promised no synchronous copy:
+	// taking it over needs no List.
+	old, secs, renewed := "old", int32(1), metav1.NewMicroTime(time.Now().Add(-time.Minute))
+	if _, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "fjord", Annotations: map[string]string{ha.AnnotationSyncReplicas: "0", ha.AnnotationAckedPosition: "0"}},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &old, LeaseDurationSeconds: &secs, AcquireTime: &renewed, RenewTime: &renewed},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	limited := rest.CopyConfig(admin)
+	limited.Impersonate.UserName = user
+	var pos atomic.Uint64
+	pos.Store(5)
+	e, err := ha.New(ha.Config{
+		REST: limited, Namespace: ns, Name: "fjord", ID: "a", Advertise: "a.fjord:2222",
+		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
+		SyncReplicas: -1, AckTimeout: 300 * time.Millisecond,
+		Position:    pos.Load,
+		Replication: &stream{fs: map[string]ha.Follower{}},
+		Logger:      slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "a becomes primary", e.Writable)
+	if err := e.WaitDurable(ctx, 5); !errors.Is(err, ha.ErrNotDurable) {
+		t.Fatalf("group size unknown (List forbidden): WaitDurable = %v, want ErrNotDurable", err)
+	}
+
+	role.Rules[0].Verbs = append(role.Rules[0].Verbs, "list")
+	if _, err := cs.RbacV1().Roles(ns).Update(ctx, role, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a, seen alone, acknowledges", func() error { return e.WaitDurable(ctx, 5) })
 }

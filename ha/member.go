@@ -3,6 +3,7 @@ package ha
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -48,17 +49,35 @@ func (e *Elector) keepMember(ctx context.Context) {
 		if err := e.renewMember(ctx); err != nil && ctx.Err() == nil {
 			e.log.Warn("renew the member Lease", "lease", e.cfg.Namespace+"/"+e.memberLeaseName(), "err", err)
 		}
-		if ms, err := e.members(ctx); err == nil {
-			e.mu.Lock()
-			e.groupSize = len(ms)
-			e.mu.Unlock()
-		}
+		e.countMembers(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
 	}
+}
+
+// countMembers records the group's size from its member Leases. Until a
+// List succeeds the size stays unknown, which counts as a group (pushes
+// wait for a synchronous replica): a primary that cannot see its group
+// must not acknowledge as if it were alone.
+func (e *Elector) countMembers(ctx context.Context) {
+	ms, err := e.members(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("list the group's member Leases (needs RBAC list on leases); until it works the group size is unknown and pushes wait for a synchronous replica",
+				"namespace", e.cfg.Namespace, "group", e.cfg.Name, "err", err)
+		}
+		return
+	}
+	n := len(ms)
+	if !slices.ContainsFunc(ms, func(m memberLease) bool { return m.ID == e.cfg.ID }) {
+		n++ // this member's own Lease is not written yet
+	}
+	e.mu.Lock()
+	e.groupSize = n
+	e.mu.Unlock()
 }
 
 func (e *Elector) renewMember(ctx context.Context) error {

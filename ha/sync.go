@@ -63,17 +63,20 @@ func (e *Elector) annotate(a map[string]string, members []string, acked uint64) 
 	a[AnnotationPrimaryAdvertise] = e.cfg.Advertise
 }
 
-// syncN is the number of synchronous followers a push needs.
+// syncN is the number of synchronous followers a push needs. With
+// --sync-replicas -1 that is 0 only once the member Leases show this
+// member alone; an unknown size (no List has succeeded) needs 1, so that
+// no push is acknowledged that a failover could lose.
 func (e *Elector) syncN() int {
 	if e.cfg.SyncReplicas >= 0 {
 		return e.cfg.SyncReplicas
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.groupSize >= 2 {
-		return 1
+	if e.groupSize == 1 {
+		return 0
 	}
-	return 0
+	return 1
 }
 
 // healthy says whether a follower is connected, so worth waiting for.
