@@ -2,7 +2,9 @@ package ui
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/fjordhq/fjord/storage"
@@ -11,6 +13,11 @@ import (
 // heartbeat keeps idle streams open through proxies and notices a
 // session that ended.
 const heartbeat = 20 * time.Second
+
+// eventWriteTimeout bounds one write to an event stream: a tab that
+// stopped reading for this long is dropped (the browser reconnects when it
+// reads again).
+const eventWriteTimeout = 15 * time.Second
 
 // liveEvent is what a stream sends: which record changed. The page asks
 // for its new state itself, through the same authorization as any page.
@@ -55,42 +62,114 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if rc.Flush() != nil {
 		return
 	}
-	tick := time.NewTicker(heartbeat)
-	defer tick.Stop()
-	send := func(ev liveEvent) bool {
-		data, _ := json.Marshal(ev)
-		if _, err := w.Write([]byte("event: change\ndata: " + string(data) + "\n\n")); err != nil {
+	// The subscriptions are drained at once into a set of pending names,
+	// so a tab that stops reading holds neither the store's queues (they
+	// grow without bound) nor more than one entry per record here; the
+	// page asks for the record's state itself, so one event per name is
+	// all it needs.
+	pending := newPendingEvents()
+	go pending.drain(evs, refs)
+	write := func(b []byte) bool {
+		// A tab that stops reading would block Write for ever: give each
+		// write a deadline. A ResponseWriter without one (a test
+		// recorder) cannot block anyway.
+		if err := rc.SetWriteDeadline(time.Now().Add(h.writeTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return false
+		}
+		if _, err := w.Write(b); err != nil {
 			return false
 		}
 		return rc.Flush() == nil
 	}
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
 		case <-stop:
 			return
+		case <-pending.done:
+			return
 		case <-tick.C:
 			if _, err := h.store.Session(v.id); err != nil {
 				return // logged out, or expired: the next request gets the login page
 			}
-			if _, err := w.Write([]byte(": ping\n\n")); err != nil || rc.Flush() != nil {
+			if !write([]byte(": ping\n\n")) {
 				return
 			}
+		case <-pending.wake:
+			for _, ev := range pending.take() {
+				visible := h.mayRead(v, ev.Name)
+				if ev.Kind != "refs" {
+					visible = h.eventVisible(v, storage.Event{Kind: storage.EventKind(ev.Kind), Name: ev.Name})
+				}
+				if !visible {
+					continue
+				}
+				data, _ := json.Marshal(ev)
+				if !write([]byte("event: change\ndata: " + string(data) + "\n\n")) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// pendingEvents is one stream's events not yet written, each record once,
+// in the order first seen.
+type pendingEvents struct {
+	mu    sync.Mutex
+	order []liveEvent
+	set   map[liveEvent]struct{}
+	wake  chan struct{} // one token: something is pending
+	done  chan struct{} // closed when a subscription ends
+}
+
+func newPendingEvents() *pendingEvents {
+	return &pendingEvents{set: map[liveEvent]struct{}{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// add records ev unless it is already pending.
+func (p *pendingEvents) add(ev liveEvent) {
+	p.mu.Lock()
+	if _, ok := p.set[ev]; !ok {
+		p.set[ev] = struct{}{}
+		p.order = append(p.order, ev)
+	}
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the pending events and forgets them.
+func (p *pendingEvents) take() []liveEvent {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.order
+	p.order = nil
+	clear(p.set)
+	return out
+}
+
+// drain moves both subscriptions' values into p until either is closed
+// (the handler's deferred Close ends it).
+func (p *pendingEvents) drain(evs *storage.Subscription[storage.Event], refs *storage.Subscription[storage.RefChange]) {
+	defer close(p.done)
+	for {
+		select {
 		case ev, ok := <-evs.C:
 			if !ok {
 				return
 			}
-			if h.eventVisible(v, ev) && !send(liveEvent{Kind: string(ev.Kind), Name: ev.Name}) {
-				return
-			}
+			p.add(liveEvent{Kind: string(ev.Kind), Name: ev.Name})
 		case c, ok := <-refs.C:
 			if !ok {
 				return
 			}
-			if h.mayRead(v, c.Repo) && !send(liveEvent{Kind: "refs", Name: c.Repo}) {
-				return
-			}
+			p.add(liveEvent{Kind: "refs", Name: c.Repo})
 		}
 	}
 }

@@ -90,6 +90,8 @@ type Handler struct {
 	mu       sync.Mutex
 	streams  map[chan struct{}]struct{}
 	shutdown bool
+	// writeTimeout bounds each write to an event stream.
+	writeTimeout time.Duration
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -107,6 +109,8 @@ func New(cfg Config) (*Handler, error) {
 		pages:   map[string]*template.Template{},
 		commits: newCommitCache(cfg.Store, cfg.Git),
 		streams: map[chan struct{}]struct{}{},
+
+		writeTimeout: eventWriteTimeout,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
