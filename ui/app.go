@@ -269,6 +269,14 @@ func (h *Handler) syncApp(w http.ResponseWriter, r *http.Request, v *viewer) {
 		h.fail(w, r, v, http.StatusForbidden, "only an admin may sync an app")
 		return
 	}
+	// Only the primary writes: a sync on a replica would record a status
+	// its store refuses, and a second member syncing races the primary.
+	if h.gate != nil {
+		if err := h.gate(); err != nil {
+			h.fail(w, r, v, http.StatusServiceUnavailable, err.Error()+"; open this page on the primary to sync")
+			return
+		}
+	}
 	if h.apps == nil {
 		h.fail(w, r, v, http.StatusServiceUnavailable, "the reconciler is off (no cluster configured): start fjord serve with --kubeconfig FILE")
 		return

@@ -74,6 +74,10 @@ type Config struct {
 	SessionTTL time.Duration
 	// Git is the git binary that reads commit subjects. Empty means "git".
 	Git string
+	// WriteGate, if set, is asked before "sync now": on a replica group's
+	// member that is not the primary its error (which names the primary)
+	// refuses the sync, as the admin API's writes are.
+	WriteGate func() error
 }
 
 // Handler serves the UI under Prefix. Create it with New.
@@ -85,6 +89,7 @@ type Handler struct {
 	pages   map[string]*template.Template
 	mux     *http.ServeMux
 	commits *commitCache
+	gate    func() error
 
 	// streams are the open event streams; Shutdown ends them.
 	mu       sync.Mutex
@@ -108,6 +113,7 @@ func New(cfg Config) (*Handler, error) {
 		ttl:     cfg.SessionTTL,
 		pages:   map[string]*template.Template{},
 		commits: newCommitCache(cfg.Store, cfg.Git),
+		gate:    cfg.WriteGate,
 		streams: map[chan struct{}]struct{}{},
 
 		writeTimeout: eventWriteTimeout,

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -29,7 +30,7 @@ type env struct {
 	srv   *httptest.Server
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...func(*ui.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	store, err := storage.Open(ctx, t.TempDir(), nil)
@@ -59,7 +60,11 @@ func newEnv(t *testing.T) *env {
 			t.Fatal(err)
 		}
 	}
-	h, err := ui.New(ui.Config{Store: store})
+	cfg := ui.Config{Store: store}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h, err := ui.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,6 +301,29 @@ func TestSyncNeedsAdminAndCSRF(t *testing.T) {
 	}
 	if resp := e.get(a, "/ui/"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("after logout: %s", resp.Status)
+	}
+}
+
+// On a replica that is not the primary "sync now" is refused, naming the
+// primary, as the admin API's sync is.
+func TestSyncOnlyOnThePrimary(t *testing.T) {
+	e := newEnv(t, func(c *ui.Config) {
+		c.WriteGate = func() error { return errors.New("read-only replica: the primary is fjord-0") }
+	})
+	a := e.login("admin")
+	m := csrfRE.FindStringSubmatch(body(t, e.get(a, "/ui/apps/web")))
+	if m == nil {
+		t.Fatal("no CSRF token on the app page")
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/ui/apps/web/sync", strings.NewReader(url.Values{"csrf": {m[1]}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := a.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b := body(t, resp); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(b, "the primary is fjord-0") {
+		t.Fatalf("sync on a replica: %s %s", resp.Status, b)
 	}
 }
 

@@ -16,7 +16,11 @@ func (s *Server) mountUI(mux *http.ServeMux) error {
 	if s.rec != nil {
 		apps = uiApps{s.rec}
 	}
-	h, err := ui.New(ui.Config{Store: s.store, Apps: apps, Logger: s.log})
+	cfg := ui.Config{Store: s.store, Apps: apps, Logger: s.log}
+	if s.elector != nil {
+		cfg.WriteGate = s.elector.Writable
+	}
+	h, err := ui.New(cfg)
 	if err != nil {
 		return err
 	}
