@@ -125,6 +125,16 @@ func TestGroupRolesAndReadOnly(t *testing.T) {
 			t.Fatalf("an admin write on %s: err %v, %q; want a refusal naming the primary's address %s", id, err, out, a.SSHAddr)
 		}
 	}
+	// Only the primary runs mirror syncs: a replica takes no webhook.
+	resp, err := http.Post("http://"+g.Members["b"].HTTPAddr+"/hooks/generic/upstream", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), a.SSHAddr) {
+		t.Fatalf("a webhook sent to replica b: %s %q; want 503 naming the primary's address %s", resp.Status, body, a.SSHAddr)
+	}
 	if r := readyz(t, g.Members["b"]); !strings.Contains(r, "role: replica") {
 		t.Fatalf("b's /readyz: %q", r)
 	}

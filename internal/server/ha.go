@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -105,6 +106,23 @@ func (g writeGuard) AllowPush(ctx context.Context, repo string) error {
 		return err
 	}
 	return g.next.AllowPush(ctx, repo)
+}
+
+// hooks serves the mirrors' webhooks. In a group only the primary runs
+// mirror syncs, so another member answers 503 naming the primary rather
+// than accept a trigger that nothing would ever run.
+func (s *Server) hooks() http.Handler {
+	h := s.mirrors.WebhookHandler()
+	if s.elector == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.elector.Writable(); err != nil {
+			http.Error(w, "webhook not taken: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // durability holds a push until the synchronous followers hold the

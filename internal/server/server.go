@@ -262,7 +262,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 		io.WriteString(w, "ok\n"+msg)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("/hooks/", s.mirrors.WebhookHandler())
+	mux.Handle("/hooks/", s.hooks())
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	s.info = admin.Info{
