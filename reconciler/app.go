@@ -632,15 +632,18 @@ var knownSyncOptions = map[string][]string{
 	"PrunePropagationPolicy":   {"foreground", "background", "orphan"},
 	"FailOnSharedResource":     {"true", "false"},
 	"Validate":                 {"true", "false"},
+	// For the whole app: every object replaced (kubectl replace, or
+	// create when absent) instead of applied; every object of a kind the
+	// cluster does not serve yet left out of the dry run.
+	"Replace":                     {"true", "false"},
+	"SkipDryRunOnMissingResource": {"true", "false"},
 }
 
 // syncOptionHints say what to do instead of a syncOption fjord lacks.
 var syncOptionHints = map[string]string{
-	"Replace":                     "fjord does not support Replace=true for a whole app yet; meanwhile annotate the objects that need it with argocd.argoproj.io/sync-options: Replace=true",
-	"SkipDryRunOnMissingResource": "fjord does not support it for a whole app yet; meanwhile annotate the custom resources whose CRD is missing with argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true",
-	"Prune":                       "Prune is a per-object option: annotate the objects with argocd.argoproj.io/sync-options: Prune=false, or set spec.syncPolicy.automated.prune",
-	"Delete":                      "Delete is a per-object option: annotate the objects with argocd.argoproj.io/sync-options: Delete=false",
-	"Force":                       "Force is a per-object option used with Replace: annotate the objects with argocd.argoproj.io/sync-options: Force=true,Replace=true",
+	"Prune":  "Prune is a per-object option: annotate the objects with argocd.argoproj.io/sync-options: Prune=false, or set spec.syncPolicy.automated.prune",
+	"Delete": "Delete is a per-object option: annotate the objects with argocd.argoproj.io/sync-options: Delete=false",
+	"Force":  "Force is a per-object option used with Replace: annotate the objects with argocd.argoproj.io/sync-options: Force=true,Replace=true",
 }
 
 func (a *Application) validate(ps *problems) {

@@ -248,7 +248,7 @@ func (r *Reconciler) classify(ctx context.Context, c *cluster, app *Application,
 	)
 	each(ctx, applyConcurrency, list, func(ctx context.Context, t *target) {
 		err := r.classifyOne(ctx, c, app, t, prev[t.ref], heal)
-		if meta.IsNoMatchError(err) && (crdKinds[t.ref.GroupKind()] || hasOption(t.u, AnnotationSyncOptions, optSkipDryRunMissing)) {
+		if meta.IsNoMatchError(err) && (crdKinds[t.ref.GroupKind()] || syncOptionOn(app, t.u, optSkipDryRunMissing)) {
 			// Served once the CRDs are applied, or checked then.
 			t.send = true
 			return
@@ -375,7 +375,7 @@ func (r *Reconciler) applyTarget(ctx context.Context, c *cluster, app *Applicati
 	if t.live != nil {
 		before = t.live.GetResourceVersion()
 	}
-	replace, force := hasOption(t.u, AnnotationSyncOptions, optReplace), hasOption(t.u, AnnotationSyncOptions, optForce)
+	replace, force := syncOptionOn(app, t.u, optReplace), hasOption(t.u, AnnotationSyncOptions, optForce)
 	var (
 		out *unstructured.Unstructured
 		err error

@@ -39,7 +39,7 @@ func (r *Reconciler) dryRun(ctx context.Context, c *cluster, app *Application, t
 	)
 	var list []*target
 	for _, t := range targets {
-		if t.send && t.m != nil && !newNS[t.ref.Namespace] && !hasOption(t.u, AnnotationSyncOptions, optReplace) {
+		if t.send && t.m != nil && !newNS[t.ref.Namespace] && !syncOptionOn(app, t.u, optReplace) {
 			list = append(list, t)
 		}
 	}

@@ -16,6 +16,13 @@ import (
 // installed; once someone installs the CRD outside the app, the app's
 // retry syncs it with no push.
 func TestMissingCRDSaysInstallItAndSyncsOnceInstalled(t *testing.T) {
+	// SkipDryRunOnMissingResource=true on the object, or for the whole
+	// app in spec.syncPolicy.syncOptions.
+	t.Run("object", func(t *testing.T) { testMissingCRD(t, false) })
+	t.Run("app", func(t *testing.T) { testMissingCRD(t, true) })
+}
+
+func testMissingCRD(t *testing.T, appLevel bool) {
 	c := newCluster(t)
 	ns := c.env.Namespace(t)
 	suffix := ns[len(ns)-6:]
@@ -29,10 +36,15 @@ metadata:
 spec:
   size: 3
 `, group)
+	syncOptions := ""
+	if appLevel {
+		widget = strings.Replace(widget, "  annotations:\n    argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true\n", "", 1)
+		syncOptions = "    syncOptions:\n    - SkipDryRunOnMissingResource=true\n"
+	}
 	_, store, w, rec, _ := setup(t, map[string]string{"app/widget.yaml": widget, "app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  k: v\n"})
 	name := "missing-crd-" + suffix
 	doc := string(appDoc(name, "apps", "app", ns, true, true)) +
-		"    retry:\n      limit: -1\n      backoff:\n        duration: 1s\n        factor: 2\n        maxDuration: 2s\n"
+		"    retry:\n      limit: -1\n      backoff:\n        duration: 1s\n        factor: 2\n        maxDuration: 2s\n" + syncOptions
 	a, err := rec.Apply(context.Background(), []byte(doc))
 	if err != nil {
 		t.Fatal(err)

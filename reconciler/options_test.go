@@ -152,3 +152,31 @@ func TestIgnoreExtraneousOrphanKeepsTheAppSynced(t *testing.T) {
 		t.Errorf("an IgnoreExtraneous orphan made the app %s", st.Sync)
 	}
 }
+
+// spec.syncPolicy.syncOptions Replace=true makes every object of the app
+// written by replace (an Update in its managed fields), as the per-object
+// annotation does for one; Replace=false is Argo CD's default and accepted.
+func TestAppLevelReplace(t *testing.T) {
+	c, store, w, rec, ns := setup(t, map[string]string{"app/a.yaml": cm("a", "x", "y"), "app/b.yaml": cm("b", "x", "y")})
+	name := "app-replace-" + ns[len(ns)-6:]
+	doc := string(appDoc(name, "apps", "app", ns, true, true)) + "    syncOptions:\n    - Replace=false\n    - Replace=true\n"
+	if _, err := rec.Apply(context.Background(), []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	w.write("app/a.yaml", strings.Replace(w.read("app/a.yaml"), "k: v", "k: v2", 1))
+	commit := w.commit("change a")
+	eventually(t, "synced", func() (bool, string) {
+		st := appStatus(t, store, name)
+		return st.SyncedCommit == commit && st.Sync == "Synced", fmt.Sprintf("%+v", st)
+	})
+	if u := c.get(gvrCM, ns, "a"); cmData(u) != "v2" {
+		t.Fatalf("a not changed: %v", u.Object["data"])
+	}
+	for _, n := range []string{"a", "b"} {
+		for _, f := range c.get(gvrCM, ns, n).GetManagedFields() {
+			if f.Manager == "fjord" && f.Operation != metav1.ManagedFieldsOperationUpdate {
+				t.Errorf("%s written by %s under an app-level Replace=true, want Update (replace)", n, f.Operation)
+			}
+		}
+	}
+}

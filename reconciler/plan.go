@@ -326,6 +326,18 @@ func hookPhases(u *unstructured.Unstructured) []Phase {
 
 // hasOption reports whether an annotation's comma-separated options hold
 // opt (such as "Prune=false").
+// syncOptionOn says whether sync option opt (such as "Replace=true") holds
+// for object u: set for the whole app in spec.syncPolicy.syncOptions, or on
+// the object in its argocd.argoproj.io/sync-options annotation, as Argo CD
+// reads both.
+func syncOptionOn(app *Application, u *unstructured.Unstructured, opt string) bool {
+	if hasOption(u, AnnotationSyncOptions, opt) {
+		return true
+	}
+	name, _, _ := strings.Cut(opt, "=")
+	return app != nil && app.SyncOption(name)
+}
+
 func hasOption(u *unstructured.Unstructured, annotation, opt string) bool {
 	if u == nil {
 		return false

@@ -114,7 +114,15 @@ var projectSchema = objectOf(map[string]*fieldSpec{
 		"syncWindows":                refused(refuseSyncWindows),
 		"signatureKeys":              objectsOf(map[string]*fieldSpec{"keyID": str()}),
 		"sourceNamespaces":           refused("fjord keeps every app in one flat namespace of names: delete the field"),
-		"orphanedResources":          refused("fjord reports the orphans of each app in `fjord app get`: delete the field"),
+		// Argo CD's switch for orphan warnings: fjord reports the
+		// orphans of every app in `fjord app get` whatever it says, and
+		// never deletes them on this field's account, so it is accepted
+		// as written.
+		"orphanedResources": objectOf(map[string]*fieldSpec{
+			"warn":   boolean(),
+			"ignore": objectsOf(map[string]*fieldSpec{"group": str(), "kind": str(), "name": str()}),
+		}),
+		"permitOnlyProjectScopedClusters": refused("fjord has no project-scoped clusters: clusters are added with `fjord cluster add` for every project; delete the field"),
 	}),
 })
 

@@ -35,7 +35,7 @@ func TestAppValidateCorpus(t *testing.T) {
 		t.Fatalf("validate of refused documents: %v, want exit 1\n%s", err, out)
 	}
 	for _, want := range []string{
-		"helm-chart.yaml#1 Application popeye: refused\n  - spec.syncPolicy.syncOptions[0]: \"Replace=true\"",
+		"helm-values.yaml#1 Application api-dev: refused",
 		"helm-pass-credentials.yaml#1 Application helm-pass-credentials: refused\n  - spec.source.helm.passCredentials: true",
 		"typos.yaml#1 Application typo: refused",
 	} {
