@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -46,7 +45,7 @@ func verifyCommit(ctx context.Context, git gitrun.Runner, dir, commit string, tr
 	var allowed bytes.Buffer
 	for _, k := range keys {
 		if k.Type == storage.SigningKeyOpenPGP {
-			imp := exec.CommandContext(ctx, "gpg", "--batch", "--no-tty", "--homedir", gnupg, "--import")
+			imp := git.Tool(ctx, "gpg", "--batch", "--no-tty", "--homedir", gnupg, "--import")
 			imp.Stdin = strings.NewReader(k.Public)
 			if out, err := imp.CombinedOutput(); err != nil {
 				return fmt.Errorf("verify commit %s: import OpenPGP key %s: %w: %s; replace it with fjord signkey add", commit, k.Name, err, strings.TrimSpace(string(out)))

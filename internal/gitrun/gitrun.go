@@ -65,6 +65,21 @@ func (r Runner) Command(ctx context.Context, dir string, env []string, args ...s
 	return cmd
 }
 
+// Tool returns another program git's work needs (gpg importing a key)
+// bounded as Command bounds git: the runner's WaitDelay, so a child that
+// keeps its pipes open (gpg-agent) cannot hold Wait after the program
+// exits or ctx ends, and killed by the kernel if fjord dies. It inherits
+// fjord's environment; the caller sets its stdio.
+func (r Runner) Tool(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = r.WaitDelay
+	if cmd.WaitDelay == 0 {
+		cmd.WaitDelay = DefaultWaitDelay
+	}
+	dieWithParent(cmd)
+	return cmd
+}
+
 // Output runs git with args in dir, stdin (may be nil) on its standard
 // input, and returns its standard output. A failure is an *Error holding
 // git's (redacted) stderr.
