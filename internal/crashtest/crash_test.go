@@ -60,6 +60,8 @@ type result struct {
 	trials     int
 	acked      int
 	violations []string
+	// failovers are the failover kind's times from kill to a new primary.
+	failovers []time.Duration
 }
 
 // TestCrash kills the real `fjord serve` with SIGKILL at random moments
@@ -101,7 +103,7 @@ func TestCrash(t *testing.T) {
 
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "kind\ttrials\tacknowledged\tviolations\t")
+	fmt.Fprintln(tw, "kind\ttrials\tacknowledged\tviolations\tfailover\t")
 	total := result{kind: "total"}
 	for _, r := range append(results, total) {
 		if r.kind == "total" {
@@ -110,8 +112,9 @@ func TestCrash(t *testing.T) {
 			total.trials += r.trials
 			total.acked += r.acked
 			total.violations = append(total.violations, r.violations...)
+			total.failovers = append(total.failovers, r.failovers...)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", r.kind, r.trials, r.acked, len(r.violations))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t\n", r.kind, r.trials, r.acked, len(r.violations), r.failoverFigure())
 	}
 	tw.Flush()
 	fmt.Printf("kill -9 crash trials (seed %d):\n%s", seed, b.String())
