@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+
 	"github.com/fjordhq/fjord/storage"
 )
 
@@ -29,8 +31,11 @@ const (
 	MirrorFailed EventType = "mirror-failed"
 )
 
-// EventTypes are every event type, in the order `fjord notify` lists them.
-var EventTypes = []EventType{SyncFailed, HealthDegraded, Deployed, DriftReverted, MirrorFailed}
+// EventTypes returns every event type, in the order `fjord notify` lists
+// them; a fresh slice each call, so no caller can change another's.
+func EventTypes() []EventType {
+	return []EventType{SyncFailed, HealthDegraded, Deployed, DriftReverted, MirrorFailed}
+}
 
 // ParseEventTypes reads a --on list (comma-separated).
 func ParseEventTypes(list string) ([]string, error) {
@@ -52,7 +57,7 @@ func ParseEventTypes(list string) ([]string, error) {
 }
 
 func knownType(s string) bool {
-	for _, t := range EventTypes {
+	for _, t := range EventTypes() {
 		if string(t) == s {
 			return true
 		}
@@ -62,7 +67,7 @@ func knownType(s string) bool {
 
 func joinTypes() string {
 	var s []string
-	for _, t := range EventTypes {
+	for _, t := range EventTypes() {
 		s = append(s, string(t))
 	}
 	return strings.Join(s, ",")
@@ -125,7 +130,9 @@ func appOccurrences(a storage.App, drifts []storage.DriftEvent) []occurrence {
 	out = append(out, deployed)
 
 	health := occurrence{subject: appSubject(a.Name, HealthDegraded)}
-	if st.Health == "Failed" || st.Health == "Degraded" {
+	// The app's health is kstatus' (the reconciler's health): Failed is
+	// the one bad state (kstatus has no Degraded).
+	if st.Health == string(status.FailedStatus) {
 		health.key = st.Health
 		health.ev = base
 		health.ev.Type, health.ev.Commit, health.ev.Health = HealthDegraded, st.SyncedCommit, st.Health

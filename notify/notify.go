@@ -194,7 +194,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer m.wg.Wait()
 	pending, err := m.store.PendingDeliveries()
 	if err != nil {
-		return fmt.Errorf("notify: %w", err)
+		return fmt.Errorf("notify: read pending deliveries: %w", err)
 	}
 	for _, d := range pending {
 		m.start(ctx, d)

@@ -343,3 +343,13 @@ func TestValidate(t *testing.T) {
 		t.Errorf("RedactURL = %q", got)
 	}
 }
+
+// EventTypes is a fresh list each call: a caller changing its copy
+// changes no one else's.
+func TestEventTypesIsACopy(t *testing.T) {
+	a := notify.EventTypes()
+	a[0] = "changed"
+	if b := notify.EventTypes(); b[0] != notify.SyncFailed {
+		t.Fatalf("EventTypes()[0] = %q after a caller changed its copy", b[0])
+	}
+}

@@ -202,10 +202,10 @@ func (s *Store) RecordNotifyEvent(notifier, subject, key string, d *Delivery) (D
 		}
 		raw, err := json.Marshal(out)
 		if err != nil {
-			return err
+			return fmt.Errorf("encode delivery %s of notifier %q: %w", out.ID, notifier, err)
 		}
 		if err := b.put(binary.BigEndian.AppendUint64(nil, seq), raw); err != nil {
-			return err
+			return fmt.Errorf("store delivery %s of notifier %q: %w", out.ID, notifier, err)
 		}
 		queued = true
 		return trimFront(b, maxDeliveries, nil)
@@ -228,9 +228,12 @@ func (s *Store) UpdateDelivery(d Delivery) error {
 		}
 		raw, err := json.Marshal(d)
 		if err != nil {
-			return err
+			return fmt.Errorf("encode delivery %s of notifier %q: %w", d.ID, d.Notifier, err)
 		}
-		return b.put(key, raw)
+		if err := b.put(key, raw); err != nil {
+			return fmt.Errorf("store delivery %s of notifier %q: %w", d.ID, d.Notifier, err)
+		}
+		return nil
 	})
 }
 
