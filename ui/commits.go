@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -18,13 +19,14 @@ const maxCommitCache = 20000
 type commitCache struct {
 	store *storage.Store
 	git   gitrun.Runner
+	log   *slog.Logger
 
 	mu       sync.Mutex
 	subjects map[string]string // repo "\x00" commit -> subject
 }
 
-func newCommitCache(store *storage.Store, git string) *commitCache {
-	return &commitCache{store: store, git: gitrun.Runner{Git: git, WaitDelay: 5 * time.Second}, subjects: map[string]string{}}
+func newCommitCache(store *storage.Store, git string, log *slog.Logger) *commitCache {
+	return &commitCache{store: store, git: gitrun.Runner{Git: git, WaitDelay: 5 * time.Second}, log: log, subjects: map[string]string{}}
 }
 
 // Subjects returns the subject of each commit of want (repo -> commits)
@@ -76,6 +78,8 @@ func (c *commitCache) read(ctx context.Context, repo string, commits []string) m
 	// deleted and created again) must not cost the others their subject.
 	out, err := c.git.Output(ctx, c.store.RepoPath(repo), &in, "log", "--no-walk=unsorted", "--ignore-missing", "--stdin", "--format=%H %s")
 	if err != nil {
+		// The page still shows the commits, without subjects; say why.
+		c.log.Warn("ui: read commit subjects", "repo", repo, "err", err)
 		return got
 	}
 	for _, line := range bytes.Split(out, []byte{'\n'}) {

@@ -112,7 +112,6 @@ func New(cfg Config) (*Handler, error) {
 		log:     cfg.Logger,
 		ttl:     cfg.SessionTTL,
 		pages:   map[string]*template.Template{},
-		commits: newCommitCache(cfg.Store, cfg.Git),
 		gate:    cfg.WriteGate,
 		streams: map[chan struct{}]struct{}{},
 
@@ -121,6 +120,7 @@ func New(cfg Config) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
+	h.commits = newCommitCache(cfg.Store, cfg.Git, h.log)
 	if h.ttl <= 0 {
 		h.ttl = DefaultSessionTTL
 	}
