@@ -3,6 +3,7 @@ package ha_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -275,11 +276,21 @@ func TestElection(t *testing.T) {
 		}
 		return nil
 	})
-	for range 3 * 10 { // three lease durations
-		if c.e.Writable() == nil {
-			t.Fatal("c, not a synchronous replica, took over")
+	// That reason is the Lock's refusal of c's attempt (the status
+	// reports it only after one): c is not writable and the leader Lease
+	// does not name it.
+	eventually(t, "c's writes refused with the Lock's reason", func() error {
+		if err := c.e.Writable(); err == nil || !strings.Contains(err.Error(), "not a synchronous replica") {
+			return fmt.Errorf("Writable = %v", err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		return nil
+	})
+	l, err := kubernetes.NewForConfigOrDie(g.rest).CoordinationV1().Leases(g.ns).Get(ctx, "fjord", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := l.Spec.HolderIdentity; h != nil && *h == "c" {
+		t.Fatal("c, not a synchronous replica, took the leader Lease")
 	}
 
 	// b comes back and takes over: it holds every acknowledged change.
