@@ -268,7 +268,11 @@ func (m *Manager) keep(r storage.HelmRepo, name, version string, data []byte, di
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
+	// Chmod too: an older fjord made this directory 0755.
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if err := os.Chmod(filepath.Dir(p), 0o700); err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	if _, err := os.Stat(p); err != nil {

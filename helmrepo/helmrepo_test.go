@@ -245,6 +245,10 @@ func TestChartPrivateRepo(t *testing.T) {
 		t.Fatalf("a failed add left %+v", list)
 	}
 
+	// Directories an older fjord left 0755 are made private too.
+	if err := os.MkdirAll(filepath.Join(e.store.HelmDir("private"), "charts"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	r, err := e.mgr.Add(ctx, storage.HelmRepo{URL: srv.URL(), Name: "private"}, map[string][]byte{"username": []byte("ci"), "password": []byte(pass + "\n")})
 	if err != nil {
 		t.Fatal(err)

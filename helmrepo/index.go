@@ -107,7 +107,11 @@ func (m *Manager) fetchIndex(ctx context.Context, r storage.HelmRepo) (*index, e
 		return nil, fmt.Errorf("read index of helm repository %q: %w", r.Name, classify(err, c))
 	}
 	dir := m.store.HelmDir(r.Name)
+	// Chmod too: an older fjord made these directories 0755.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("helm repository %q: %w", r.Name, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("helm repository %q: %w", r.Name, err)
 	}
 	tmp, err := os.CreateTemp(dir, ".index-*.yaml")
