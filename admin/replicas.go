@@ -12,7 +12,13 @@ import (
 // Replicas is the replica group this server is a member of, as the admin
 // API needs it. Nil means the server runs alone (no --ha).
 type Replicas interface {
+	// Status reports the group as this member sees it from the Leases:
+	// the primary, each member's role, position and lag, and why the
+	// group is read-only when it is (`fjord replicas`).
 	Status(ctx context.Context) (ha.Status, error)
+	// Promote lets member id take over although it may lack
+	// acknowledged changes; it refuses without force and while a primary
+	// holds the Lease (`fjord replicas promote ID --force`).
 	Promote(ctx context.Context, id string, force bool) error
 }
 
@@ -23,11 +29,21 @@ type PromoteRequest struct {
 	Force bool   `json:"force"`
 }
 
-// readOnlyPosts are the requests with a body that write nothing to the
-// store, so a replica answers them too.
-var readOnlyPosts = map[string]bool{
-	"/v1/backup":           true,
-	"/v1/replicas/promote": true,
+// readOnly says whether a request writes nothing to the store, so that a
+// replica answers it too: reads, and the POSTs that carry a body but only
+// read (a backup) or act on the Leases (promote).
+func readOnly(r *http.Request) bool {
+	switch {
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		return true
+	case r.Method != http.MethodPost:
+		return false
+	}
+	switch r.URL.Path {
+	case "/v1/backup", "/v1/replicas/promote":
+		return true
+	}
+	return false
 }
 
 // gate refuses requests that would write on a member that is not the
@@ -39,7 +55,7 @@ func (s *Server) gate(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || readOnlyPosts[r.URL.Path] {
+		if readOnly(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -260,7 +260,7 @@ func (e *Elector) Run(ctx context.Context) error {
 			},
 		})
 		if err != nil {
-			return fmt.Errorf("ha: %w", err)
+			return fmt.Errorf("ha: leader election on Lease %s/%s: %w", e.cfg.Namespace, e.cfg.Name, err)
 		}
 		le.Run(ctx)
 		e.mu.Lock()
