@@ -184,9 +184,10 @@ type Elector struct {
 	observedAt  time.Time // when leaderLease last changed
 	blocked     string    // why this member could not take over
 	steppedDown bool
-	groupSize   int  // members by the last successful List; 0: unknown
-	podRole     Role // the role label last set on the Pod
-	serving     bool // primary, and no longer following: takes writes
+	groupSize   int    // members by the last successful List; 0: unknown
+	podRole     Role   // the role label last set on the Pod
+	listErr     string // the last member-Lease List's error, "" after a success
+	serving     bool   // primary, and no longer following: takes writes
 
 	followMu   sync.Mutex
 	following  Primary

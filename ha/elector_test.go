@@ -411,6 +411,12 @@ func TestSyncUnknownGroupSize(t *testing.T) {
 	if err := e.WaitDurable(ctx, 5); !errors.Is(err, ha.ErrNotDurable) {
 		t.Fatalf("group size unknown (List forbidden): WaitDurable = %v, want ErrNotDurable", err)
 	}
+	eventually(t, "SyncHealth names the failing List", func() error {
+		if why := e.SyncHealth(); !strings.Contains(why, "listing the member Leases fails") || !strings.Contains(why, "forbidden") {
+			return fmt.Errorf("SyncHealth = %q", why)
+		}
+		return nil
+	})
 
 	role.Rules[0].Verbs = append(role.Rules[0].Verbs, "list")
 	if _, err := cs.RbacV1().Roles(ns).Update(ctx, role, metav1.UpdateOptions{}); err != nil {

@@ -64,8 +64,16 @@ func (e *Elector) keepMember(ctx context.Context) {
 // must not acknowledge as if it were alone.
 func (e *Elector) countMembers(ctx context.Context) {
 	ms, err := e.members(ctx)
+	e.mu.Lock()
+	last := e.listErr
+	e.listErr = ""
 	if err != nil {
-		if ctx.Err() == nil {
+		e.listErr = err.Error()
+	}
+	e.mu.Unlock()
+	if err != nil {
+		// Logged when it starts or changes, not every retry period.
+		if ctx.Err() == nil && err.Error() != last {
 			e.log.Warn("list the group's member Leases (needs RBAC list on leases); until it works the group size is unknown and pushes wait for a synchronous replica",
 				"namespace", e.cfg.Namespace, "group", e.cfg.Name, "err", err)
 		}

@@ -313,7 +313,15 @@ func (e *Elector) SyncHealth() string {
 	e.sync.mu.RLock()
 	members := slices.Clone(e.sync.members)
 	e.sync.mu.RUnlock()
-	return syncHealth(e.syncN(), members, e.followers())
+	why := syncHealth(e.syncN(), members, e.followers())
+	e.mu.Lock()
+	unknown := e.cfg.SyncReplicas < 0 && e.groupSize == 0 && e.listErr != ""
+	listErr := e.listErr
+	e.mu.Unlock()
+	if why != "" && unknown {
+		why += "; the group's size is unknown, so a synchronous replica is needed: listing the member Leases fails (" + listErr + ")"
+	}
+	return why
 }
 
 func syncHealth(n int, members []string, fs map[string]Follower) string {
