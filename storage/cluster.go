@@ -108,18 +108,17 @@ func ValidateClusterName(name string) error {
 var ErrClusterInUse = errors.New("cluster in use")
 
 // PutCluster creates or replaces a cluster and its credentials, keeping
-// its creation time. The credential files are written first (each
-// atomically), the record last, and a secret the new credentials lack is
-// removed, so a replaced token never lingers.
+// its creation time, in one change: the credential files are written
+// (each atomically) and the record put in one transaction, and a secret
+// the new credentials lack is removed once it committed, so a replaced
+// token never lingers and the record never names a missing file, here or
+// on a replica.
 func (s *Store) PutCluster(c Cluster, creds ClusterCredentials) (Cluster, error) {
 	if err := ValidateClusterName(c.Name); err != nil {
 		return Cluster{}, err
 	}
 	dir := s.CredentialDir("cluster", c.Name)
 	files := creds.files()
-	if err := s.WriteCredentials(dir, c.Name, files); err != nil {
-		return Cluster{}, fmt.Errorf("cluster %q: %w", c.Name, err)
-	}
 	c.Credentials = nil
 	var gone []string
 	for _, name := range []string{ClusterCAFile, ClusterCertFile, ClusterKeyFile, ClusterTokenFile} {
@@ -129,10 +128,10 @@ func (s *Store) PutCluster(c Cluster, creds ClusterCredentials) (Cluster, error)
 			gone = append(gone, name)
 		}
 	}
-	if err := s.RemoveCredentials(dir, c.Name, gone); err != nil {
-		return Cluster{}, fmt.Errorf("cluster %q: %w", c.Name, err)
-	}
 	err := s.update(func(tx *wtx) error {
+		if err := tx.writeSecrets(s, dir, files); err != nil {
+			return fmt.Errorf("cluster %q: write credentials: %w", c.Name, err)
+		}
 		now := time.Now().UTC()
 		var old Cluster
 		if raw := tx.Bucket(bucketClusters).Get([]byte(c.Name)); raw != nil && json.Unmarshal(raw, &old) == nil {
@@ -142,10 +141,18 @@ func (s *Store) PutCluster(c Cluster, creds ClusterCredentials) (Cluster, error)
 			c.Created = now
 		}
 		c.Updated = now
+		for _, name := range gone {
+			tx.removeCredentials(s, filepath.Join(dir, name))
+		}
 		return tx.putJSON(bucketClusters, c.Name, c)
 	})
 	if err != nil {
 		return Cluster{}, fmt.Errorf("save cluster %q: %w", c.Name, err)
+	}
+	for _, name := range gone {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return Cluster{}, fmt.Errorf("cluster %q: remove the replaced credential %s: %w", c.Name, name, err)
+		}
 	}
 	return c, nil
 }

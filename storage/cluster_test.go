@@ -95,3 +95,42 @@ func TestClusters(t *testing.T) {
 		t.Errorf("delete twice: %v", err)
 	}
 }
+
+// TestPutClusterIsOneChange replaces a cluster's token with a client
+// certificate: the files written, the token removed and the record are
+// one change, so a replica that holds the record holds its files.
+func TestPutClusterIsOneChange(t *testing.T) {
+	s := open(t, t.TempDir())
+	for i, creds := range []storage.ClusterCredentials{{Token: "t"}, {Cert: []byte("C"), Key: []byte("K")}} {
+		wantFiles := i + 1 // the token; then the certificate and the key
+		before := s.Position()
+		if _, err := s.PutCluster(storage.Cluster{Name: "edge", Server: "https://edge.example.com:6443"}, creds); err != nil {
+			t.Fatal(err)
+		}
+		changes, err := s.ChangesSince(before, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) != 1 {
+			t.Fatalf("PutCluster made %d changes, want 1", len(changes))
+		}
+		var ops []string
+		for _, op := range changes[0].Ops {
+			switch {
+			case op.File != "" && op.Delete:
+				ops = append(ops, "rm "+op.File)
+			case op.File != "":
+				ops = append(ops, "write "+op.File)
+			default:
+				ops = append(ops, "put "+op.Bucket+"/"+string(op.Key))
+			}
+		}
+		got := strings.Join(ops, ",")
+		if !strings.Contains(got, "put clusters/edge") || strings.Count(got, "write cluster/edge/") != wantFiles {
+			t.Errorf("the change's ops: %s", got)
+		}
+		if creds.Token == "" && !strings.Contains(got, "rm cluster/edge/token") {
+			t.Errorf("the token's removal is not in the change: %s", got)
+		}
+	}
+}

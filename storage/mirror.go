@@ -112,15 +112,26 @@ func (s *Store) WriteCredentials(dir, repo string, files map[string][]byte) erro
 		return fmt.Errorf("credentials for %q: %w", repo, err)
 	}
 	return s.update(func(tx *wtx) error {
-		for name, data := range files {
-			path := filepath.Join(dir, name)
-			if err := writeSecret(path, data); err != nil {
-				return fmt.Errorf("credentials for %q: %w", repo, err)
-			}
-			tx.writeCredentials(s, path)
+		if err := tx.writeSecrets(s, dir, files); err != nil {
+			return fmt.Errorf("credentials for %q: %w", repo, err)
 		}
 		return nil
 	})
+}
+
+// writeSecrets writes files into dir (see writeSecret) as part of tx's
+// change. A file written stays written if tx does not commit: the caller
+// writes the record that names the files in the same tx, so a record
+// never names a file that is not there.
+func (w *wtx) writeSecrets(s *Store, dir string, files map[string][]byte) error {
+	for name, data := range files {
+		path := filepath.Join(dir, name)
+		if err := writeSecret(path, data); err != nil {
+			return err
+		}
+		w.writeCredentials(s, path)
+	}
+	return nil
 }
 
 // writeSecret writes a secret file, 0600 in a 0700 directory, by rename.
