@@ -173,15 +173,21 @@ func contextNames(cfg *clientcmdapi.Config) string {
 // that is not https, half a client certificate, no credential at all.
 func checkClusterMaterial(c storage.Cluster, creds storage.ClusterCredentials) error {
 	u, err := url.Parse(c.Server)
+	// The server is never printed before u.User is known to be empty:
+	// https://admin:PASSWORD@host would put the password in the error.
 	switch {
 	case c.Server == "":
 		return errors.New("no server URL")
+	case err != nil && strings.Contains(c.Server, "@"):
+		// url.Error repeats the URL, and what is before the @ may be a
+		// password.
+		return errors.New("server is not a URL and holds a user name or password (not shown): give https://HOST[:PORT] and a token or client certificate")
 	case err != nil:
 		return fmt.Errorf("server %q is not a URL: %w", c.Server, err)
+	case u.User != nil:
+		return fmt.Errorf("server URL %s holds a user name or password: remove it and give a token or client certificate", u.Redacted())
 	case u.Scheme != "https" || u.Host == "":
 		return fmt.Errorf("server %q: want https://HOST[:PORT]", c.Server)
-	case u.User != nil:
-		return fmt.Errorf("server URL holds a user name or password: remove it and give a token or client certificate")
 	case isInClusterServer(c.Server):
 		return fmt.Errorf("server %s is fjord's own cluster (in-cluster): apps reach it with destination.name: %s, no cluster to add", c.Server, InClusterName)
 	case (len(creds.Cert) > 0) != (len(creds.Key) > 0):
