@@ -147,6 +147,58 @@ func TestHousekeep(t *testing.T) {
 	if res.Did() {
 		t.Errorf("second housekeeping of a healthy repo did %+v", res)
 	}
+
+	// Between full repacks, a small repo is repacked whole: its pushes
+	// folded into one pack again, an unreachable object however old kept
+	// (only the full repack prunes).
+	garbage := strings.TrimSpace(r.gitStdin("unreachable between full repacks\n", "hash-object", "-w", "--stdin"))
+	r.age(garbage, 30*24*time.Hour)
+	r.git(r.work, "checkout", "-q", "--detach", r.git(r.path(), "rev-parse", "main")) // back from the orphan branch
+	for i := 30; i < 40; i++ {
+		r.push(i)
+	}
+	res, err = m.Housekeep(context.Background(), "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Repacked || res.Pruned || res.After.Packs != 2 || res.After.LooseObjects != 0 || !res.After.Bitmap {
+		t.Errorf("housekeeping after 10 pushes did %+v, want a whole repack (no prune) into one pack beside the cruft pack", res)
+	}
+	if !r.has(garbage) {
+		t.Errorf("a repack between full repacks pruned an unreachable object")
+	}
+	r.git(r.path(), "fsck", "--strict", "--no-dangling")
+}
+
+// TestGeometricRepack: above WholeRepackBelow a repack merges only the
+// small new packs, leaving the big one, and prunes nothing.
+func TestGeometricRepack(t *testing.T) {
+	r := newRepo(t, "big")
+	m, err := housekeeping.New(housekeeping.Config{Store: r.store, LooseObjectLimit: 16, WholeRepackBelow: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		r.push(i)
+	}
+	if _, err := m.Housekeep(context.Background(), "big"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 30; i < 40; i++ {
+		r.push(i)
+	}
+	before, err := housekeeping.Inspect(r.path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Housekeep(context.Background(), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Repacked || res.Pruned || res.After.Packs >= before.Packs || !res.After.MultiPackIndex || !res.After.Bitmap {
+		t.Errorf("geometric housekeeping of %d packs did %+v", before.Packs, res)
+	}
+	r.git(r.path(), "fsck", "--strict", "--no-dangling")
 }
 
 func (r *repo) gitStdin(stdin string, args ...string) string {
