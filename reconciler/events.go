@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -108,20 +109,37 @@ func (r *Reconciler) driftRevertedEvent(c *cluster, app string, u *unstructured.
 	r.postEvent(c, app, u, corev1.EventTypeNormal, ReasonDriftReverted, msg)
 }
 
-// syncFailedEvent posts FjordSyncFailed on the app's inventory ConfigMap
-// when the failure is new: another commit or another error than the last
-// attempt's, so a resync failing the same way posts nothing.
-func (r *Reconciler) syncFailedEvent(c *cluster, app *Application, prev, now storage.AppStatus) {
+// maxFailedObjectEvents bounds the objects a sync failure posts an Event
+// on, so a render refused whole does not flood the namespace.
+const maxFailedObjectEvents = 10
+
+// syncFailedEvent posts FjordSyncFailed on the app's inventory ConfigMap,
+// and on each of objs the error names (the objects the API server
+// refused, so `kubectl describe` of one shows why), when the failure is
+// new: another commit or another error than the last attempt's, so a
+// resync failing the same way posts nothing. objs may be nil (the render
+// itself failed).
+func (r *Reconciler) syncFailedEvent(c *cluster, app *Application, objs []*unstructured.Unstructured, prev, now storage.AppStatus) {
 	if prev.Sync == storage.SyncError && prev.Error == now.Error && prev.Revision == now.Revision {
 		return
 	}
+	msg := fmt.Sprintf("sync of fjord app %s at %s failed: %s", app.Metadata.Name, short(now.Revision), now.Error)
 	ns, name := r.inventoryConfigMap(app)
 	cm := &unstructured.Unstructured{}
 	cm.SetGroupVersionKind(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
 	cm.SetNamespace(ns)
 	cm.SetName(name)
-	r.postEvent(c, app.Metadata.Name, cm, corev1.EventTypeWarning, ReasonSyncFailed,
-		fmt.Sprintf("sync of fjord app %s at %s failed: %s", app.Metadata.Name, short(now.Revision), now.Error))
+	r.postEvent(c, app.Metadata.Name, cm, corev1.EventTypeWarning, ReasonSyncFailed, msg)
+	posted := 0
+	for _, u := range objs {
+		if posted == maxFailedObjectEvents {
+			break
+		}
+		if strings.Contains(now.Error, RefOf(u).String()) {
+			r.postEvent(c, app.Metadata.Name, u, corev1.EventTypeWarning, ReasonSyncFailed, msg)
+			posted++
+		}
+	}
 }
 
 // objectByRef finds the object of a drift (DriftEvent.Object) among objs.

@@ -72,4 +72,18 @@ func TestKubernetesEvents(t *testing.T) {
 	if n := len(c.fjordEvents(ns, reconciler.ReasonSyncFailed)); n != 1 {
 		t.Errorf("%d FjordSyncFailed Events after the same failure twice, want 1", n)
 	}
+
+	// A render the API server refuses: the Event is on the refused
+	// object too, so `kubectl describe` of it says why.
+	w.write("app/deploy.yaml", strings.Replace(deployment, "replicas: 2", "replicas: -1", 1))
+	refused := w.commit("negative replicas")
+	eventually(t, "a FjordSyncFailed Event on the Deployment", func() (bool, string) {
+		for _, e := range c.fjordEvents(ns, reconciler.ReasonSyncFailed) {
+			in := e.Object["involvedObject"].(map[string]any)
+			if in["kind"] == "Deployment" && in["name"] == "web" && in["uid"] == string(dep.GetUID()) && strings.Contains(e.Object["message"].(string), refused[:12]) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(len(c.fjordEvents(ns, reconciler.ReasonSyncFailed)))
+	})
 }

@@ -62,7 +62,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 		if serr := r.store.RecordAppSync(name, status, nil, rec); serr != nil {
 			r.log.Error("record sync", "app", name, "err", serr)
 		}
-		r.syncFailedEvent(st.clusterOf(), app, prevStatus, status)
+		r.syncFailedEvent(st.clusterOf(), app, nil, prevStatus, status)
 		return rec, err
 	}
 
@@ -189,7 +189,7 @@ func (r *Reconciler) syncApp(ctx context.Context, st *appState, trigger storage.
 		r.driftRevertedEvent(p.cluster, name, objectByRef(p.objs, d.Object), d)
 	}
 	if applyErr != nil {
-		r.syncFailedEvent(p.cluster, app, prevStatus, status)
+		r.syncFailedEvent(p.cluster, app, p.objs, prevStatus, status)
 	}
 	if len(rec.Changes) > 0 || applyErr != nil {
 		attrs := []any{"app", name, "trigger", trigger, "commit", short(commit), "changed", len(rec.Changes), "unchanged", rec.Unchanged, "took", rec.Duration.Round(time.Millisecond)}
