@@ -1,9 +1,12 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -36,7 +39,9 @@ type Notifier struct {
 	// Slack incoming-webhook message).
 	Format string `json:"format"`
 	// Secret signs each body (HMAC-SHA256). It never leaves the server:
-	// the admin API reports only whether there is one.
+	// the admin API reports only whether there is one. It is kept in a
+	// 0600 credential file, as mirror credentials are, not in fjord.db
+	// (a record written before that holds it here, and stays readable).
 	Secret string `json:"secret,omitempty"`
 	// On are the event types sent.
 	On []string `json:"on"`
@@ -78,6 +83,36 @@ type Attempt struct {
 	Error string `json:"error,omitempty"`
 }
 
+// NotifierSecretFile is the name of a notifier's secret file in its
+// CredentialDir("notifier", NAME).
+const NotifierSecretFile = "secret"
+
+// storedNotifier is a notifier's record: its secret, when it has one, is
+// in its credential file.
+type storedNotifier struct {
+	Notifier
+	SecretFile bool `json:"secretFile,omitempty"`
+}
+
+// decodeNotifier reads a notifier's record and, when its secret is in a
+// file, the secret.
+func (s *Store) decodeNotifier(raw []byte) (Notifier, error) {
+	var sn storedNotifier
+	if err := json.Unmarshal(raw, &sn); err != nil {
+		return Notifier{}, err
+	}
+	n := sn.Notifier
+	if sn.SecretFile {
+		data, err := os.ReadFile(filepath.Join(s.CredentialDir("notifier", n.Name), NotifierSecretFile))
+		if err != nil {
+			// The path names the file, never its content.
+			return Notifier{}, fmt.Errorf("notifier %q: read its secret: %w", n.Name, err)
+		}
+		n.Secret = string(data)
+	}
+	return n, nil
+}
+
 // AddNotifier stores a new notifier with seen, the event keys of every
 // subject as things stand (so it is sent what happens from now on, not
 // the past).
@@ -97,7 +132,16 @@ func (s *Store) AddNotifier(n Notifier, seen map[string]string) (Notifier, error
 				return err
 			}
 		}
-		return tx.putJSON(bucketNotifiers, n.Name, n)
+		rec := storedNotifier{Notifier: n}
+		if n.Secret != "" {
+			// The file and the record that names it in one change.
+			files := map[string][]byte{NotifierSecretFile: []byte(n.Secret)}
+			if err := tx.writeSecrets(s, s.CredentialDir("notifier", n.Name), files); err != nil {
+				return fmt.Errorf("notifier %q: write its secret: %w", n.Name, err)
+			}
+			rec.Secret, rec.SecretFile = "", true
+		}
+		return tx.putJSON(bucketNotifiers, n.Name, rec)
 	})
 	if err != nil {
 		return Notifier{}, err
@@ -109,9 +153,22 @@ func seenKey(notifier, subject string) []byte { return []byte(notifier + "\x00" 
 
 // Notifier returns one notifier, or an error matching ErrNotFound.
 func (s *Store) Notifier(name string) (Notifier, error) {
-	var n Notifier
-	if err := s.db.View(func(tx *bolt.Tx) error { return getJSON(tx, bucketNotifiers, name, &n) }); err != nil {
-		return Notifier{}, notFound("notifier", name, err)
+	var raw []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketNotifiers).Get([]byte(name)); v != nil {
+			raw = bytes.Clone(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return Notifier{}, err
+	}
+	if raw == nil {
+		return Notifier{}, notFound("notifier", name, ErrNotFound)
+	}
+	n, err := s.decodeNotifier(raw)
+	if err != nil {
+		return Notifier{}, fmt.Errorf("decode notifier %q: %w", name, err)
 	}
 	return n, nil
 }
@@ -121,8 +178,8 @@ func (s *Store) Notifiers() ([]Notifier, error) {
 	var out []Notifier
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketNotifiers).ForEach(func(k, v []byte) error {
-			var n Notifier
-			if err := json.Unmarshal(v, &n); err != nil {
+			n, err := s.decodeNotifier(v)
+			if err != nil {
 				return fmt.Errorf("decode notifier %q: %w", k, err)
 			}
 			out = append(out, n)
@@ -135,10 +192,14 @@ func (s *Store) Notifiers() ([]Notifier, error) {
 
 // DeleteNotifier removes a notifier, what it has seen and its deliveries.
 func (s *Store) DeleteNotifier(name string) error {
-	return s.update(func(tx *wtx) error {
+	dir := s.CredentialDir("notifier", name)
+	err := s.update(func(tx *wtx) error {
 		if tx.Bucket(bucketNotifiers).Get([]byte(name)) == nil {
 			return notFound("notifier", name, ErrNotFound)
 		}
+		// Its secret file goes in the same change, removed below once it
+		// is committed.
+		tx.removeCredentials(s, dir)
 		if err := tx.delPrefix(bucketNotifySeen, []byte(name+"\x00")); err != nil {
 			return err
 		}
@@ -147,6 +208,13 @@ func (s *Store) DeleteNotifier(name string) error {
 		}
 		return tx.del(bucketNotifiers, []byte(name))
 	})
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("notifier %q: remove its secret: %w", name, err)
+	}
+	return nil
 }
 
 // NotifySeen returns the key of the last event of subject the notifier
