@@ -291,7 +291,17 @@ func ClusterFromSecret(doc []byte) (storage.Cluster, storage.ClusterCredentials,
 	}
 	for k := range fields {
 		switch k {
-		case "name", "server", "config", "namespaces", "clusterResources", "shard":
+		case "name", "server", "config":
+		case "shard":
+			// Which Argo CD controller replica manages the cluster: fjord
+			// runs one reconciler per group, so there is nothing to pick.
+		case "namespaces", "clusterResources":
+			// Argo CD then manages only those namespaces (and cluster-scoped
+			// objects only when clusterResources is true): ignoring that
+			// would let apps write where the Secret forbids.
+			if strings.TrimSpace(fields[k]) != "" {
+				return storage.Cluster{}, storage.ClusterCredentials{}, fmt.Errorf("%w: %s: %s: fjord does not limit a cluster to namespaces yet: drop the key and bound what apps deploy there with an AppProject's destinations and clusterResourceWhitelist", ErrClusterConfig, where, k)
+			}
 		case "project":
 			return storage.Cluster{}, storage.ClusterCredentials{}, fmt.Errorf("%w: %s: project-scoped clusters are not supported: drop the project key (bound what apps deploy with the AppProject's destinations instead)", ErrClusterConfig, where)
 		default:

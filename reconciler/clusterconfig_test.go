@@ -75,6 +75,8 @@ data:
 		{"aws", "awsAuthConfig is not supported", clusterSecret("eks", "https://eks.example.com", `{"awsAuthConfig":{"clusterName":"x"}}`)},
 		{"basic", "basic auth", clusterSecret("b", "https://b.example.com", `{"username":"admin","password":"`+secretToken+`"}`)},
 		{"project", "project-scoped clusters are not supported", clusterSecret("p", "https://p.example.com", `{"bearerToken":"`+secretToken+`"}`, "project: team-a")},
+		{"namespaces", "namespaces: fjord does not limit a cluster to namespaces yet", clusterSecret("p", "https://p.example.com", `{"bearerToken":"`+secretToken+`"}`, "namespaces: team-a,team-b")},
+		{"clusterResources", "clusterResources: fjord does not limit", clusterSecret("p", "https://p.example.com", `{"bearerToken":"`+secretToken+`"}`, "clusterResources: \"true\"")},
 		{"unknown key", `key "proxy" is not one fjord knows`, clusterSecret("p", "https://p.example.com", `{"bearerToken":"`+secretToken+`"}`, "proxy: x")},
 		{"unknown config field", `unknown field "proxyUrl"`, clusterSecret("p", "https://p.example.com", `{"bearerToken":"`+secretToken+`","proxyUrl":"http://x"}`)},
 		{"config not JSON", "config is not JSON", clusterSecret("p", "https://p.example.com", `{"bearerToken":"`+secretToken)},
