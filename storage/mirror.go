@@ -510,6 +510,9 @@ func (s *Store) DeletePushMirror(repo, id string) error {
 		if tx.Bucket(bucketPushMirrors).Get(k) == nil {
 			return fmt.Errorf("push mirror of %q: %w", repo, ErrNotFound)
 		}
+		// The credential files go in the same change, so replicas drop
+		// them too; they are removed below once it is committed.
+		tx.removeCredentials(s, s.PushCredentialDir(repo, id))
 		return tx.del(bucketPushMirrors, k)
 	})
 	if err != nil {

@@ -3,6 +3,8 @@ package storage_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,5 +49,33 @@ func TestMirrorLogsAreBounded(t *testing.T) {
 	evs, _ := s.MirrorEvents("m", 0)
 	if len(evs) != 3 || evs[0].Ref != "4" || len(dropped) != 2 || dropped[0].Ref != "0" || dropped[1].Ref != "1" {
 		t.Fatalf("events %+v, dropped %+v", evs, dropped)
+	}
+}
+
+// TestDeletePushMirrorReplicates deletes a push mirror with a password:
+// the follower drops the password too.
+func TestDeletePushMirrorReplicates(t *testing.T) {
+	ctx := context.Background()
+	p := open(t, t.TempDir())
+	f := open(t, t.TempDir())
+	if _, err := p.CreateRepo(ctx, storage.Repo{Name: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CreatePushMirror(storage.PushMirror{Repo: "app", Remote: "https://git.example.com/app.git", ID: "abc", Credentials: []string{"password"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WriteCredentials(p.PushCredentialDir("app", "abc"), "app", map[string][]byte{"password": []byte("pw")}); err != nil {
+		t.Fatal(err)
+	}
+	replicate(t, p, f)
+	if _, err := os.Stat(filepath.Join(f.PushCredentialDir("app", "abc"), "password")); err != nil {
+		t.Fatalf("the follower lacks the password: %v", err)
+	}
+	if err := p.DeletePushMirror("app", "abc"); err != nil {
+		t.Fatal(err)
+	}
+	replicate(t, p, f)
+	if _, err := os.Stat(f.PushCredentialDir("app", "abc")); !os.IsNotExist(err) {
+		t.Errorf("the follower keeps the deleted push mirror's credentials: %v", err)
 	}
 }
