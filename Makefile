@@ -59,12 +59,18 @@ demo: build testenv
 
 # test installs Debian's chromium when missing: bench's HTML report is
 # checked for clipped and overlapping labels in headless Chromium, and the
-# web UI is tested in it (ui's TestBrowser, driven by chromedp).
+# web UI is tested in it (ui's TestBrowser, driven by chromedp). It installs
+# gpg too when missing: signed commits are tested with real OpenPGP
+# signatures (reconciler's TestSignedCommits and TestVerifyCommit).
 test: build testenv sealed-secrets
 	@command -v chromium >/dev/null 2>&1 || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		echo "installing chromium from Debian's packages (for the HTML report's layout test and the web UI's browser test)"; \
 		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
+	@command -v gpg >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		echo "installing gnupg from Debian's packages (for the signed-commit tests)"; \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q gnupg; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 
