@@ -28,6 +28,9 @@ func (s *Server) receivePack(ctx context.Context, ch gossh.Channel, repo, gitPro
 		"-c", "receive.maxInputSize="+strconv.FormatInt(s.limits.MaxPushBytes, 10),
 		"-c", "receive.hideRefs="+storage.HiddenRefPrefix,
 		"-c", "receive.advertiseAtomic=true",
+		// Every push kept as the pack it came in (as housekeeping sets
+		// too): no loose objects, and the pack is what followers are sent.
+		"-c", "receive.unpackLimit=1",
 		"receive-pack", s.store.RepoPath(repo))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

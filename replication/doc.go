@@ -14,9 +14,10 @@
 // primary's unacknowledged changes), then every change after it
 // ("change"), and a "ping" with its position when idle. The follower
 // answers each applied change with {"ack": POSITION} once it is durable:
-// objects fetched with git over SSH with the group key, refs moved in one
-// git ref transaction, metadata and position written in one bbolt
-// transaction.
+// objects installed from the packs sent with the change (a push's own
+// pack, when small) or else fetched with git over SSH with the group key,
+// refs moved in one ref transaction, metadata and position written in one
+// bbolt transaction.
 //
 // Primary.WaitAcked is what a push waits on before it is acknowledged
 // (--sync-replicas); Primary.Followers is what `fjord replicas` shows.

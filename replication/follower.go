@@ -351,7 +351,7 @@ func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err
 			f.forceFull = false
 			f.o.Metrics.fullCopies.Inc()
 		case msgChange:
-			if _, err := f.store.ApplyChange(ctx, m.Change, m.Files, fetch); err != nil {
+			if _, err := f.store.ApplyChange(ctx, m.Change, m.Files, m.Packs, fetch); err != nil {
 				if ctx.Err() != nil {
 					return applied, err
 				}

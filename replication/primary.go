@@ -252,7 +252,8 @@ func (p *Primary) ServeReplica(ctx context.Context, remote string, args []string
 			if err != nil {
 				return err
 			}
-			if err := send(message{Type: msgChange, Change: c.Raw, Files: files, Pos: p.store.Position()}); err != nil {
+			m := message{Type: msgChange, Change: c.Raw, Files: files, Packs: p.store.ChangePacks(c), Pos: p.store.Position()}
+			if err := send(m); err != nil {
 				return streamErr(ctx, err)
 			}
 			cursor = c.Pos

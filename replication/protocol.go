@@ -22,6 +22,10 @@ type message struct {
 	// writes, by path under the credentials: the log records only that
 	// they changed, so no secret stays in it.
 	Files map[string][]byte `json:"files,omitempty"`
+	// Packs are the packs Change brought, with their indexes, when they
+	// are small enough to send (storage.Store.ChangePacks): the follower
+	// installs them instead of fetching with git.
+	Packs []storage.Pack `json:"packs,omitempty"`
 	// Snapshot is a full copy, for msgSnapshot.
 	Snapshot *storage.Snapshot `json:"snapshot,omitempty"`
 	// Pos is the primary's position, on every message.

@@ -86,6 +86,10 @@ type Change struct {
 	Head string `json:"head,omitempty"`
 	// Refs are Repo's refs that moved.
 	Refs []RefChange `json:"refs,omitempty"`
+	// Packs are the packs (by base name in objects/pack) that appeared in
+	// Repo with this change, which the primary sends along with it; see
+	// Store.ChangePacks.
+	Packs []string `json:"packs,omitempty"`
 	// Ops are the metadata keys the change wrote, in order.
 	Ops []Op `json:"ops,omitempty"`
 
@@ -504,7 +508,7 @@ func (s *Store) updateChange(fn func(tx *wtx) error) (uint64, error) {
 		}
 		c := Change{Pos: readPosition(tx) + 1, Time: time.Now().UTC(), Ops: w.ops}
 		if w.refs != nil {
-			c.Repo, c.Head, c.Refs = w.refs.Repo, w.refs.Head, w.refs.Refs
+			c.Repo, c.Head, c.Refs, c.Packs = w.refs.Repo, w.refs.Head, w.refs.Refs, w.refs.Packs
 			for i := range c.Refs {
 				c.Refs[i].Pos = c.Pos
 			}

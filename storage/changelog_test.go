@@ -47,7 +47,7 @@ func replicate(t *testing.T, from, to *storage.Store) {
 			if err != nil {
 				t.Fatalf("CredentialFiles(%d): %v", c.Pos, err)
 			}
-			if _, err := to.ApplyChange(ctx, c.Raw, files, fetchFrom(t, from)); err != nil {
+			if _, err := to.ApplyChange(ctx, c.Raw, files, from.ChangePacks(c), fetchFrom(t, from)); err != nil {
 				t.Fatalf("ApplyChange(%d): %v", c.Pos, err)
 			}
 		}
@@ -345,7 +345,7 @@ func TestFollowerApplies(t *testing.T) {
 	}
 	// Applying a change out of order is refused.
 	all, _ := p.ChangesSince(0, 0)
-	if _, err := f.ApplyChange(ctx, all[0].Raw, nil, nil); !errors.Is(err, storage.ErrPositionGap) {
+	if _, err := f.ApplyChange(ctx, all[0].Raw, nil, nil, nil); !errors.Is(err, storage.ErrPositionGap) {
 		t.Fatalf("re-applying change 1 = %v, want ErrPositionGap", err)
 	}
 

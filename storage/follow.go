@@ -30,7 +30,7 @@ type FetchFunc func(ctx context.Context, repo, dir string, wants []string) error
 // transaction. A crash anywhere leaves the position before the change, and
 // applying it again is harmless. The change must be the one after
 // Position(), else ErrPositionGap.
-func (s *Store) ApplyChange(ctx context.Context, raw []byte, files map[string][]byte, fetch FetchFunc) (Change, error) {
+func (s *Store) ApplyChange(ctx context.Context, raw []byte, files map[string][]byte, packs []Pack, fetch FetchFunc) (Change, error) {
 	c, err := decodeChange(raw)
 	if err != nil {
 		return Change{}, err
@@ -59,10 +59,12 @@ func (s *Store) ApplyChange(ctx context.Context, raw []byte, files map[string][]
 	}
 	var next *Refs
 	if c.Repo != "" {
+		// Housekeeping does not repack while objects arrive, as for a push.
+		defer s.BeginRepoWrite(c.Repo)()
 		lock := s.repoLock(c.Repo)
 		lock.Lock()
 		defer lock.Unlock()
-		if next, err = s.moveRefs(ctx, c.Repo, c.Head, c.Refs, fetch); err != nil {
+		if next, err = s.moveRefs(ctx, c.Repo, c.Head, c.Refs, packs, fetch); err != nil {
 			return Change{}, fmt.Errorf("apply change %d: %w", c.Pos, err)
 		}
 	}
@@ -162,27 +164,55 @@ func putSnapshot(tx *bolt.Tx, repo string, r *Refs) error {
 	return tx.Bucket(bucketRefs).Put([]byte(repo), raw)
 }
 
-// moveRefs fetches what changes need, moves the refs in one git ref
-// transaction, points HEAD at head, and returns the repo's refs read back
-// from disk, checked against the changes.
-func (s *Store) moveRefs(ctx context.Context, repo, head string, changes []RefChange, fetch FetchFunc) (*Refs, error) {
+// moveRefs brings in what changes need (packs, then fetch for anything
+// they lack), moves the refs in one ref transaction, points HEAD at head,
+// and returns the repo's refs.
+//
+// When packs hold every new ref target and the change only updates
+// plainly named refs, no git process runs: the packs are installed and
+// the refs written as git would, and the refs returned are the snapshot
+// with the changes made. Otherwise git checks for the objects, fetches
+// the missing ones, moves the refs, and the refs are read back from disk
+// and checked against the changes.
+func (s *Store) moveRefs(ctx context.Context, repo, head string, changes []RefChange, packs []Pack, fetch FetchFunc) (*Refs, error) {
 	dir := s.RepoPath(repo)
+	// Packs that arrived here are no news if this store is primary later.
+	defer s.markPacksSeen(repo, false)
 	var wants []string
 	for _, c := range changes {
 		if c.New != "" {
 			wants = append(wants, c.New)
 		}
 	}
-	missing, err := s.missingObjects(ctx, dir, wants)
-	if err != nil {
-		return nil, err
-	}
-	if len(missing) > 0 {
-		if fetch == nil {
-			return nil, fmt.Errorf("repo %q lacks %d objects and no fetch was given", repo, len(missing))
+	held := false
+	if len(packs) > 0 && len(wants) > 0 {
+		idxs, err := installPacks(dir, packs)
+		if err != nil {
+			s.log.Warn("the packs sent with a change are unusable; fetching with git instead", "repo", repo, "err", err)
+		} else {
+			held = packsHold(idxs, wants)
 		}
-		if err := fetch(ctx, repo, dir, missing); err != nil {
-			return nil, fmt.Errorf("fetch into %q: %w", repo, err)
+	}
+	if prev, ok := s.Refs(repo); held && ok && (head == "" || head == prev.Head) {
+		switch err := writeLooseRefs(dir, changes); {
+		case err == nil:
+			return prev.applied(changes, head), nil
+		case !errors.Is(err, errNeedsGit):
+			return nil, fmt.Errorf("move refs of %q: %w", repo, err)
+		}
+	}
+	if !held {
+		missing, err := s.missingObjects(ctx, dir, wants)
+		if err != nil {
+			return nil, err
+		}
+		if len(missing) > 0 {
+			if fetch == nil {
+				return nil, fmt.Errorf("repo %q lacks %d objects and no fetch was given", repo, len(missing))
+			}
+			if err := fetch(ctx, repo, dir, missing); err != nil {
+				return nil, fmt.Errorf("fetch into %q: %w", repo, err)
+			}
 		}
 	}
 	if len(changes) > 0 {
@@ -399,7 +429,7 @@ func (s *Store) ApplySnapshot(ctx context.Context, snap *Snapshot, fetch FetchFu
 			return fmt.Errorf("full copy: %w", err)
 		}
 		diff := diffRefs(name, have, want)
-		r, err := s.moveRefs(ctx, name, want.Head, append(append([]RefChange(nil), diff...), diffList(name, have.Hidden, want.Hidden)...), fetch)
+		r, err := s.moveRefs(ctx, name, want.Head, append(append([]RefChange(nil), diff...), diffList(name, have.Hidden, want.Hidden)...), nil, fetch)
 		if err != nil {
 			return fmt.Errorf("full copy: %w", err)
 		}

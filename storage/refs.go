@@ -66,6 +66,9 @@ type RefChange struct {
 	Ref  string `json:"ref"`
 	Old  string `json:"old,omitempty"`
 	New  string `json:"new,omitempty"`
+	// Peeled is the commit New points to when New is an annotated tag,
+	// so a follower knows its refs without reading them back.
+	Peeled string `json:"peeled,omitempty"`
 	// Pos is the change log position of the change that moved the ref:
 	// what a primary waits for its followers to hold before it
 	// acknowledges a push.
@@ -119,7 +122,8 @@ func (s *Store) RefreshRefs(ctx context.Context, repo string) ([]RefChange, erro
 		}
 		if len(changes) > 0 || len(hidden) > 0 || (prev != nil && prev.Head != next.Head) {
 			// Hidden refs move on followers too, but nobody is notified.
-			tx.refs = &Change{Repo: repo, Head: next.Head, Refs: append(append([]RefChange(nil), changes...), hidden...)}
+			// The packs that came with the move go to followers with it.
+			tx.refs = &Change{Repo: repo, Head: next.Head, Refs: append(append([]RefChange(nil), changes...), hidden...), Packs: s.newPacks(repo)}
 		}
 		// The snapshot persisted last (not the one in memory, empty after
 		// a restart) says whether anything moved since.
@@ -216,7 +220,7 @@ func diffList(repo string, prev, next []Ref) []RefChange {
 	var out []RefChange
 	for _, r := range next {
 		if o := old[r.Name]; o != r.Hash {
-			out = append(out, RefChange{Repo: repo, Ref: r.Name, Old: o, New: r.Hash})
+			out = append(out, RefChange{Repo: repo, Ref: r.Name, Old: o, New: r.Hash, Peeled: r.Peeled})
 		}
 		delete(old, r.Name)
 	}

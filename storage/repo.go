@@ -98,6 +98,7 @@ func (s *Store) initRepoDir(ctx context.Context, name string) error {
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("create repo %q: move into place: %w", name, err)
 	}
+	s.markPacksSeen(name, true) // so its first push's pack is sent along
 	return nil
 }
 
@@ -214,6 +215,7 @@ func (s *Store) removeRepoDir(name string) error {
 	if err := os.Rename(s.RepoPath(name), filepath.Join(trash, "repo.git")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete repo %q: %w", name, err)
 	}
+	s.forgetPacks(name)
 	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("delete repo %q: %w", name, err)
 	}

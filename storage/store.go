@@ -63,7 +63,8 @@ type Store struct {
 	refreshMu sync.Mutex
 	repoLocks map[string]*sync.Mutex // serializes snapshot refreshes per repo
 
-	gate repoGate // writes against upkeep, see BeginRepoWrite
+	gate  repoGate // writes against upkeep, see BeginRepoWrite
+	packs packSet  // the packs seen per repo, see Change.Packs
 
 	watch    positionWatch // the change log's position
 	logSize  int

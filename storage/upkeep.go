@@ -52,7 +52,8 @@ func (s *Store) LockRepoUpkeep(ctx context.Context, repo string) (unlock func(),
 	}()
 	select {
 	case <-locked:
-		return func() { l.Unlock(); s.gate.upkeep.RUnlock() }, nil
+		// Housekeeping's packs hold no new objects: no change sends them.
+		return func() { s.markPacksSeen(repo, false); l.Unlock(); s.gate.upkeep.RUnlock() }, nil
 	case <-ctx.Done():
 		go func() { <-locked; l.Unlock(); s.gate.upkeep.RUnlock() }()
 		return nil, ctx.Err()

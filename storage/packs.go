@@ -1,0 +1,406 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+)
+
+// A synchronous follower that fetched every push's objects with git (a
+// fetch over SSH, the primary's upload-pack and pack-objects, its own
+// index-pack) spent tens of milliseconds in process start-ups per push,
+// all of it added to the push. Pushes are kept as the pack they arrived in
+// (receive-pack with unpackLimit 1), so the primary can instead send that
+// pack and its index along with the change, and the follower drops both
+// into its objects/pack as git itself would: no git process at all.
+//
+// Which packs a change brought is known without asking git: the store
+// remembers, per repo, the packs it has seen, and RefreshRefs records the
+// ones that appeared since (Change.Packs). A pack of a concurrent push
+// may go with an earlier change than its own; that only sends it sooner.
+// Housekeeping's packs are not new objects and are marked seen when it
+// lets go of the repo. Whatever a change's packs do not hold (they were
+// repacked away, were too big to send, or the change came from an older
+// primary) is fetched with git as before.
+
+// MaxInlinePackBytes bounds the packs and indexes sent with one change;
+// a bigger push is fetched by the follower with git, which streams.
+const MaxInlinePackBytes = 8 << 20
+
+// Pack is one pack file and its index, as a change sends them.
+type Pack struct {
+	// Name is the pack's base name in objects/pack: "pack-" and its hash.
+	Name  string `json:"name"`
+	Pack  []byte `json:"pack"`
+	Index []byte `json:"index"`
+}
+
+var packName = regexp.MustCompile(`^pack-[0-9a-f]{40}([0-9a-f]{24})?$`)
+
+// packSet is the packs seen per repo; a repo missing from it has not been
+// looked at since the store opened.
+type packSet struct {
+	mu   sync.Mutex
+	seen map[string]map[string]bool
+}
+
+// listPacks returns the complete packs of a repo: those whose index is
+// written (git writes the index last, so its pack is whole).
+func (s *Store) listPacks(repo string) (map[string]bool, error) {
+	entries, err := os.ReadDir(filepath.Join(s.RepoPath(repo), "objects", "pack"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list packs of %q: %w", repo, err)
+	}
+	idx := map[string]bool{}
+	for _, e := range entries {
+		if name, ok := strings.CutSuffix(e.Name(), ".idx"); ok && packName.MatchString(name) {
+			idx[name] = true
+		}
+	}
+	out := map[string]bool{}
+	for _, e := range entries {
+		if name, ok := strings.CutSuffix(e.Name(), ".pack"); ok && idx[name] {
+			out[name] = true
+		}
+	}
+	return out, nil
+}
+
+// newPacks returns the packs of repo that appeared since it last looked,
+// and from now on counts them as seen. The first look at a repo after the
+// store opened sees nothing new: what was there is not known to be new.
+func (s *Store) newPacks(repo string) []string {
+	now, err := s.listPacks(repo)
+	if err != nil {
+		s.log.Warn("list a repo's packs (a follower fetches them with git instead)", "repo", repo, "err", err)
+		return nil
+	}
+	s.packs.mu.Lock()
+	defer s.packs.mu.Unlock()
+	if s.packs.seen == nil {
+		s.packs.seen = map[string]map[string]bool{}
+	}
+	before, known := s.packs.seen[repo]
+	s.packs.seen[repo] = now
+	if !known {
+		return nil
+	}
+	var fresh []string
+	for name := range now {
+		if !before[name] {
+			fresh = append(fresh, name)
+		}
+	}
+	return fresh
+}
+
+// markPacksSeen counts every pack repo holds now as seen; empty says the
+// repo was just created and holds none.
+func (s *Store) markPacksSeen(repo string, empty bool) {
+	now := map[string]bool{}
+	if !empty {
+		var err error
+		if now, err = s.listPacks(repo); err != nil {
+			s.log.Warn("list a repo's packs", "repo", repo, "err", err)
+			s.forgetPacks(repo) // looked at afresh next time
+			return
+		}
+	}
+	s.packs.mu.Lock()
+	defer s.packs.mu.Unlock()
+	if s.packs.seen == nil {
+		s.packs.seen = map[string]map[string]bool{}
+	}
+	s.packs.seen[repo] = now
+}
+
+func (s *Store) forgetPacks(repo string) {
+	s.packs.mu.Lock()
+	defer s.packs.mu.Unlock()
+	delete(s.packs.seen, repo)
+}
+
+// ChangePacks reads the packs c brought, to send with it. It returns
+// none when they are together bigger than MaxInlinePackBytes or one is
+// gone (housekeeping repacked it): the follower then fetches with git.
+func (s *Store) ChangePacks(c Change) []Pack {
+	if c.Repo == "" || len(c.Packs) == 0 {
+		return nil
+	}
+	dir := filepath.Join(s.RepoPath(c.Repo), "objects", "pack")
+	var out []Pack
+	total := 0
+	for _, name := range c.Packs {
+		if !packName.MatchString(name) {
+			return nil
+		}
+		pack, err := os.ReadFile(filepath.Join(dir, name+".pack"))
+		if err != nil {
+			return nil
+		}
+		idx, err := os.ReadFile(filepath.Join(dir, name+".idx"))
+		if err != nil {
+			return nil
+		}
+		if total += len(pack) + len(idx); total > MaxInlinePackBytes {
+			return nil
+		}
+		out = append(out, Pack{Name: name, Pack: pack, Index: idx})
+	}
+	return out
+}
+
+// checkPack verifies that p is a whole pack with its own index: the
+// pack's trailer is the SHA-1 of what precedes it, and the index names
+// that same checksum. A pack cut short in transit fails here, before
+// anything is written.
+func checkPack(p Pack) (*idxfile.MemoryIndex, error) {
+	if !packName.MatchString(p.Name) {
+		return nil, fmt.Errorf("pack name %q is not pack-<hash>", p.Name)
+	}
+	if len(p.Pack) < 32 || !bytes.HasPrefix(p.Pack, []byte("PACK")) {
+		return nil, fmt.Errorf("%s.pack is not a pack (%d bytes)", p.Name, len(p.Pack))
+	}
+	body, trailer := p.Pack[:len(p.Pack)-sha1.Size], p.Pack[len(p.Pack)-sha1.Size:]
+	if sum := sha1.Sum(body); !bytes.Equal(sum[:], trailer) {
+		return nil, fmt.Errorf("%s.pack is damaged or cut short: its checksum does not match", p.Name)
+	}
+	if len(p.Index) < 2*sha1.Size || !bytes.Equal(p.Index[len(p.Index)-2*sha1.Size:len(p.Index)-sha1.Size], trailer) {
+		return nil, fmt.Errorf("%s.idx is not the index of %s.pack", p.Name, p.Name)
+	}
+	idx := idxfile.NewMemoryIndex()
+	if err := idxfile.NewDecoder(bytes.NewReader(p.Index)).Decode(idx); err != nil {
+		return nil, fmt.Errorf("%s.idx: %w", p.Name, err)
+	}
+	return idx, nil
+}
+
+// installPacks writes packs into the bare repo at dir, durably, as git
+// does: each file written under a temporary name and fsynced, the pack
+// renamed into place before its index (git finds packs by their index),
+// then the directory fsynced. It returns the indexes of the packs.
+func installPacks(dir string, packs []Pack) ([]*idxfile.MemoryIndex, error) {
+	idxs := make([]*idxfile.MemoryIndex, 0, len(packs))
+	for _, p := range packs {
+		idx, err := checkPack(p)
+		if err != nil {
+			return nil, err
+		}
+		idxs = append(idxs, idx)
+	}
+	packDir := filepath.Join(dir, "objects", "pack")
+	if err := os.MkdirAll(packDir, 0o755); err != nil {
+		return nil, fmt.Errorf("install packs: %w", err)
+	}
+	for _, p := range packs {
+		final := filepath.Join(packDir, p.Name)
+		if _, err := os.Stat(final + ".idx"); err == nil {
+			continue // installed by an earlier attempt
+		}
+		if err := installFile(final+".pack", p.Pack); err != nil {
+			return nil, err
+		}
+		if err := installFile(final+".idx", p.Index); err != nil {
+			return nil, err
+		}
+	}
+	if err := syncDir(packDir); err != nil {
+		return nil, err
+	}
+	return idxs, nil
+}
+
+// installFile writes data to path through a fsynced temporary file in
+// the same directory and renames it over path. Temporary names start
+// with tmp_, which git's and fjord's cleanups know as leftovers.
+func installFile(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "tmp_fjord_")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, 0o444); err != nil { // git's packs are read-only
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// packsHold reports whether the indexes hold every object in wants.
+func packsHold(idxs []*idxfile.MemoryIndex, wants []string) bool {
+	for _, w := range wants {
+		if !plumbing.IsHash(w) {
+			return false
+		}
+		h := plumbing.NewHash(w)
+		found := false
+		for _, idx := range idxs {
+			if has, err := idx.Contains(h); err == nil && has {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// plainRef matches the ref names writeLooseRefs writes itself: a subset
+// of what git allows, with none of the cases git's rules exist for
+// (dots leading a component, "..", ".lock", control characters).
+var plainRef = regexp.MustCompile(`^refs/([A-Za-z0-9_+@-][A-Za-z0-9._+@-]*/)*[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*$`)
+
+// errNeedsGit says a ref change is one writeLooseRefs leaves to git.
+var errNeedsGit = errors.New("needs git's ref transaction")
+
+// writeLooseRefs moves refs as git's files backend does, without a git
+// process: a lock file per ref, created exclusively, written and fsynced;
+// then each renamed over its ref, and the directories fsynced. A loose
+// ref overrides a packed one, so updates never touch packed-refs. It
+// returns errNeedsGit, having moved nothing, for what it leaves to git: a
+// delete, a name outside plainRef, a ref git holds locked, a ref that is
+// a directory or sits under a file.
+func writeLooseRefs(dir string, changes []RefChange) error {
+	type locked struct{ lock, ref string }
+	var held []locked
+	release := func() {
+		for _, l := range held {
+			os.Remove(l.lock)
+		}
+	}
+	for _, c := range changes {
+		if c.New == "" || !plainRef.MatchString(c.Ref) || strings.HasSuffix(c.Ref, ".lock") ||
+			strings.Contains(c.Ref, "..") || strings.Contains(c.Ref, "./") || strings.HasSuffix(c.Ref, ".") {
+			release()
+			return errNeedsGit
+		}
+		if !plumbing.IsHash(c.New) {
+			release()
+			return errNeedsGit
+		}
+		ref := filepath.Join(dir, filepath.FromSlash(c.Ref))
+		if fi, err := os.Stat(ref); err == nil && fi.IsDir() {
+			release()
+			return errNeedsGit
+		}
+		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
+			release()
+			return errNeedsGit // a ref where a directory of refs should be
+		}
+		f, err := os.OpenFile(ref+".lock", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			release()
+			return errNeedsGit
+		}
+		held = append(held, locked{lock: ref + ".lock", ref: ref})
+		_, werr := f.WriteString(c.New + "\n")
+		serr := f.Sync()
+		cerr := f.Close()
+		if err := errors.Join(werr, serr, cerr); err != nil {
+			release()
+			return fmt.Errorf("write ref %s: %w", c.Ref, err)
+		}
+	}
+	dirs := map[string]bool{}
+	for i, l := range held {
+		if err := os.Rename(l.lock, l.ref); err != nil {
+			for _, rest := range held[i:] {
+				os.Remove(rest.lock)
+			}
+			return fmt.Errorf("move ref %s: %w", l.ref, err)
+		}
+		dirs[filepath.Dir(l.ref)] = true
+	}
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applied returns r with changes made and HEAD pointing at head (kept
+// when empty): the refs a repo holds after writeLooseRefs, without
+// reading them back from disk.
+func (r *Refs) applied(changes []RefChange, head string) *Refs {
+	next := &Refs{Head: r.Head, HeadHash: r.HeadHash, Read: time.Now().UTC()}
+	if head != "" {
+		next.Head = head
+	}
+	shown := map[string]RefChange{}
+	hidden := map[string]RefChange{}
+	for _, c := range changes {
+		if strings.HasPrefix(c.Ref, HiddenRefPrefix) {
+			hidden[c.Ref] = c
+		} else {
+			shown[c.Ref] = c
+		}
+	}
+	next.Refs = applyList(r.Refs, shown)
+	next.Hidden = applyList(r.Hidden, hidden)
+	if next.Head != "" { // else detached: HeadHash stays
+		next.HeadHash = ""
+		if h, ok := next.Lookup(next.Head); ok {
+			next.HeadHash = h.Hash
+		}
+	}
+	return next
+}
+
+// applyList returns list with changes (by ref) made, sorted by name.
+func applyList(list []Ref, changes map[string]RefChange) []Ref {
+	out := make([]Ref, 0, len(list)+len(changes))
+	for _, ref := range list {
+		c, ok := changes[ref.Name]
+		if !ok {
+			out = append(out, ref)
+			continue
+		}
+		delete(changes, ref.Name)
+		if c.New != "" {
+			out = append(out, Ref{Name: ref.Name, Hash: c.New, Peeled: c.Peeled})
+		}
+	}
+	for _, c := range changes {
+		if c.New != "" {
+			out = append(out, Ref{Name: c.Ref, Hash: c.New, Peeled: c.Peeled})
+		}
+	}
+	slices.SortFunc(out, func(a, b Ref) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
