@@ -373,6 +373,7 @@ func (f *Follower) follow(ctx context.Context, sshCmd string) (applied bool, err
 // the group key (the primary's upload-pack serves any object to peers).
 func (f *Follower) fetcher(addr, sshCmd string) storage.FetchFunc {
 	return func(ctx context.Context, repo, dir string, wants []string) error {
+		f.o.Metrics.fetches.Inc()
 		url := "ssh://" + peerLogin + "@" + addr + "/" + repo + ".git"
 		args := []string{"-c", "protocol.version=2", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-gc", "--stdin", url}
 		in := strings.Join(wants, "\n") + "\n"

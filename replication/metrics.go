@@ -54,6 +54,7 @@ type FollowerMetrics struct {
 	apply      prometheus.Histogram
 	fullCopies prometheus.Counter
 	streams    prometheus.Counter
+	fetches    prometheus.Counter
 }
 
 // NewFollowerMetrics registers the follower metrics with reg (nil: none).
@@ -61,13 +62,15 @@ func NewFollowerMetrics(reg prometheus.Registerer) *FollowerMetrics {
 	m := &FollowerMetrics{
 		primaryPos: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fjord_replication_primary_position", Help: "Position the primary last said it holds, as this follower heard."}),
 		connected:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "fjord_replication_stream_connected", Help: "1 while this follower's stream from the primary is open."}),
-		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fjord_replication_apply_seconds", Help: "Time to apply one change on this follower: fetch, ref transaction, metadata.",
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fjord_replication_apply_seconds", Help: "Time to apply one change on this follower: objects, ref transaction, metadata.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		fullCopies: prometheus.NewCounter(prometheus.CounterOpts{Name: "fjord_replication_full_copies_total", Help: "Full copies this follower made of its primary."}),
 		streams:    prometheus.NewCounter(prometheus.CounterOpts{Name: "fjord_replication_streams_total", Help: "Streams this follower opened to a primary (reconnects included)."}),
+		fetches: prometheus.NewCounter(prometheus.CounterOpts{Name: "fjord_replication_git_fetches_total",
+			Help: "git fetches from the primary for objects a change's sent packs did not hold (big pushes, mirror syncs, full copies); small pushes need none."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.primaryPos, m.connected, m.apply, m.fullCopies, m.streams)
+		reg.MustRegister(m.primaryPos, m.connected, m.apply, m.fullCopies, m.streams, m.fetches)
 	}
 	return m
 }

@@ -87,6 +87,7 @@ type node struct {
 	store    *storage.Store
 	primary  *replication.Primary
 	follower *replication.Follower
+	metrics  *prometheus.Registry // the follower's
 	stop     func()
 	// promote stops following and takes writes: what the elector does
 	// for a follower that won the Lease.
@@ -136,8 +137,10 @@ func (g *group) start(t testing.TB, id, dir, addr, primary string, opts *storage
 		// As a follower in a group does: its own writes are refused,
 		// what it applies from the stream is not.
 		store.RefuseWrites(fmt.Errorf("this replica follows %s", primary))
+		n.metrics = prometheus.NewRegistry()
 		n.follower = replication.NewFollower(store, replication.FollowerOptions{
 			ID: id, Primary: primary, KeyFile: g.groupKey, HostKey: g.hostKey.PublicKey(), Logger: log,
+			Metrics: replication.NewFollowerMetrics(n.metrics),
 		})
 		followed = make(chan struct{})
 		go func() {
@@ -163,6 +166,22 @@ func (g *group) start(t testing.TB, id, dir, addr, primary string, opts *storage
 	}
 	t.Cleanup(n.stop)
 	return n
+}
+
+// counter returns the value of one of the follower's counters.
+func (n *node) counter(t testing.TB, name string) float64 {
+	t.Helper()
+	families, err := n.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("follower %s has no counter %s", n.id, name)
+	return 0
 }
 
 type testWriter struct {
@@ -322,11 +341,17 @@ func TestPushAndMetadataReplicate(t *testing.T) {
 	f := g.start(t, "f", t.TempDir(), "", p.addr, nil)
 
 	work := clone(t, g, p)
+	p.waitAcked(t, 1)
+	fetched := f.counter(t, "fjord_replication_git_fetches_total")
 	head, pos := p.push(t, work, "one")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := p.primary.WaitAcked(ctx, pos, 1); err != nil {
 		t.Fatal(err)
+	}
+	// A small push's own pack went with its change: no git fetch.
+	if n := f.counter(t, "fjord_replication_git_fetches_total"); n != fetched {
+		t.Fatalf("the follower ran %v git fetches for a small push; want none (its pack is sent along)", n-fetched)
 	}
 	// Acked means held: the follower serves the commit at once, to the
 	// user whose key and grant came over the stream too.
