@@ -184,21 +184,43 @@ func (s *Store) moveRefs(ctx context.Context, repo, head string, changes []RefCh
 			wants = append(wants, c.New)
 		}
 	}
+	// The fast path: packs that hold every new ref target, refs git
+	// need not move; all written in one batch of fsyncs.
 	held := false
 	if len(packs) > 0 && len(wants) > 0 {
-		idxs, err := installPacks(dir, packs)
+		idxs, err := checkPacks(packs)
 		if err != nil {
 			s.log.Warn("the packs sent with a change are unusable; fetching with git instead", "repo", repo, "err", err)
+			packs = nil
 		} else {
 			held = packsHold(idxs, wants)
 		}
 	}
 	if prev, ok := s.Refs(repo); held && ok && (head == "" || head == prev.Head) {
-		switch err := writeLooseRefs(dir, changes); {
-		case err == nil:
+		var b fileBatch
+		err := addPacks(&b, dir, packs)
+		if err == nil {
+			err = addLooseRefs(&b, dir, changes)
+		}
+		if err == nil {
+			if err := b.commit(); err != nil {
+				return nil, fmt.Errorf("move refs of %q: %w", repo, err)
+			}
 			return prev.applied(changes, head), nil
-		case !errors.Is(err, errNeedsGit):
-			return nil, fmt.Errorf("move refs of %q: %w", repo, err)
+		}
+		b.abort()
+		if !errors.Is(err, errNeedsGit) {
+			return nil, fmt.Errorf("install objects of %q: %w", repo, err)
+		}
+	}
+	if len(packs) > 0 { // objects from the packs, refs by git
+		var b fileBatch
+		if err := addPacks(&b, dir, packs); err != nil {
+			b.abort()
+			return nil, fmt.Errorf("install objects of %q: %w", repo, err)
+		}
+		if err := b.commit(); err != nil {
+			return nil, fmt.Errorf("install objects of %q: %w", repo, err)
 		}
 	}
 	if !held {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"golang.org/x/sync/errgroup"
 )
 
 // A synchronous follower that fetched every push's objects with git (a
@@ -190,11 +191,8 @@ func checkPack(p Pack) (*idxfile.MemoryIndex, error) {
 	return idx, nil
 }
 
-// installPacks writes packs into the bare repo at dir, durably, as git
-// does: each file written under a temporary name and fsynced, the pack
-// renamed into place before its index (git finds packs by their index),
-// then the directory fsynced. It returns the indexes of the packs.
-func installPacks(dir string, packs []Pack) ([]*idxfile.MemoryIndex, error) {
+// checkPacks checks every pack (see checkPack) and returns their indexes.
+func checkPacks(packs []Pack) ([]*idxfile.MemoryIndex, error) {
 	idxs := make([]*idxfile.MemoryIndex, 0, len(packs))
 	for _, p := range packs {
 		idx, err := checkPack(p)
@@ -203,60 +201,123 @@ func installPacks(dir string, packs []Pack) ([]*idxfile.MemoryIndex, error) {
 		}
 		idxs = append(idxs, idx)
 	}
+	return idxs, nil
+}
+
+// addPacks adds packs to b, to go into the bare repo at dir: each pack
+// before its index, since git finds packs by their index.
+func addPacks(b *fileBatch, dir string, packs []Pack) error {
 	packDir := filepath.Join(dir, "objects", "pack")
 	if err := os.MkdirAll(packDir, 0o755); err != nil {
-		return nil, fmt.Errorf("install packs: %w", err)
+		return fmt.Errorf("install packs: %w", err)
 	}
 	for _, p := range packs {
 		final := filepath.Join(packDir, p.Name)
 		if _, err := os.Stat(final + ".idx"); err == nil {
 			continue // installed by an earlier attempt
 		}
-		if err := installFile(final+".pack", p.Pack); err != nil {
-			return nil, err
+		if err := b.add(final+".pack", p.Pack, 0o444, false); err != nil {
+			return err
 		}
-		if err := installFile(final+".idx", p.Index); err != nil {
-			return nil, err
+		if err := b.add(final+".idx", p.Index, 0o444, false); err != nil {
+			return err
 		}
-	}
-	if err := syncDir(packDir); err != nil {
-		return nil, err
-	}
-	return idxs, nil
-}
-
-// installFile writes data to path through a fsynced temporary file in
-// the same directory and renames it over path. Temporary names start
-// with tmp_, which git's and fjord's cleanups know as leftovers.
-func installFile(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "tmp_fjord_")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, 0o444); err != nil { // git's packs are read-only
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// fileBatch writes files durably together, as few fsync rounds as it
+// can: every file is written under a temporary name, all are fsynced at
+// once, renamed into place in the order added, and then their
+// directories are fsynced at once. A synchronous follower waits for this
+// on every push, and an fsync's tail latency is what it would otherwise
+// pay once per file.
+type fileBatch struct {
+	items []batchItem
+}
+
+type batchItem struct {
+	tmp, final string
+	f          *os.File
+}
+
+// add writes data to a temporary file for final: with lock, final's git
+// lock file (final.lock, created exclusively: errNeedsGit when git holds
+// it), else a tmp_ file beside it, which git's cleanups know as a
+// leftover.
+func (b *fileBatch) add(final string, data []byte, mode os.FileMode, lock bool) error {
+	var f *os.File
+	var err error
+	if lock {
+		f, err = os.OpenFile(final+".lock", os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if errors.Is(err, fs.ErrExist) {
+			return errNeedsGit
+		}
+	} else {
+		f, err = os.CreateTemp(filepath.Dir(final), "tmp_fjord_")
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", final, err)
+	}
+	b.items = append(b.items, batchItem{tmp: f.Name(), final: final, f: f})
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", final, err)
+	}
+	if !lock {
+		if err := f.Chmod(mode); err != nil {
+			return fmt.Errorf("write %s: %w", final, err)
+		}
+	}
+	return nil
+}
+
+// abort removes what add wrote.
+func (b *fileBatch) abort() {
+	for _, it := range b.items {
+		if it.f != nil {
+			it.f.Close()
+		}
+		os.Remove(it.tmp)
+	}
+	b.items = nil
+}
+
+// commit makes the batch's files durable under their final names. On an
+// error, files renamed already stay; the rest are removed.
+func (b *fileBatch) commit() error {
+	defer b.abort() // what is left after an error; a no-op after success
+	var g errgroup.Group
+	for _, it := range b.items {
+		g.Go(func() error {
+			if err := it.f.Sync(); err != nil {
+				return fmt.Errorf("fsync %s: %w", it.final, err)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	for i := range b.items {
+		if cerr := b.items[i].f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("write %s: %w", b.items[i].final, cerr)
+		}
+		b.items[i].f = nil
+	}
+	if err != nil {
+		return err
+	}
+	dirs := map[string]bool{}
+	for len(b.items) > 0 {
+		it := b.items[0]
+		if err := os.Rename(it.tmp, it.final); err != nil {
+			return fmt.Errorf("move %s into place: %w", it.final, err)
+		}
+		b.items = b.items[1:]
+		dirs[filepath.Dir(it.final)] = true
+	}
+	for d := range dirs {
+		g.Go(func() error { return syncDir(d) })
+	}
+	return g.Wait()
 }
 
 // packsHold reports whether the indexes hold every object in wants.
@@ -280,74 +341,36 @@ func packsHold(idxs []*idxfile.MemoryIndex, wants []string) bool {
 	return true
 }
 
-// plainRef matches the ref names writeLooseRefs writes itself: a subset
+// plainRef matches the ref names addLooseRefs writes itself: a subset
 // of what git allows, with none of the cases git's rules exist for
 // (dots leading a component, "..", ".lock", control characters).
 var plainRef = regexp.MustCompile(`^refs/([A-Za-z0-9_+@-][A-Za-z0-9._+@-]*/)*[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*$`)
 
-// errNeedsGit says a ref change is one writeLooseRefs leaves to git.
+// errNeedsGit says a ref change is one addLooseRefs leaves to git.
 var errNeedsGit = errors.New("needs git's ref transaction")
 
-// writeLooseRefs moves refs as git's files backend does, without a git
-// process: a lock file per ref, created exclusively, written and fsynced;
-// then each renamed over its ref, and the directories fsynced. A loose
-// ref overrides a packed one, so updates never touch packed-refs. It
-// returns errNeedsGit, having moved nothing, for what it leaves to git: a
-// delete, a name outside plainRef, a ref git holds locked, a ref that is
-// a directory or sits under a file.
-func writeLooseRefs(dir string, changes []RefChange) error {
-	type locked struct{ lock, ref string }
-	var held []locked
-	release := func() {
-		for _, l := range held {
-			os.Remove(l.lock)
-		}
-	}
+// addLooseRefs adds to b the moves of refs as git's files backend makes
+// them, without a git process: a lock file per ref, created exclusively
+// and written, which commit fsyncs and renames over the ref. A loose ref
+// overrides a packed one, so updates never touch packed-refs. It returns
+// errNeedsGit for what it leaves to git: a delete, a name outside
+// plainRef, a ref git holds locked, a ref that is a directory or sits
+// under a file.
+func addLooseRefs(b *fileBatch, dir string, changes []RefChange) error {
 	for _, c := range changes {
 		if c.New == "" || !plainRef.MatchString(c.Ref) || strings.HasSuffix(c.Ref, ".lock") ||
-			strings.Contains(c.Ref, "..") || strings.Contains(c.Ref, "./") || strings.HasSuffix(c.Ref, ".") {
-			release()
-			return errNeedsGit
-		}
-		if !plumbing.IsHash(c.New) {
-			release()
+			strings.Contains(c.Ref, "..") || strings.Contains(c.Ref, "./") || strings.HasSuffix(c.Ref, ".") ||
+			!plumbing.IsHash(c.New) {
 			return errNeedsGit
 		}
 		ref := filepath.Join(dir, filepath.FromSlash(c.Ref))
 		if fi, err := os.Stat(ref); err == nil && fi.IsDir() {
-			release()
 			return errNeedsGit
 		}
 		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
-			release()
 			return errNeedsGit // a ref where a directory of refs should be
 		}
-		f, err := os.OpenFile(ref+".lock", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			release()
-			return errNeedsGit
-		}
-		held = append(held, locked{lock: ref + ".lock", ref: ref})
-		_, werr := f.WriteString(c.New + "\n")
-		serr := f.Sync()
-		cerr := f.Close()
-		if err := errors.Join(werr, serr, cerr); err != nil {
-			release()
-			return fmt.Errorf("write ref %s: %w", c.Ref, err)
-		}
-	}
-	dirs := map[string]bool{}
-	for i, l := range held {
-		if err := os.Rename(l.lock, l.ref); err != nil {
-			for _, rest := range held[i:] {
-				os.Remove(rest.lock)
-			}
-			return fmt.Errorf("move ref %s: %w", l.ref, err)
-		}
-		dirs[filepath.Dir(l.ref)] = true
-	}
-	for d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := b.add(ref, []byte(c.New+"\n"), 0o644, true); err != nil {
 			return err
 		}
 	}
