@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer, e *Elector) *metrics {
 		syncWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "fjord_ha_sync_wait_seconds",
 			Help:    "Time a change waited for its synchronous replicas before it was acknowledged or refused.",
-			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Buckets: []float64{.0005, .001, .002, .003, .004, .005, .0075, .01, .015, .02, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 	}
 	if reg == nil {

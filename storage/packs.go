@@ -213,8 +213,8 @@ func addPacks(b *fileBatch, dir string, packs []Pack) error {
 	}
 	for _, p := range packs {
 		final := filepath.Join(packDir, p.Name)
-		if _, err := os.Stat(final + ".idx"); err == nil {
-			continue // installed by an earlier attempt
+		if installed(final, p) {
+			continue // by an earlier attempt
 		}
 		if err := b.add(final+".pack", p.Pack, 0o444, false); err != nil {
 			return err
@@ -226,12 +226,36 @@ func addPacks(b *fileBatch, dir string, packs []Pack) error {
 	return nil
 }
 
-// fileBatch writes files durably together, as few fsync rounds as it
-// can: every file is written under a temporary name, all are fsynced at
-// once, renamed into place in the order added, and then their
-// directories are fsynced at once. A synchronous follower waits for this
-// on every push, and an fsync's tail latency is what it would otherwise
-// pay once per file.
+// installed reports whether the pack at final (no suffix) is p, whole:
+// an attempt cut short by a crash may have left files of the right names
+// that are not.
+func installed(final string, p Pack) bool {
+	fi, err := os.Stat(final + ".pack")
+	if err != nil || fi.Size() != int64(len(p.Pack)) {
+		return false
+	}
+	idx, err := os.ReadFile(final + ".idx")
+	if err != nil || !bytes.Equal(idx, p.Index) {
+		return false
+	}
+	f, err := os.Open(final + ".pack")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	trailer := make([]byte, sha1.Size)
+	_, err = f.ReadAt(trailer, fi.Size()-sha1.Size)
+	return err == nil && bytes.Equal(trailer, p.Pack[len(p.Pack)-sha1.Size:])
+}
+
+// fileBatch writes files durably together in one round of fsyncs: every
+// file is written under a temporary name, all are renamed into place in
+// the order added, and then the files and their directories are fsynced
+// at once. A synchronous follower waits for this on every push, and an
+// fsync's latency is what it would otherwise pay once per file and again
+// per directory. Until commit returns nothing is durable, which is safe
+// because nothing durable depends on it yet: the change's position is
+// written after, and a change applied again rewrites every file.
 type fileBatch struct {
 	items []batchItem
 }
@@ -271,21 +295,29 @@ func (b *fileBatch) add(final string, data []byte, mode os.FileMode, lock bool) 
 	return nil
 }
 
-// abort removes what add wrote.
+// abort removes the temporary files add wrote and commit did not rename.
 func (b *fileBatch) abort() {
 	for _, it := range b.items {
-		if it.f != nil {
-			it.f.Close()
+		it.f.Close()
+		if it.tmp != "" {
+			os.Remove(it.tmp)
 		}
-		os.Remove(it.tmp)
 	}
 	b.items = nil
 }
 
-// commit makes the batch's files durable under their final names. On an
-// error, files renamed already stay; the rest are removed.
+// commit renames the batch's files into place and makes them durable.
 func (b *fileBatch) commit() error {
-	defer b.abort() // what is left after an error; a no-op after success
+	defer b.abort()
+	dirs := map[string]bool{}
+	for i := range b.items {
+		it := &b.items[i]
+		if err := os.Rename(it.tmp, it.final); err != nil {
+			return fmt.Errorf("move %s into place: %w", it.final, err)
+		}
+		it.tmp = "" // renamed: abort leaves it
+		dirs[filepath.Dir(it.final)] = true
+	}
 	var g errgroup.Group
 	for _, it := range b.items {
 		g.Go(func() error {
@@ -294,25 +326,6 @@ func (b *fileBatch) commit() error {
 			}
 			return nil
 		})
-	}
-	err := g.Wait()
-	for i := range b.items {
-		if cerr := b.items[i].f.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("write %s: %w", b.items[i].final, cerr)
-		}
-		b.items[i].f = nil
-	}
-	if err != nil {
-		return err
-	}
-	dirs := map[string]bool{}
-	for len(b.items) > 0 {
-		it := b.items[0]
-		if err := os.Rename(it.tmp, it.final); err != nil {
-			return fmt.Errorf("move %s into place: %w", it.final, err)
-		}
-		b.items = b.items[1:]
-		dirs[filepath.Dir(it.final)] = true
 	}
 	for d := range dirs {
 		g.Go(func() error { return syncDir(d) })
