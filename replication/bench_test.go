@@ -66,6 +66,52 @@ func BenchmarkPushAcked(b *testing.B) {
 	}
 }
 
+// BenchmarkChangeAcked measures what a synchronous follower adds to a
+// push, without the git client around it: a small push is received into
+// the primary's repo (git push over file://, not timed), then the clock
+// runs from the primary recording its change (RefreshRefs, as the push
+// path does after receive-pack) to the follower's ack of it. With 0
+// followers that is the primary's own commit; with 1 it adds the stream,
+// the follower installing the pack, writing the ref and its position,
+// durably, and the ack.
+//
+//	go test -run '^$' -bench ChangeAcked -benchtime 300x ./replication/
+func BenchmarkChangeAcked(b *testing.B) {
+	for _, replicas := range []int{0, 1} {
+		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
+			g := newGroup(b)
+			p := g.start(b, "p", b.TempDir(), "", "", nil)
+			p.seed(b, "app")
+			if replicas > 0 {
+				g.start(b, "f", b.TempDir(), "", p.addr, nil)
+				p.waitAcked(b, 1)
+			}
+			work := b.TempDir()
+			g.mustGit(b, "", "clone", "-q", "file://"+p.store.RepoPath("app"), work)
+			ctx := context.Background()
+			var took []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				g.mustGit(b, work, "commit", "-q", "--allow-empty", "-m", fmt.Sprint(i))
+				g.mustGit(b, work, "push", "-q", "--receive-pack=git -c receive.unpackLimit=1 receive-pack", "origin", "HEAD:refs/heads/main")
+				b.StartTimer()
+				start := time.Now()
+				if _, err := p.store.RefreshRefs(ctx, "app"); err != nil {
+					b.Fatal(err)
+				}
+				if err := p.primary.WaitAcked(ctx, p.store.Position(), replicas); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(pct(took, .5).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(pct(took, .99).Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
 func pct(d []time.Duration, q float64) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })

@@ -31,8 +31,8 @@ func (s *Store) recoverRepos() error {
 	})
 }
 
-// clearStale removes the lock files and push quarantines that git left in
-// a repo when it was killed: a ref's .lock would otherwise make every
+// clearStale removes the lock files and push quarantines that git (or a
+// follower's own writes) left in a repo when it was killed: a ref's .lock would otherwise make every
 // later update of that ref fail ("Unable to create ….lock: File exists"),
 // so a mirror would never sync again and pushes to the branch would be
 // refused until someone deleted it by hand.
@@ -66,6 +66,12 @@ func (s *Store) clearStale(repo string) error {
 				return err
 			}
 			s.log.Warn("removed a lock file left by a git killed with fjord", "repo", repo, "path", path)
+		}
+		if strings.HasPrefix(name, "tmp_fjord_") { // a follower's pack cut short (fileBatch)
+			if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+			s.log.Warn("removed a file a replica was writing when it stopped", "repo", repo, "path", path)
 		}
 		return nil
 	})
