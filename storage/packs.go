@@ -48,7 +48,9 @@ type Pack struct {
 	Index []byte `json:"index"`
 }
 
-var packName = regexp.MustCompile(`^pack-[0-9a-f]{40}([0-9a-f]{24})?$`)
+// packName matches the packs of a SHA-1 repo, the only kind fjord
+// creates; checkPack's checksum is SHA-1 too.
+var packName = regexp.MustCompile(`^pack-[0-9a-f]{40}$`)
 
 // packSet is the packs seen per repo; a repo missing from it has not been
 // looked at since the store opened.
@@ -144,21 +146,30 @@ func (s *Store) ChangePacks(c Change) []Pack {
 		return nil
 	}
 	dir := filepath.Join(s.RepoPath(c.Repo), "objects", "pack")
-	var out []Pack
-	total := 0
+	// Sizes first: a big push's pack is never read into memory.
+	var total int64
 	for _, name := range c.Packs {
 		if !packName.MatchString(name) {
 			return nil
 		}
+		for _, ext := range []string{".pack", ".idx"} {
+			fi, err := os.Stat(filepath.Join(dir, name+ext))
+			if err != nil {
+				return nil
+			}
+			if total += fi.Size(); total > MaxInlinePackBytes {
+				return nil
+			}
+		}
+	}
+	out := make([]Pack, 0, len(c.Packs))
+	for _, name := range c.Packs {
 		pack, err := os.ReadFile(filepath.Join(dir, name+".pack"))
 		if err != nil {
 			return nil
 		}
 		idx, err := os.ReadFile(filepath.Join(dir, name+".idx"))
 		if err != nil {
-			return nil
-		}
-		if total += len(pack) + len(idx); total > MaxInlinePackBytes {
 			return nil
 		}
 		out = append(out, Pack{Name: name, Pack: pack, Index: idx})

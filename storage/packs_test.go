@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -139,6 +140,56 @@ func TestApplyChangeInstallsSentPacks(t *testing.T) {
 	apply(nil)
 	if fetches != 2 {
 		t.Fatalf("fetches = %d; want 2 (the loose commit)", fetches)
+	}
+	sameState(t, from, to)
+}
+
+// TestBigPushIsFetched: a push whose pack is over MaxInlinePackBytes is
+// not sent with its change (nor read into memory for it); the follower
+// fetches it with git and ends with the same refs.
+func TestBigPushIsFetched(t *testing.T) {
+	ctx := context.Background()
+	from, to := open(t, t.TempDir()), open(t, t.TempDir())
+	if _, err := from.CreateRepo(ctx, storage.Repo{Name: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	replicate(t, from, to)
+	work := t.TempDir()
+	big := make([]byte, storage.MaxInlinePackBytes+1<<20)
+	if _, err := rand.Read(big); err != nil { // incompressible
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("git", "init", "-q", "-b", "main", work).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v: %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(work, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("git", "-C", work, "add", "big.bin").CombinedOutput(); err != nil {
+		t.Fatalf("git add: %v: %s", err, out)
+	}
+	pushInto(t, work, from.RepoPath("app"), 1) // commits big.bin too
+	from.RefreshRefs(ctx, "app")
+	last, _ := from.ChangesSince(from.Position()-1, 1)
+	if len(last[0].Packs) != 1 {
+		t.Fatalf("the push's change names packs %v; want one", last[0].Packs)
+	}
+	if packs := from.ChangePacks(last[0]); packs != nil {
+		t.Fatalf("ChangePacks sent %d packs of a push over %d bytes; want none", len(packs), storage.MaxInlinePackBytes)
+	}
+	fetches := 0
+	fetch := func(ctx context.Context, repo, dir string, wants []string) error {
+		fetches++
+		return fetchFrom(t, from)(ctx, repo, dir, wants)
+	}
+	if _, err := to.ApplyChange(ctx, last[0].Raw, nil, nil, fetch); err != nil {
+		t.Fatal(err)
+	}
+	if fetches != 1 {
+		t.Fatalf("fetches = %d; want 1", fetches)
 	}
 	sameState(t, from, to)
 }
