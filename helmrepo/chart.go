@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fjordhq/fjord/storage"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/repo"
 )
@@ -115,6 +116,9 @@ func (m *Manager) resolveHTTP(ctx context.Context, r storage.HelmRepo, name, ver
 	idx, err := m.localIndex(r)
 	if err != nil {
 		if idx, err = m.refreshIndex(ctx, r); err != nil {
+			if v, ok := m.keptVersion(r, name, version, err); ok {
+				return &repo.ChartVersion{Metadata: &chart.Metadata{Name: name, Version: v}}, nil
+			}
 			return nil, err
 		}
 	}
@@ -169,6 +173,35 @@ func pick(idx *index, r storage.HelmRepo, name, version string) (*repo.ChartVers
 	return cvs[i], nil
 }
 
+// keptVersion resolves version among the kept versions of chart name,
+// for when there is no index (or tag list) here and none can be read
+// (why): a replica promoted after the repository went down, or a data dir
+// restored then, holds the kept archives and their records but not the
+// index, which does not replicate. The newest kept version that fits is
+// the one the app last rendered with unless the repository published a
+// newer one since, which is not to be had anyway until it answers.
+func (m *Manager) keptVersion(r storage.HelmRepo, name, version string, why error) (string, bool) {
+	charts, err := m.store.HelmCharts(r.Name)
+	if err != nil {
+		return "", false
+	}
+	var versions []string
+	for _, c := range charts {
+		if c.Name == name {
+			versions = append(versions, c.Version)
+		}
+	}
+	v, err := resolve(versions, version)
+	if err != nil {
+		return "", false
+	}
+	if _, ok := m.kept(r, name, v); !ok {
+		return "", false
+	}
+	m.log.Warn("helm repository has no index here and cannot be read; resolved the version among the charts kept", "helmrepo", r.Name, "chart", name, "want", version, "version", v, "err", why)
+	return v, true
+}
+
 // chartPath is where version of chart name of repository r is kept. Both
 // are checked to be single safe path segments before.
 func (m *Manager) chartPath(r storage.HelmRepo, name, version string) (string, error) {
@@ -178,8 +211,8 @@ func (m *Manager) chartPath(r storage.HelmRepo, name, version string) (string, e
 	if err := checkVersion(version); err != nil {
 		return "", err
 	}
-	dir := filepath.Join(m.store.HelmDir(r.Name), "charts")
-	p := filepath.Join(dir, fileName(name)+"-"+version+".tgz")
+	p := m.store.HelmChartPath(r.Name, fileName(name)+"-"+version+".tgz")
+	dir := filepath.Dir(p)
 	if filepath.Dir(p) != dir {
 		return "", fmt.Errorf("chart %q version %q does not make a file name inside the repository's directory", name, version)
 	}
@@ -268,20 +301,10 @@ func (m *Manager) keep(r storage.HelmRepo, name, version string, data []byte, di
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
-	// Chmod too: an older fjord made this directory 0755.
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	if err := os.Chmod(filepath.Dir(p), 0o700); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		if err := writeFile(p, data); err != nil {
-			return "", fmt.Errorf("%s: %w", what, err)
-		}
-	}
+	// Through storage, so the archive replicates with its record: a
+	// promoted replica renders from it with the repository down.
 	rec := storage.HelmChart{Repo: r.Name, Name: name, Version: version, Digest: digest, Size: int64(len(data)), Fetched: time.Now().UTC()}
-	if err := m.store.PutHelmChart(rec); err != nil {
+	if err := m.store.KeepHelmChart(rec, filepath.Base(p), data); err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	m.log.Info("chart kept", "helmrepo", r.Name, "chart", name, "version", version, "sha256", digest, "bytes", len(data))

@@ -219,6 +219,10 @@ func (m *Manager) ociChart(ctx context.Context, r storage.HelmRepo, name, versio
 	if !ok {
 		var err error
 		if tl, err = tags(ctx); err != nil {
+			if v, ok := m.keptVersion(r, name, version, err); ok {
+				p, _ := m.kept(r, name, v)
+				return p, v, nil
+			}
 			return "", "", err
 		}
 	}

@@ -248,7 +248,7 @@ func (p *Primary) ServeReplica(ctx context.Context, remote string, args []string
 			return err
 		}
 		for _, c := range changes {
-			files, err := p.store.CredentialFiles(c)
+			files, err := p.store.ChangeFiles(c)
 			if err != nil {
 				return err
 			}

@@ -18,9 +18,10 @@ type message struct {
 	Type string `json:"type"`
 	// Change is the change exactly as the primary's log stores it.
 	Change json.RawMessage `json:"change,omitempty"`
-	// Files are the current contents of the credential files Change
-	// writes, by path under the credentials: the log records only that
-	// they changed, so no secret stays in it.
+	// Files are the current contents of the files Change writes
+	// (credentials, kept chart archives), keyed as storage's ChangeFiles
+	// keys them: the log records only that they changed, so no secret
+	// and no archive stays in it.
 	Files map[string][]byte `json:"files,omitempty"`
 	// Packs are the packs Change brought, with their indexes, when they
 	// are small enough to send (storage.Store.ChangePacks): the follower

@@ -44,6 +44,10 @@ type BackupManifest struct {
 	// Credentials counts the secret files (mirror and push mirror
 	// credentials) in the backup.
 	Credentials int `json:"credentials"`
+	// HelmFiles counts the files of Helm repositories in the backup: kept
+	// chart archives and the last index or tag lists read (DATA/helm), so
+	// a restored server renders chart apps with the repositories down.
+	HelmFiles int `json:"helmFiles"`
 	// HostKey is whether the SSH host key is in the backup.
 	HostKey bool `json:"hostKey"`
 }
@@ -69,8 +73,8 @@ type BackupOptions struct {
 // read transaction: the database copy (bbolt Tx.WriteTo), the ref snapshot
 // in it, and each repo, whose refs are then set to exactly that snapshot,
 // so the backup is the state clients were served at one instant even while
-// pushes and syncs go on. Mirror credentials and the host key are
-// included; the backup is written with modes 0700/0600 into a temp dir
+// pushes and syncs go on. Mirror credentials, the Helm repositories' kept
+// charts and indexes, and the host key are included; the backup is written with modes 0700/0600 into a temp dir
 // beside dir and renamed into place only when complete.
 func (s *Store) Backup(ctx context.Context, dir string, opts *BackupOptions) (BackupManifest, error) {
 	if opts == nil {
@@ -137,6 +141,18 @@ func (s *Store) Backup(ctx context.Context, dir string, opts *BackupOptions) (Ba
 		}
 		m.Credentials = n
 		progress(fmt.Sprintf("credentials: %d files", n))
+		// Kept charts, under the same transaction too: an archive is
+		// written before its record commits, so every chart the database
+		// copy records is here (an archive without its record, kept
+		// meanwhile, is harmless). Temp files of writes in flight stay out.
+		n, err = copyTree(s.helmRoot(), filepath.Join(tmp, "helm"), func(_ string, d fs.DirEntry) bool {
+			return strings.HasPrefix(d.Name(), ".")
+		})
+		if err != nil {
+			return fmt.Errorf("copy helm repositories: %w", err)
+		}
+		m.HelmFiles = n
+		progress(fmt.Sprintf("helm repositories: %d files", n))
 		return nil
 	})
 	if err != nil {
@@ -373,7 +389,8 @@ type RestoreOptions struct {
 // Restore makes the data directory to from the backup in from, offline
 // (no fjord may serve to). to must be empty or not exist. The backup's
 // database is checked (bbolt's consistency check), copied with the repos,
-// credentials and host key into to/.restore-partial, opened as a data dir
+// credentials, Helm repositories' files and host key into
+// to/.restore-partial, opened as a data dir
 // to check that every repo serves exactly the refs the backup recorded,
 // and only then moved into place, the database last: a restore cut short
 // leaves to non-empty and without fjord.db, so it is never mistaken for a

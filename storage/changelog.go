@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,13 +114,84 @@ type Op struct {
 	// Seq is the nested bucket's sequence after the op, so a promoted
 	// follower numbers the next log entry as its primary would have.
 	Seq uint64 `json:"s,omitempty"`
-	// File, when set, makes the op a credential file's instead of a
-	// key's: its path under DATA/credentials, written (0600) or, with
-	// Delete, removed (a directory with all it holds). The log holds no
-	// secret: a write's content travels beside the change, read from the
-	// file when it is sent (see CredentialFiles); only changes logged
-	// before that, and full copies, carry it in Value.
+	// File, when set, makes the op a file's instead of a key's: its path
+	// (slash separated) in the tree Tree names (see FileTree), written
+	// (0600) or, with Delete, removed (a directory with all it holds). The log
+	// holds no file's content: a write's content travels beside the
+	// change, read from the file when it is sent (see ChangeFiles), so no
+	// secret stays in the log and no chart archive bloats it; only
+	// credential changes logged before that, and full copies, carry it in
+	// Value.
 	File string `json:"f,omitempty"`
+	// Tree is the tree of files File is in; empty for the credentials.
+	Tree FileTree `json:"t,omitempty"`
+}
+
+// FileTree names a directory under DATA whose files replicate as file ops.
+type FileTree string
+
+// The trees of files that replicate.
+const (
+	// TreeCredentials is DATA/credentials, which its paths are under:
+	// secret files (mirrors, push mirrors, clusters, notifiers, Helm
+	// repositories). The zero value, so the
+	// credential ops logged before trees existed read as what they are.
+	TreeCredentials FileTree = ""
+	// TreeHelm is DATA/helm: the chart archives helmrepo keeps, under
+	// helm/NAME/charts. Its paths are under DATA and start with "helm/",
+	// so a follower of an older fjord, which knows no trees and reads
+	// every path under DATA/credentials, touches only a "helm" directory
+	// there that holds nothing of its own. A Helm repository's last index
+	// and tag lists do not replicate: a promoted replica reads them again,
+	// and until it can it resolves versions among the kept charts (whose
+	// records replicate).
+	TreeHelm FileTree = "helm"
+)
+
+// dir returns the directory of tree t in the data directory of s.
+func (t FileTree) dir(s *Store) (string, error) {
+	switch t {
+	case TreeCredentials:
+		return s.credentialsDir(), nil
+	case TreeHelm:
+		return s.dir, nil
+	}
+	return "", fmt.Errorf("file tree %q is unknown to this fjord (a newer primary?): upgrade this replica", string(t))
+}
+
+// fileKey is the key of op's content in the files ChangeFiles returns:
+// the path for a credential file, as before trees existed, and
+// "TREE:PATH" for the others (no credential path holds a colon).
+func (op Op) fileKey() string {
+	if op.Tree == TreeCredentials {
+		return op.File
+	}
+	return string(op.Tree) + ":" + op.File
+}
+
+// path returns the file op's path on disk, checked to be inside its tree.
+func (op Op) path(s *Store) (string, error) {
+	dir, err := op.Tree.dir(s)
+	if err != nil {
+		return "", err
+	}
+	rel := filepath.FromSlash(op.File)
+	inside := filepath.IsLocal(rel)
+	if op.Tree == TreeHelm {
+		inside = inside && strings.HasPrefix(op.File, "helm/") && len(op.File) > len("helm/")
+	}
+	if !inside {
+		return "", fmt.Errorf("file %q: not a path inside DATA/%s", op.File, op.Tree.name())
+	}
+	return filepath.Join(dir, rel), nil
+}
+
+// name is the tree's directory name under DATA, for messages.
+func (t FileTree) name() string {
+	if t == TreeCredentials {
+		return "credentials"
+	}
+	return string(t)
 }
 
 // Sum returns the checksum that identifies the change at its position: a
@@ -331,32 +403,47 @@ func (w *wtx) writeCredentials(s *Store, path string) {
 	}
 }
 
-// CredentialFiles reads, for a change about to be sent to a follower, the
-// current content of every credential file it writes, by path under the
-// credentials. A file since removed is left out (a later change removes
-// it on the follower too), and a file since replaced is read as it is
-// now, so nothing superseded is ever sent.
-func (s *Store) CredentialFiles(c Change) (map[string][]byte, error) {
+// writeFile records that the file rel (slash separated) of tree was
+// written; its content is sent beside the change (ChangeFiles).
+func (w *wtx) writeFile(tree FileTree, rel string) {
+	w.ops = append(w.ops, Op{Tree: tree, File: rel})
+}
+
+// removeFile records that rel (a file or a directory) of tree was
+// removed; the caller removes it.
+func (w *wtx) removeFile(tree FileTree, rel string) {
+	w.ops = append(w.ops, Op{Tree: tree, File: rel, Delete: true})
+}
+
+// ChangeFiles reads, for a change about to be sent to a follower, the
+// current content of every file it writes (credentials, kept chart
+// archives), keyed as the follower's ApplyChange looks them up: by path
+// under the credentials for a credential file, by "TREE:PATH" for the
+// others. A file since removed is left out (a later change removes it on
+// the follower too), and a file since replaced is read as it is now, so
+// nothing superseded is ever sent; chart archives are never rewritten, so
+// theirs is exactly what was written.
+func (s *Store) ChangeFiles(c Change) (map[string][]byte, error) {
 	var out map[string][]byte
 	for _, op := range c.Ops {
 		if op.File == "" || op.Delete || op.Value != nil {
 			continue
 		}
-		rel := filepath.FromSlash(op.File)
-		if !filepath.IsLocal(rel) {
-			return nil, fmt.Errorf("change %d: credential file %q: not a path inside the credentials", c.Pos, op.File)
+		path, err := op.path(s)
+		if err != nil {
+			return nil, fmt.Errorf("change %d: %w", c.Pos, err)
 		}
-		data, err := os.ReadFile(filepath.Join(s.credentialsDir(), rel))
+		data, err := os.ReadFile(path)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("change %d: read credential %s: %w", c.Pos, op.File, err)
+			return nil, fmt.Errorf("change %d: read %s %s: %w", c.Pos, op.Tree.name(), op.File, err)
 		}
 		if out == nil {
 			out = map[string][]byte{}
 		}
-		out[op.File] = data
+		out[op.fileKey()] = data
 	}
 	return out, nil
 }
@@ -381,31 +468,38 @@ func (s *Store) credentialPath(path string) (string, bool) {
 	return filepath.ToSlash(rel), true
 }
 
-// applyFileOp writes or removes the credential file of op; a write's
-// content is op.Value (a change logged before the log held no secrets)
-// or files[op.File], and a write the primary sent no content for (the
-// file was removed since) writes nothing.
+// applyFileOp writes or removes the file of op; a write's content is
+// op.Value (a credential change logged before the log held no secrets)
+// or files[op.fileKey()], and a write the primary sent no content for
+// (the file was removed since) writes nothing. A chart archive is
+// written durably (fsync, then rename, then the directory's fsync)
+// before the change's transaction commits, so a follower that acked the
+// change holds the archive across a crash.
 func (s *Store) applyFileOp(op Op, files map[string][]byte) error {
-	rel := filepath.FromSlash(op.File)
-	if !filepath.IsLocal(rel) {
-		return fmt.Errorf("credential file %q: not a path inside the credentials", op.File)
+	path, err := op.path(s)
+	if err != nil {
+		return err
 	}
-	path := filepath.Join(s.credentialsDir(), rel)
 	if op.Delete {
 		if err := os.RemoveAll(path); err != nil {
-			return fmt.Errorf("remove credentials %s: %w", op.File, err)
+			return fmt.Errorf("remove %s %s: %w", op.Tree.name(), op.File, err)
 		}
 		return nil
 	}
 	data := op.Value
 	if data == nil {
 		var ok bool
-		if data, ok = files[op.File]; !ok {
+		if data, ok = files[op.fileKey()]; !ok {
 			return nil
 		}
 	}
-	if err := writeSecret(path, data); err != nil {
-		return fmt.Errorf("write credentials %s: %w", op.File, err)
+	if op.Tree == TreeHelm {
+		err = writeDurable(path, data)
+	} else {
+		err = writeSecret(path, data)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s %s: %w", op.Tree.name(), op.File, err)
 	}
 	return nil
 }
@@ -556,8 +650,8 @@ func (s *Store) appendChange(tx *bolt.Tx, pos uint64, raw []byte) error {
 	return nil
 }
 
-// applyOp writes one op of another store's change; a credential file's
-// op is applyFileOp's.
+// applyOp writes one op of another store's change; a file's op is
+// applyFileOp's.
 func applyOp(tx *bolt.Tx, op Op) error {
 	if op.File != "" {
 		return nil

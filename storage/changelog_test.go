@@ -43,9 +43,9 @@ func replicate(t *testing.T, from, to *storage.Store) {
 			return
 		}
 		for _, c := range changes {
-			files, err := from.CredentialFiles(c)
+			files, err := from.ChangeFiles(c)
 			if err != nil {
-				t.Fatalf("CredentialFiles(%d): %v", c.Pos, err)
+				t.Fatalf("ChangeFiles(%d): %v", c.Pos, err)
 			}
 			if _, err := to.ApplyChange(ctx, c.Raw, files, from.ChangePacks(c), fetchFrom(t, from)); err != nil {
 				t.Fatalf("ApplyChange(%d): %v", c.Pos, err)
@@ -500,7 +500,7 @@ func TestChangeLogHoldsNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range changes {
-		files, err := p.CredentialFiles(c)
+		files, err := p.ChangeFiles(c)
 		if err != nil {
 			t.Fatal(err)
 		}

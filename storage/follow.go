@@ -22,7 +22,7 @@ type FetchFunc func(ctx context.Context, repo, dir string, wants []string) error
 
 // ApplyChange makes raw, a change read from the primary's log, this
 // store's change at the same position: the credential files it writes
-// get their content from files (the primary's CredentialFiles of it),
+// get their content from files (the primary's ChangeFiles of it),
 // repos it creates are created, the
 // objects of the refs it moves are fetched with fetch, the refs move in
 // one git ref transaction, and then the metadata it wrote, the new ref
@@ -383,7 +383,86 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: snapshot of the credentials: %w", err)
 	}
+	// The kept chart archives, under the write lock too, so each is there
+	// with its record. They are read into memory, as the rest of the
+	// copy is: a full copy is rare (a new member, or one far behind), and
+	// a data dir's charts are a few MiB to a few hundred.
+	err = s.db.Update(func(*bolt.Tx) error {
+		charts, err := filepath.Glob(filepath.Join(s.helmRoot(), "*", "charts", "*"))
+		if err != nil {
+			return err
+		}
+		for _, path := range charts {
+			if strings.HasPrefix(filepath.Base(path), ".") { // a write in progress, or left by a crash
+				continue
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(s.dir, path)
+			snap.Ops = append(snap.Ops, Op{Tree: TreeHelm, File: filepath.ToSlash(rel), Value: data})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: snapshot of the kept charts: %w", err)
+	}
 	return snap, nil
+}
+
+// replaceHelmCharts makes the kept chart archives exactly the files of
+// ops: each written (durably) unless it is there with that content, the
+// others removed, and the directory of a Helm repository not in ops'
+// records removed whole. A repository's last index and tag lists stay.
+func (s *Store) replaceHelmCharts(ops []Op) error {
+	repos := map[string]bool{}
+	want := map[string]bool{}
+	for _, op := range ops {
+		switch {
+		case op.Bucket == string(bucketHelmRepos) && op.Nested == "" && !op.Delete:
+			repos[string(op.Key)] = true
+		case op.Tree == TreeHelm && op.File != "" && !op.Delete:
+			path, err := op.path(s)
+			if err != nil {
+				return err
+			}
+			want[path] = true
+			if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, op.Value) {
+				continue
+			}
+			if err := writeDurable(path, op.Value); err != nil {
+				return fmt.Errorf("write chart %s: %w", op.File, err)
+			}
+		}
+	}
+	ents, err := os.ReadDir(s.helmRoot())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !repos[e.Name()] {
+			if err := os.RemoveAll(filepath.Join(s.helmRoot(), e.Name())); err != nil {
+				return err
+			}
+			continue
+		}
+		charts, err := filepath.Glob(filepath.Join(s.helmRoot(), e.Name(), "charts", "*"))
+		if err != nil {
+			return err
+		}
+		for _, path := range charts {
+			if !want[path] {
+				if err := os.RemoveAll(path); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // replaceCredentials makes the credentials directory hold exactly the
@@ -398,7 +477,7 @@ func (s *Store) replaceCredentials(ops []Op) error {
 		return err
 	}
 	for _, op := range ops {
-		if op.File == "" || op.Delete {
+		if op.File == "" || op.Delete || op.Tree != TreeCredentials {
 			continue
 		}
 		rel := filepath.FromSlash(op.File)
@@ -460,6 +539,9 @@ func (s *Store) ApplySnapshot(ctx context.Context, snap *Snapshot, fetch FetchFu
 	}
 	if err := s.replaceCredentials(snap.Ops); err != nil {
 		return fmt.Errorf("full copy: credentials: %w", err)
+	}
+	if err := s.replaceHelmCharts(snap.Ops); err != nil {
+		return fmt.Errorf("full copy: kept charts: %w", err)
 	}
 	var gone []string
 	err := s.db.Update(func(tx *bolt.Tx) error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -82,7 +83,16 @@ func ValidateHelmRepoName(name string) error {
 }
 
 // HelmDir is where a Helm repository's index and chart archives live.
-func (s *Store) HelmDir(name string) string { return filepath.Join(s.dir, "helm", name) }
+func (s *Store) HelmDir(name string) string { return filepath.Join(s.helmRoot(), name) }
+
+// helmRoot is DATA/helm, the tree of every Helm repository's files.
+func (s *Store) helmRoot() string { return filepath.Join(s.dir, "helm") }
+
+// HelmChartPath is where the archive file (a name KeepHelmChart took) of
+// Helm repository repo is kept.
+func (s *Store) HelmChartPath(repo, file string) string {
+	return filepath.Join(s.HelmDir(repo), "charts", file)
+}
 
 func helmChartKey(repo, chart, version string) []byte {
 	return []byte(repo + "\x00" + chart + "\x00" + version)
@@ -181,6 +191,89 @@ func (s *Store) UpdateHelmRepo(name string, fn func(*HelmRepo) error) (HelmRepo,
 	return r, err
 }
 
+// KeepHelmChart writes data, the archive of chart version c, to
+// HelmChartPath(c.Repo, file) (0600 in a 0700 directory; temp file, fsync,
+// rename) unless it is there already, and records c, in one change that
+// replicates both: the log records only that the file was written, and
+// the primary sends the archive beside the change (ChangeFiles). An
+// archive is never rewritten, so what is sent is exactly what was kept.
+//
+// Charts are usually well under 1 MiB, some are several MiB. That is fine
+// on the change stream, which carries a push's packs of the same size:
+// a chart is kept once per version, when an app first renders it, so
+// archives are few and rare next to pushes, and a follower that lacked
+// one could only fetch it from the Helm repository, which is what a
+// promoted replica must not depend on.
+func (s *Store) KeepHelmChart(c HelmChart, file string, data []byte) error {
+	if file != filepath.Base(file) || !filepath.IsLocal(file) || strings.HasPrefix(file, ".") || strings.ContainsAny(file, `/\:`) {
+		return fmt.Errorf("chart archive name %q: not a plain file name", file)
+	}
+	path := s.HelmChartPath(c.Repo, file)
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.update(func(tx *wtx) error {
+		if tx.Bucket(bucketHelmRepos).Get([]byte(c.Repo)) == nil {
+			return notFound("helm repository", c.Repo, ErrNotFound)
+		}
+		// Chmod too: an older fjord made these directories 0755.
+		for _, dir := range []string{s.HelmDir(c.Repo), filepath.Dir(path)} {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("keep chart %s: %w", file, err)
+			}
+			if err := os.Chmod(dir, 0o700); err != nil {
+				return fmt.Errorf("keep chart %s: %w", file, err)
+			}
+		}
+		if _, err := os.Stat(path); err != nil {
+			if err := writeDurable(path, data); err != nil {
+				return fmt.Errorf("keep chart %s: %w", file, err)
+			}
+		}
+		// Written, and in the file op, even when it was there already (kept
+		// by an older fjord, whose followers never got it).
+		tx.writeFile(TreeHelm, "helm/"+c.Repo+"/charts/"+file)
+		return tx.put(bucketHelmCharts, helmChartKey(c.Repo, c.Name, c.Version), raw)
+	})
+}
+
+// writeDurable writes data to path so that a reader sees no file or all
+// of it, and a crash after it returns keeps it: a temp file beside it,
+// fsynced, 0600, renamed into place, then its directory and the
+// directory's parent fsynced (the parent in case the directory is new).
+func writeDurable(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op after the rename
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
 // PutHelmChart records a chart version kept on disk.
 func (s *Store) PutHelmChart(c HelmChart) error {
 	return s.update(func(tx *wtx) error {
@@ -249,6 +342,8 @@ func (s *Store) DeleteHelmRepo(name string) error {
 			return err
 		}
 		tx.removeCredentials(s, s.CredentialDir("helmrepo", name))
+		// Followers remove its kept charts (and whatever else is there).
+		tx.removeFile(TreeHelm, "helm/"+name)
 		return tx.del(bucketHelmRepos, []byte(name))
 	})
 	if err != nil {

@@ -16,7 +16,8 @@ func newBackupCmd(g *globals) *cobra.Command {
 		Long: `backup asks the running server for a consistent snapshot of its data dir,
 written to DIR (which must not exist yet; its parent must): the database,
 every repo with exactly the refs the database records at that instant, the
-mirror and push mirror credentials and the SSH host key. Pushes and syncs go
+mirror and push mirror credentials, the Helm repositories' kept chart
+archives and last indexes (DATA/helm) and the SSH host key. Pushes and syncs go
 on meanwhile. The backup holds secrets: it is written with modes 0700/0600,
 into a temp dir beside DIR renamed into place when complete.
 
@@ -41,7 +42,7 @@ Restore it with fjord restore --from DIR --data NEWDIR.`,
 			for _, r := range m.Repos {
 				refs += len(r.Refs)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %d repos, %d refs, %d credential files, host key %v\n", abs, len(m.Repos), refs, m.Credentials, m.HostKey)
+			fmt.Fprintf(cmd.OutOrStdout(), "backup written to %s: %d repos, %d refs, %d credential files, %d helm files, host key %v\n", abs, len(m.Repos), refs, m.Credentials, m.HelmFiles, m.HostKey)
 			return nil
 		},
 	}
