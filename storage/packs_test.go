@@ -41,6 +41,23 @@ func pushInto(t *testing.T, work, repo string, n int) string {
 	return git("rev-parse", "HEAD")
 }
 
+// followerOf returns a store with a repo "app", and a second store that
+// holds a copy of it; fetch fetches from the first and counts in fetches.
+func followerOf(t *testing.T) (from, to *storage.Store, fetch storage.FetchFunc, fetches *int) {
+	t.Helper()
+	from, to = open(t, t.TempDir()), open(t, t.TempDir())
+	if _, err := from.CreateRepo(context.Background(), storage.Repo{Name: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	replicate(t, from, to)
+	fetches = new(int)
+	fetch = func(ctx context.Context, repo, dir string, wants []string) error {
+		*fetches++
+		return fetchFrom(t, from)(ctx, repo, dir, wants)
+	}
+	return from, to, fetch, fetches
+}
+
 // TestApplyChangeInstallsSentPacks: a push's pack sent with its change is
 // all a follower needs (no fetch); a damaged pack, or a change whose
 // packs were not sent, falls back to fetching with git; either way the
@@ -48,18 +65,8 @@ func pushInto(t *testing.T, work, repo string, n int) string {
 // that fscks clean.
 func TestApplyChangeInstallsSentPacks(t *testing.T) {
 	ctx := context.Background()
-	from, to := open(t, t.TempDir()), open(t, t.TempDir())
-	if _, err := from.CreateRepo(ctx, storage.Repo{Name: "app"}); err != nil {
-		t.Fatal(err)
-	}
-	replicate(t, from, to)
+	from, to, countingFetch, fetched := followerOf(t)
 	work := t.TempDir()
-
-	fetches := 0
-	countingFetch := func(ctx context.Context, repo, dir string, wants []string) error {
-		fetches++
-		return fetchFrom(t, from)(ctx, repo, dir, wants)
-	}
 	apply := func(damage func([]storage.Pack)) {
 		t.Helper()
 		changes, err := from.ChangesSince(to.Position(), 10)
@@ -87,8 +94,8 @@ func TestApplyChangeInstallsSentPacks(t *testing.T) {
 		t.Fatalf("the push's change names packs %v; want its one pack, sent", last[0].Packs)
 	}
 	apply(nil)
-	if fetches != 0 {
-		t.Fatalf("the follower fetched %d times for a change whose pack it was sent", fetches)
+	if *fetched != 0 {
+		t.Fatalf("the follower fetched %d times for a change whose pack it was sent", *fetched)
 	}
 	sameState(t, from, to)
 	if r, _ := to.Refs("app"); func() bool { tag, ok := r.Lookup("refs/tags/v1"); return !ok || tag.Peeled == "" }() {
@@ -103,8 +110,8 @@ func TestApplyChangeInstallsSentPacks(t *testing.T) {
 			packs[i].Pack = packs[i].Pack[:len(packs[i].Pack)-7]
 		}
 	})
-	if fetches != 1 {
-		t.Fatalf("a damaged pack led to %d fetches; want 1", fetches)
+	if *fetched != 1 {
+		t.Fatalf("a damaged pack led to %d fetches; want 1", *fetched)
 	}
 	sameState(t, from, to)
 
@@ -117,8 +124,8 @@ func TestApplyChangeInstallsSentPacks(t *testing.T) {
 	pushInto(t, work, from.RepoPath("app"), 3)
 	from.RefreshRefs(ctx, "app")
 	apply(nil)
-	if fetches != 1 {
-		t.Fatalf("fetches = %d after a delete and a push with its pack; want still 1", fetches)
+	if *fetched != 1 {
+		t.Fatalf("fetches = %d after a delete and a push with its pack; want still 1", *fetched)
 	}
 	sameState(t, from, to)
 
@@ -138,8 +145,8 @@ func TestApplyChangeInstallsSentPacks(t *testing.T) {
 		t.Fatalf("a change after a repack names packs %v; want none", last[0].Packs)
 	}
 	apply(nil)
-	if fetches != 2 {
-		t.Fatalf("fetches = %d; want 2 (the loose commit)", fetches)
+	if *fetched != 2 {
+		t.Fatalf("fetches = %d; want 2 (the loose commit)", *fetched)
 	}
 	sameState(t, from, to)
 }
@@ -149,11 +156,7 @@ func TestApplyChangeInstallsSentPacks(t *testing.T) {
 // fetches it with git and ends with the same refs.
 func TestBigPushIsFetched(t *testing.T) {
 	ctx := context.Background()
-	from, to := open(t, t.TempDir()), open(t, t.TempDir())
-	if _, err := from.CreateRepo(ctx, storage.Repo{Name: "app"}); err != nil {
-		t.Fatal(err)
-	}
-	replicate(t, from, to)
+	from, to, fetch, fetches := followerOf(t)
 	work := t.TempDir()
 	big := make([]byte, storage.MaxInlinePackBytes+1<<20)
 	if _, err := rand.Read(big); err != nil { // incompressible
@@ -180,16 +183,11 @@ func TestBigPushIsFetched(t *testing.T) {
 	if packs := from.ChangePacks(last[0]); packs != nil {
 		t.Fatalf("ChangePacks sent %d packs of a push over %d bytes; want none", len(packs), storage.MaxInlinePackBytes)
 	}
-	fetches := 0
-	fetch := func(ctx context.Context, repo, dir string, wants []string) error {
-		fetches++
-		return fetchFrom(t, from)(ctx, repo, dir, wants)
-	}
 	if _, err := to.ApplyChange(ctx, last[0].Raw, nil, nil, fetch); err != nil {
 		t.Fatal(err)
 	}
-	if fetches != 1 {
-		t.Fatalf("fetches = %d; want 1", fetches)
+	if *fetches != 1 {
+		t.Fatalf("fetches = %d; want 1", *fetches)
 	}
 	sameState(t, from, to)
 }
