@@ -115,6 +115,9 @@ func (m *Manager) repoFor(ctx context.Context, u, chart string) (storage.HelmRep
 func (m *Manager) resolveHTTP(ctx context.Context, r storage.HelmRepo, name, version string) (*repo.ChartVersion, error) {
 	idx, err := m.localIndex(r)
 	if err != nil {
+		if v, ok := m.keptWhileFailing(r, name, version); ok {
+			return &repo.ChartVersion{Metadata: &chart.Metadata{Name: name, Version: v}}, nil
+		}
 		if idx, err = m.refreshIndex(ctx, r); err != nil {
 			if v, ok := m.keptVersion(r, name, version, err); ok {
 				return &repo.ChartVersion{Metadata: &chart.Metadata{Name: name, Version: v}}, nil
@@ -200,6 +203,17 @@ func (m *Manager) keptVersion(r storage.HelmRepo, name, version string, why erro
 	}
 	m.log.Warn("helm repository has no index here and cannot be read; resolved the version among the charts kept", "helmrepo", r.Name, "chart", name, "want", version, "version", v, "err", why)
 	return v, true
+}
+
+// keptWhileFailing is keptVersion for a repository with no index (or tag
+// list) here whose last read failed within its backoff: a render does
+// not wait on a repository that is down (up to the timeout, when it does
+// not answer at all) only to fall back to the kept charts after.
+func (m *Manager) keptWhileFailing(r storage.HelmRepo, name, version string) (string, bool) {
+	if r.Failures == 0 || time.Since(r.LastAttempt) >= backoff(r.Failures) {
+		return "", false
+	}
+	return m.keptVersion(r, name, version, fmt.Errorf("its last read failed %s ago: %s", time.Since(r.LastAttempt).Round(time.Second), r.LastError))
 }
 
 // chartPath is where version of chart name of repository r is kept. Both

@@ -217,6 +217,10 @@ func (m *Manager) ociChart(ctx context.Context, r storage.HelmRepo, name, versio
 	}
 	tl, ok := m.localTags(r, name)
 	if !ok {
+		if v, ok := m.keptWhileFailing(r, name, version); ok {
+			p, _ := m.kept(r, name, v)
+			return p, v, nil
+		}
 		var err error
 		if tl, err = tags(ctx); err != nil {
 			if v, ok := m.keptVersion(r, name, version, err); ok {
