@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fjordhq/fjord/mirror"
@@ -247,6 +248,22 @@ func (s *Server) deleteMirror(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keep := r.URL.Query().Get("keep-repo") == "true"
+	if !keep && r.URL.Query().Get("force") != "true" {
+		// Deleting the mirror deletes its repo: an app on it would fail
+		// quietly from then on, so say so first (as repo delete does).
+		name, err := storage.NormalizeRepoName(r.URL.Query().Get("repo"))
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		if apps, err := s.store.AppsUsingRepo(name); err != nil {
+			s.fail(w, err)
+			return
+		} else if len(apps) > 0 {
+			writeError(w, http.StatusConflict, fmt.Sprintf("mirror %q's repo is the source of apps %s: stop mirroring but keep the repo with --keep-repo, delete the apps first, or delete mirror and repo anyway with --force (their syncs fail until it exists again)", name, strings.Join(apps, ", ")))
+			return
+		}
+	}
 	if err := s.mirrors.Delete(r.Context(), r.URL.Query().Get("repo"), keep); err != nil {
 		s.fail(w, err)
 		return
@@ -329,9 +346,10 @@ func (c *Client) RestoreMirror(ctx context.Context, repo, event, toBranch string
 	return out, c.do(ctx, http.MethodPost, "/v1/mirrors/restore?repo="+queryEscape(repo)+"&event="+queryEscape(event)+"&to-branch="+queryEscape(toBranch), nil, &out)
 }
 
-// DeleteMirror removes a mirror (and its repo unless keepRepo).
-func (c *Client) DeleteMirror(ctx context.Context, repo string, keepRepo bool) error {
-	return c.do(ctx, http.MethodDelete, "/v1/mirrors?repo="+queryEscape(repo)+"&keep-repo="+strconv.FormatBool(keepRepo), nil, nil)
+// DeleteMirror removes a mirror, and its repo unless keepRepo; deleting
+// a repo that apps use is refused (naming them) unless force.
+func (c *Client) DeleteMirror(ctx context.Context, repo string, keepRepo, force bool) error {
+	return c.do(ctx, http.MethodDelete, "/v1/mirrors?repo="+queryEscape(repo)+"&keep-repo="+strconv.FormatBool(keepRepo)+"&force="+strconv.FormatBool(force), nil, nil)
 }
 
 // SyncMirror runs a sync now and returns its record.

@@ -134,6 +134,21 @@ metadata:
 	if out, err := s.fjord("repo", "delete", "gitops"); err == nil || !strings.Contains(out, "db, web") || !strings.Contains(out, "--force") {
 		t.Errorf("repo delete of a repo apps use: %v\n%s", err, out)
 	}
+	// Nor is a mirror's repo that an app uses, by deleting the mirror.
+	s.mustFjord("mirror", "add", "copy", "--upstream", "file://"+filepath.Join(s.data, "repos", "gitops.git"))
+	os.WriteFile(filepath.Join(s.dir, "oncopy.yaml"), []byte(strings.Replace(manual("oncopy", "team-copy", "    tier: x\n"), "repoURL: gitops", "repoURL: copy", 1)), 0o644)
+	s.mustFjord("app", "apply", "-f", filepath.Join(s.dir, "oncopy.yaml"))
+	if out, err := s.fjord("mirror", "delete", "copy"); err == nil || !strings.Contains(out, "oncopy") || !strings.Contains(out, "--keep-repo") || !strings.Contains(out, "--force") {
+		t.Errorf("mirror delete of a repo an app uses: %v\n%s", err, out)
+	}
+	if out := s.mustFjord("mirror", "list"); !strings.Contains(out, "copy") {
+		t.Errorf("a refused mirror delete removed the mirror:\n%s", out)
+	}
+	s.mustFjord("mirror", "delete", "copy", "--force")
+	if out := s.mustFjord("repo", "list"); strings.Contains(out, "copy") {
+		t.Errorf("mirror delete --force kept the repo:\n%s", out)
+	}
+	s.mustFjord("app", "delete", "oncopy")
 	s.mustFjord("app", "delete", "web")
 	s.mustFjord("app", "delete", "db")
 	s.mustFjord("project", "delete", "team")

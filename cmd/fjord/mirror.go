@@ -173,13 +173,13 @@ Secrets are given as files, copied into the data dir (0600) and never shown:
 	}
 	addOutputFlag(historyCmd, &histOut)
 
-	var keepRepo bool
+	var keepRepo, force bool
 	deleteCmd := &cobra.Command{
 		Use:   "delete NAME [--keep-repo]",
-		Short: "Stop mirroring; delete the repo too unless --keep-repo",
+		Short: "Stop mirroring; delete the repo too unless --keep-repo (refused while an app uses it, unless --force)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := admin.NewClient(g.dataDir).DeleteMirror(cmd.Context(), args[0], keepRepo); err != nil {
+			if err := admin.NewClient(g.dataDir).DeleteMirror(cmd.Context(), args[0], keepRepo, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "mirror %s deleted\n", args[0])
@@ -187,6 +187,7 @@ Secrets are given as files, copied into the data dir (0600) and never shown:
 		},
 	}
 	deleteCmd.Flags().BoolVar(&keepRepo, "keep-repo", false, "keep the repo as an ordinary hosted repo")
+	deleteCmd.Flags().BoolVar(&force, "force", false, "delete the repo even when apps use it (their syncs fail until it exists again)")
 
 	cmd.AddCommand(addCmd, listCmd, statusCmd, syncCmd, historyCmd, newMirrorRestoreCmd(g), newMirrorUpdateCmd(g), deleteCmd)
 	return cmd
