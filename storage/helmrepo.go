@@ -274,20 +274,6 @@ func writeDurable(path string, data []byte) error {
 	return syncDir(filepath.Dir(dir))
 }
 
-// PutHelmChart records a chart version kept on disk.
-func (s *Store) PutHelmChart(c HelmChart) error {
-	return s.update(func(tx *wtx) error {
-		if tx.Bucket(bucketHelmRepos).Get([]byte(c.Repo)) == nil {
-			return notFound("helm repository", c.Repo, ErrNotFound)
-		}
-		raw, err := json.Marshal(c)
-		if err != nil {
-			return err
-		}
-		return tx.put(bucketHelmCharts, helmChartKey(c.Repo, c.Name, c.Version), raw)
-	})
-}
-
 // HelmChart returns a kept chart version, or ErrNotFound.
 func (s *Store) HelmChart(repo, chart, version string) (HelmChart, error) {
 	var c HelmChart

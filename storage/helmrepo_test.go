@@ -33,11 +33,11 @@ func TestHelmRepoRecords(t *testing.T) {
 	if err := s.CreateHelmRepo(storage.HelmRepo{Name: "other", URL: r.URL}); !errors.Is(err, storage.ErrExists) {
 		t.Errorf("same URL twice: %v", err)
 	}
-	if err := s.PutHelmChart(storage.HelmChart{Repo: "nope", Name: "x", Version: "1.0.0"}); !errors.Is(err, storage.ErrNotFound) {
+	if err := s.KeepHelmChart(storage.HelmChart{Repo: "nope", Name: "x", Version: "1.0.0"}, "x-1.0.0.tgz", []byte("x")); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("chart of an unknown repository: %v", err)
 	}
 	for _, v := range []string{"1.0.0", "1.1.0"} {
-		if err := s.PutHelmChart(storage.HelmChart{Repo: "stable", Name: "demo", Version: v, Digest: "d"}); err != nil {
+		if err := s.KeepHelmChart(storage.HelmChart{Repo: "stable", Name: "demo", Version: v, Digest: "d"}, "demo-"+v+".tgz", []byte(v)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,7 +45,7 @@ func TestHelmRepoRecords(t *testing.T) {
 	if err := s.CreateHelmRepo(storage.HelmRepo{Name: "stable2", URL: "https://charts.example.com/stable2"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutHelmChart(storage.HelmChart{Repo: "stable2", Name: "demo", Version: "9.0.0"}); err != nil {
+	if err := s.KeepHelmChart(storage.HelmChart{Repo: "stable2", Name: "demo", Version: "9.0.0"}, "demo-9.0.0.tgz", []byte("9")); err != nil {
 		t.Fatal(err)
 	}
 	if cs, err := s.HelmCharts("stable"); err != nil || len(cs) != 2 {
