@@ -26,7 +26,7 @@ func appRowsHTML(rows []appRow) template.HTML {
 		if r.Labels != "" {
 			b.WriteString(`<br><span class="src">` + e(r.Labels) + `</span>`)
 		}
-		b.WriteString("</td>\n<td>" + e(r.Repo) + "</td>\n<td>")
+		b.WriteString("</td>\n<td>" + e(r.Repo) + "</td>\n<td>" + e(r.Cluster) + "</td>\n<td>")
 		if r.TargetRevision != "" {
 			b.WriteString(e(r.TargetRevision))
 		} else {

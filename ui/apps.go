@@ -20,6 +20,7 @@ type appRow struct {
 	Name           string
 	Labels         string // k=v, sorted
 	Repo           string
+	Cluster        string // the destination's stored cluster; "in-cluster" for fjord's own
 	TargetRevision string
 	Synced         string // the synced commit
 	Short          string // its abbreviation
@@ -142,7 +143,7 @@ func (h *Handler) appsData(r *http.Request, v *viewer) (appsData, error) {
 		}
 		st := a.Status
 		row := appRow{
-			Name: a.Name, Labels: strings.Join(labels(a.Labels), ", "), Repo: st.Repo, Synced: st.SyncedCommit, Short: short(st.SyncedCommit),
+			Name: a.Name, Labels: strings.Join(labels(a.Labels), ", "), Repo: st.Repo, Cluster: clusterName(a.Cluster), Synced: st.SyncedCommit, Short: short(st.SyncedCommit),
 			Sync: st.Sync, SyncClass: badge(st.Sync), Health: st.Health, LastSynced: st.LastSynced, LastDrift: st.LastDrift,
 		}
 		if row.Health == "" {
@@ -177,4 +178,13 @@ func (h *Handler) appsData(r *http.Request, v *viewer) (appsData, error) {
 	}
 	d.RowsHTML = appRowsHTML(d.Rows)
 	return d, nil
+}
+
+// clusterName is how the UI names an app's destination cluster: its
+// stored name, or in-cluster (Argo CD's name) for fjord's own.
+func clusterName(stored string) string {
+	if stored == "" {
+		return "in-cluster"
+	}
+	return stored
 }

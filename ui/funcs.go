@@ -20,6 +20,7 @@ var funcs = template.FuncMap{
 	"badge":   badge,
 	"join":    strings.Join,
 	"labels":  labels,
+	"cluster": clusterName,
 	"branch":  func(ref string) string { return strings.TrimPrefix(ref, "refs/heads/") },
 }
 

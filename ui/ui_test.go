@@ -390,7 +390,7 @@ func TestEventsFollowVisibility(t *testing.T) {
 func TestAppRowsEscape(t *testing.T) {
 	e := newEnv(t)
 	evil := `"><img src=x onerror=alert(1)><script>alert(2)</script>`
-	if _, err := e.store.PutApp("web", "kind: Application", storage.AppMeta{Labels: map[string]string{"team": evil}}); err != nil {
+	if _, err := e.store.PutApp("web", "kind: Application", storage.AppMeta{Labels: map[string]string{"team": evil}, Cluster: evil}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.store.RecordDrift("web", storage.DriftEvent{Time: time.Now(), Object: evil, Manager: evil, Action: storage.DriftAction(evil)}); err != nil {
@@ -490,10 +490,21 @@ func TestAppPageDetails(t *testing.T) {
 		"changed outside git (selfHeal is off)", // the drifted object's sync state
 		"prod/old-config", "kept (prune off)",   // the orphan
 		"1 of 3 replicas ready", "kubectl-edit",
+		`id="app-cluster">in-cluster<`, // fjord's own cluster, by Argo CD's name
 	} {
 		if !strings.Contains(b, want) {
 			t.Errorf("the app page lacks %q", want)
 		}
+	}
+	// An app on another cluster names it, on its page and in the list.
+	if _, err := e.store.PutApp("edge", "kind: Application", storage.AppMeta{Cluster: "edge-oslo"}); err != nil {
+		t.Fatal(err)
+	}
+	if b := body(t, e.get(e.login("admin"), "/ui/apps/edge")); !strings.Contains(b, `id="app-cluster">edge-oslo<`) {
+		t.Errorf("the page of an app on cluster edge-oslo does not name it")
+	}
+	if b := body(t, e.get(e.login("admin"), "/ui/")); !strings.Contains(b, "<td>edge-oslo</td>") || !strings.Contains(b, "<td>in-cluster</td>") {
+		t.Errorf("the apps table does not name each app's cluster")
 	}
 	if n := strings.Count(b, `id="app-error"`); n != 1 {
 		t.Errorf("the app page shows the last error %d times, want once on top", n)
