@@ -368,7 +368,7 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
 			}
-			if err != nil || d.IsDir() || strings.HasSuffix(d.Name(), ".tmp") {
+			if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") { // a temp file of writeSecret
 				return err
 			}
 			data, err := os.ReadFile(path)

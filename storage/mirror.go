@@ -136,14 +136,9 @@ func (w *wtx) writeSecrets(s *Store, dir string, files map[string][]byte) error 
 
 // writeSecret writes a secret file, 0600 in a 0700 directory, by rename.
 func writeSecret(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	// Durable before the change that records it commits: a follower acks
+	// the change, so the secret must survive its crash too.
+	return writeDurable(path, data)
 }
 
 // RemoveCredentials deletes the named secret files from dir; a name that
