@@ -116,13 +116,19 @@ func (m *Manager) deliver(ctx context.Context, d storage.Delivery) {
 		if ctx.Err() != nil {
 			return
 		}
+		// Counted only once recorded: a POST cut short by the stop is
+		// not the receiver's failure, and the next start sends it again.
 		d.Attempts = append(d.Attempts, at)
+		m.metrics.attempt(d.Notifier, at)
 		switch {
 		case at.Error == "":
 			d.State = storage.DeliveryDelivered
 		case len(d.Attempts) >= m.attempts:
 			d.State = storage.DeliveryFailed
 			m.log.Warn("notification not delivered; attempts spent", "notifier", d.Notifier, "delivery", d.ID, "event", d.Event, "attempts", len(d.Attempts), "err", at.Error)
+		}
+		if d.State != storage.DeliveryPending {
+			m.metrics.finished(d, time.Now())
 		}
 		if err := m.store.UpdateDelivery(d); err != nil {
 			m.log.Error("record notification attempt", "notifier", d.Notifier, "delivery", d.ID, "err", err)

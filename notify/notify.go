@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/fjordhq/fjord/storage"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Formats of a notifier's body.
@@ -62,6 +63,10 @@ type Config struct {
 	// MaxAttempts is how often a delivery is tried before it is marked
 	// failed. Zero means DefaultMaxAttempts.
 	MaxAttempts int
+	// Registerer receives the fjord_notify_* metrics, labelled by
+	// notifier name (never its URL). Nil registers none; the Manager
+	// works the same.
+	Registerer prometheus.Registerer
 }
 
 // Manager watches the store and delivers events. Run starts it.
@@ -73,6 +78,7 @@ type Manager struct {
 	retryBase time.Duration
 	retryMax  time.Duration
 	attempts  int
+	metrics   *metrics
 
 	mu sync.Mutex // serializes scans, so two cannot queue one event twice
 	wg sync.WaitGroup
@@ -84,7 +90,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("notify: Config.Store is required")
 	}
 	m := &Manager{store: cfg.Store, log: cfg.Logger, client: cfg.Client, timeout: cfg.Timeout,
-		retryBase: cfg.RetryBase, retryMax: cfg.RetryMax, attempts: cfg.MaxAttempts}
+		retryBase: cfg.RetryBase, retryMax: cfg.RetryMax, attempts: cfg.MaxAttempts, metrics: newMetrics(cfg.Registerer)}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -220,8 +226,10 @@ func (m *Manager) Run(ctx context.Context) error {
 
 func (m *Manager) start(ctx context.Context, d storage.Delivery) {
 	m.wg.Add(1)
+	m.metrics.pending.Inc()
 	go func() {
 		defer m.wg.Done()
+		defer m.metrics.pending.Dec()
 		m.deliver(ctx, d)
 	}()
 }

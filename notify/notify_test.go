@@ -15,6 +15,8 @@ import (
 
 	"github.com/fjordhq/fjord/notify"
 	"github.com/fjordhq/fjord/storage"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // receiver is a real HTTP server standing in for Slack or a chat bridge:
@@ -92,7 +94,13 @@ func openStore(t *testing.T, dir string) *storage.Store {
 // four times that.
 func run(t *testing.T, store *storage.Store, retryBase time.Duration) (*notify.Manager, func()) {
 	t.Helper()
-	m, err := notify.New(notify.Config{Store: store, RetryBase: retryBase, RetryMax: 4 * retryBase, MaxAttempts: 4})
+	return runConfig(t, notify.Config{Store: store, RetryBase: retryBase, RetryMax: 4 * retryBase, MaxAttempts: 4})
+}
+
+// runConfig starts a Manager of cfg; the returned func stops it.
+func runConfig(t *testing.T, cfg notify.Config) (*notify.Manager, func()) {
+	t.Helper()
+	m, err := notify.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,6 +305,96 @@ func TestNotifications(t *testing.T) {
 	}
 	if n := len(deliveries("chat")); n != 7 {
 		t.Errorf("chat has %d deliveries, want 7", n)
+	}
+}
+
+// TestMetrics: a receiver that answers 503 then 200, one that always
+// answers 404 and one that is not listening, each given the same deploy
+// with three attempts: every attempt counted by its status class, every
+// finished delivery by its outcome, the delivered one's time observed, and
+// nothing left pending. No label holds a URL.
+func TestMetrics(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	if _, err := store.PutApp("web", "kind: Application", storage.AppMeta{Project: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	flaky := newReceiver(t)
+	flaky.mu.Lock()
+	flaky.fail = 1
+	flaky.mu.Unlock()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(gone.Close)
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // its port now refuses connections
+
+	reg := prometheus.NewRegistry()
+	m, _ := runConfig(t, notify.Config{Store: store, Registerer: reg, RetryBase: time.Millisecond, RetryMax: 4 * time.Millisecond, MaxAttempts: 3})
+	for name, url := range map[string]string{"flaky": flaky.URL + "/hook/t0ken", "gone": gone.URL + "/hook/t0ken", "down": down.URL + "/hook/t0ken"} {
+		if _, err := m.Add(context.Background(), storage.Notifier{Name: name, URL: url, On: []string{"deployed"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.SetAppStatus("web", storage.AppStatus{Sync: storage.Synced, Revision: "c1c1c1c1c1c1c1c1", SyncedCommit: "c1c1c1c1c1c1c1c1",
+		Health: "Current", LastAttempt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"flaky": storage.DeliveryDelivered, "gone": storage.DeliveryFailed, "down": storage.DeliveryFailed} {
+		eventually(t, name+"'s delivery "+want, func() (bool, string) {
+			ds, err := store.Deliveries(name, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(ds) == 1 && ds[0].State == want, fmt.Sprintf("%+v", ds)
+		})
+	}
+	// The gauge drops as each delivery's goroutine ends, just after its
+	// record is written.
+	eventually(t, "no delivery pending", func() (bool, string) {
+		err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP fjord_notify_pending_deliveries Notification deliveries this replica is sending, neither delivered nor failed yet.
+# TYPE fjord_notify_pending_deliveries gauge
+fjord_notify_pending_deliveries 0
+`), "fjord_notify_pending_deliveries")
+		return err == nil, fmt.Sprint(err)
+	})
+
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP fjord_notify_attempts_total Notification POSTs, by result: the answer's status class (2xx, 4xx, 5xx, ...) or error (no answer).
+# TYPE fjord_notify_attempts_total counter
+fjord_notify_attempts_total{notifier="down",result="error"} 3
+fjord_notify_attempts_total{notifier="flaky",result="2xx"} 1
+fjord_notify_attempts_total{notifier="flaky",result="5xx"} 1
+fjord_notify_attempts_total{notifier="gone",result="4xx"} 3
+# HELP fjord_notify_deliveries_total Notification deliveries finished, by outcome: delivered (answered 2xx), failed (attempts spent).
+# TYPE fjord_notify_deliveries_total counter
+fjord_notify_deliveries_total{notifier="down",outcome="failed"} 1
+fjord_notify_deliveries_total{notifier="flaky",outcome="delivered"} 1
+fjord_notify_deliveries_total{notifier="gone",outcome="failed"} 1
+`), "fjord_notify_attempts_total", "fjord_notify_deliveries_total"); err != nil {
+		t.Error(err)
+	}
+	// Only the delivered one has a time, observed once (its value is
+	// timing, for benchmarks, not tests).
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	observed := map[string]uint64{}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if strings.Contains(l.GetValue(), "t0ken") || strings.Contains(l.GetValue(), "127.0.0.1") {
+					t.Errorf("%s has a label holding the URL: %s=%q", mf.GetName(), l.GetName(), l.GetValue())
+				}
+			}
+			if mf.GetName() == "fjord_notify_delivery_seconds" {
+				observed[mt.GetLabel()[0].GetValue()] = mt.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if want := map[string]uint64{"flaky": 1}; fmt.Sprint(observed) != fmt.Sprint(want) {
+		t.Errorf("fjord_notify_delivery_seconds sample counts %v, want %v", observed, want)
 	}
 }
 

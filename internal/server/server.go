@@ -200,7 +200,7 @@ func Open(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.notify, err = notify.New(notify.Config{Store: s.store, Logger: log}); err != nil {
+	if s.notify, err = notify.New(notify.Config{Store: s.store, Logger: log, Registerer: reg}); err != nil {
 		return nil, err
 	}
 	gcfg := gitserver.Config{
