@@ -297,7 +297,7 @@ func (r *Reconciler) classifyOne(ctx context.Context, c *cluster, app *Applicati
 	if err != nil {
 		return err
 	}
-	live, watched, err := c.watch.get(ctx, m.Resource, t.ref.Namespace, t.ref.Name)
+	live, watched, err := c.watcher().get(ctx, m.Resource, t.ref.Namespace, t.ref.Name)
 	if err != nil {
 		return err
 	}

@@ -530,10 +530,10 @@ type cluster struct {
 	dyn    dynamic.Interface
 	disco  discovery.DiscoveryInterface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
-	watch  *watcher
 
 	mu      sync.Mutex
-	state   string // storage.Cluster* state
+	watch   *watcher // this term's; a new one each Run
+	state   string   // storage.Cluster* state
 	lastErr string
 	probing bool
 	stopped bool
@@ -585,12 +585,33 @@ func (o observed) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// watcher returns the cluster's watches of the running term.
+func (c *cluster) watcher() *watcher {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.watch
+}
+
 // stop ends the cluster's watches and probes.
 func (c *cluster) stop() {
 	c.mu.Lock()
 	c.stopped = true
+	w := c.watch
 	c.mu.Unlock()
-	c.watch.stop()
+	w.stop()
+}
+
+// start gives a stopped cluster new watches (informers cannot be run
+// again once stopped); what a sync finds there is its state again.
+func (c *cluster) start(r *Reconciler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.stopped {
+		return
+	}
+	c.stopped = false
+	c.state, c.lastErr = storage.ClusterUnknown, ""
+	c.watch = newWatcher(r, c)
 }
 
 // status returns the cluster's state and last error.
@@ -757,14 +778,17 @@ func (r *Reconciler) appsOn(name string) []string {
 	return out
 }
 
+// startClusters gives the clusters a previous Run stopped new watches.
+func (r *Reconciler) startClusters() {
+	r.clustersMu.Lock()
+	defer r.clustersMu.Unlock()
+	for _, c := range r.clusters {
+		c.start(r)
+	}
+}
+
 // stopClusters ends every cluster's watches and probes.
 func (r *Reconciler) stopClusters() {
-	select {
-	case <-r.done:
-		return
-	default:
-		close(r.done)
-	}
 	r.clustersMu.Lock()
 	defer r.clustersMu.Unlock()
 	for _, c := range r.clusters {
@@ -872,11 +896,10 @@ func (r *Reconciler) probe(c *cluster) {
 		c.mu.Unlock()
 	}()
 	wait := clusterProbeMin
+	stopped := c.watcher().done
 	for {
 		select {
-		case <-r.done:
-			return
-		case <-c.watch.done:
+		case <-stopped:
 			return
 		case <-time.After(wait):
 		}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/fjordhq/fjord/storage"
 )
@@ -83,7 +84,7 @@ func (r *Reconciler) queueDrift(k driftKey) {
 		r.driftSeen[k] = time.Now()
 	}
 	r.mu.Unlock()
-	r.driftQ.Add(k)
+	r.work.Load().drift.Add(k)
 }
 
 // onDelete is the watch's delete handler: a managed object that git still
@@ -110,9 +111,9 @@ func (r *Reconciler) onDelete(c *cluster, obj any) {
 	}
 }
 
-func (r *Reconciler) driftWorker(ctx context.Context) {
+func (r *Reconciler) driftWorker(ctx context.Context, queue workqueue.TypedInterface[driftKey]) {
 	for {
-		k, quit := r.driftQ.Get()
+		k, quit := queue.Get()
 		if quit {
 			return
 		}
@@ -123,7 +124,7 @@ func (r *Reconciler) driftWorker(ctx context.Context) {
 		if err := r.heal(ctx, k, seen); err != nil && ctx.Err() == nil {
 			r.log.Warn("self-heal failed", "app", k.app, "object", k.ref.String(), "err", err)
 		}
-		r.driftQ.Done(k)
+		queue.Done(k)
 	}
 }
 
@@ -144,7 +145,7 @@ func (r *Reconciler) heal(ctx context.Context, k driftKey, seen time.Time) error
 	if err != nil {
 		return err
 	}
-	live, watched := c.watch.cached(m.Resource, k.ref.Namespace, k.ref.Name)
+	live, watched := c.watcher().cached(m.Resource, k.ref.Namespace, k.ref.Name)
 	if !watched {
 		return nil
 	}

@@ -75,3 +75,65 @@ func TestDriftWhileStoppedIsRecordedAtStart(t *testing.T) {
 		return false, fmt.Sprintf("%+v", ds)
 	})
 }
+
+// TestRunAgain runs one Reconciler for two terms, as a replica that
+// stepped down from primary and was elected again does: the second Run
+// syncs, heals drift and follows pushes with fresh queues and watches.
+func TestRunAgain(t *testing.T) {
+	c := newCluster(t)
+	store := openStore(t, t.TempDir())
+	w := newWork(t, store, "apps", "")
+	w.write("app/deploy.yaml", deployment)
+	w.commit("initial")
+	cfg, _, err := reconciler.LoadRESTConfig(c.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := reconciler.New(reconciler.Config{Store: store, RESTConfig: cfg, ResyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- rec.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	ns := c.env.Namespace(t)
+	name := "again-" + ns[len(ns)-6:]
+	stop := run()
+	if _, err := rec.Apply(context.Background(), appDoc(name, "apps", "app", ns, true, true)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "synced in the first term", func() (bool, string) {
+		d := c.get(gvrDeploy, ns, "web")
+		return d != nil && replicas(d) == 2, fmt.Sprint(d != nil)
+	})
+	stop()
+
+	c.kubectl("-n", ns, "scale", "deployment/web", "--replicas=4")
+	stop = run()
+	defer stop()
+	eventually(t, "reverted when the second term starts", func() (bool, string) {
+		r := replicas(c.get(gvrDeploy, ns, "web"))
+		return r == 2, fmt.Sprint(r)
+	})
+	// Self-heal needs the second term's watches and drift queue.
+	c.kubectl("-n", ns, "scale", "deployment/web", "--replicas=5")
+	eventually(t, "drift in the second term reverted", func() (bool, string) {
+		r := replicas(c.get(gvrDeploy, ns, "web"))
+		return r == 2, fmt.Sprint(r)
+	})
+	// A push reaches the second term's sync queue.
+	w.sed("app/deploy.yaml", "nginx:1.27", "nginx:1.28")
+	w.commit("bump")
+	eventually(t, "the push applied in the second term", func() (bool, string) {
+		img := image(c.get(gvrDeploy, ns, "web"))
+		return img == "nginx:1.28", img
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/fjordhq/fjord/storage"
 )
@@ -30,7 +31,7 @@ func (r *Reconciler) health(ctx context.Context, c *cluster, inv Inventory) (str
 		h := storage.ObjectHealth{ID: ref.String()}
 		s, msg := status.UnknownStatus, ""
 		if m, err := c.mapping(e.GVK()); err == nil {
-			if live, watched, err := c.watch.get(ctx, m.Resource, ref.Namespace, ref.Name); err == nil && watched {
+			if live, watched, err := c.watcher().get(ctx, m.Resource, ref.Namespace, ref.Name); err == nil && watched {
 				if live == nil {
 					s, msg = status.NotFoundStatus, "not in the cluster"
 				} else if res, err := status.Compute(live); err == nil {
@@ -56,11 +57,11 @@ const healthDebounce = 500 * time.Millisecond
 
 // healthChanged schedules a health update of an app whose object changed,
 // so status follows a rollout without waiting for the next sync.
-func (r *Reconciler) healthChanged(app string) { r.healthQ.AddAfter(app, healthDebounce) }
+func (r *Reconciler) healthChanged(app string) { r.work.Load().health.AddAfter(app, healthDebounce) }
 
-func (r *Reconciler) healthWorker(ctx context.Context) {
+func (r *Reconciler) healthWorker(ctx context.Context, queue workqueue.TypedDelayingInterface[string]) {
 	for {
-		name, quit := r.healthQ.Get()
+		name, quit := queue.Get()
 		if quit {
 			return
 		}
@@ -70,7 +71,7 @@ func (r *Reconciler) healthWorker(ctx context.Context) {
 			app, c := st.app, st.cluster
 			st.mu.Unlock()
 			if app == nil || c == nil || c.down() {
-				r.healthQ.Done(name)
+				queue.Done(name)
 				continue
 			}
 			if inv, err := r.previousInventory(ctx, c, app); err == nil {
@@ -78,6 +79,6 @@ func (r *Reconciler) healthWorker(ctx context.Context) {
 				_ = r.store.UpdateAppStatus(name, func(s *storage.AppStatus) { s.Health, s.Objects = h, objs })
 			}
 		}
-		r.healthQ.Done(name)
+		queue.Done(name)
 	}
 }

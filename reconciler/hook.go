@@ -123,7 +123,7 @@ func (r *Reconciler) startHook(ctx context.Context, c *cluster, app string, ph P
 	run := &hookRun{ref: RefOf(h), m: m, phase: ph, policies: deletePolicies(h)}
 	// The hook's watch, so its completion wakes the wait (without
 	// list rights, hookState reads it with GETs).
-	c.watch.informer(ctx, m.Resource, h.GetNamespace())
+	c.watcher().informer(ctx, m.Resource, h.GetNamespace())
 	var out *unstructured.Unstructured
 	if h.GetName() == "" {
 		out, err = res.Create(ctx, h, metav1.CreateOptions{FieldManager: r.fieldManager})
@@ -156,7 +156,7 @@ func (r *Reconciler) startHook(ctx context.Context, c *cluster, app string, ph P
 // hookState updates run from the watch cache (or a GET where fjord may
 // not watch).
 func (r *Reconciler) hookState(ctx context.Context, c *cluster, run *hookRun) {
-	live, watched := c.watch.cached(run.m.Resource, run.ref.Namespace, run.ref.Name)
+	live, watched := c.watcher().cached(run.m.Resource, run.ref.Namespace, run.ref.Name)
 	if !watched {
 		got, err := c.resource(run.m, run.ref.Namespace).Get(ctx, run.ref.Name, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {

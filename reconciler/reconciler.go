@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -92,13 +93,14 @@ type Reconciler struct {
 	metrics      *metrics
 	charts       ChartSource
 
-	queue   workqueue.TypedInterface[string]
-	driftQ  workqueue.TypedInterface[driftKey]
-	healthQ workqueue.TypedDelayingInterface[string]
+	// work holds the queues the running term's workers drain. Run
+	// shuts its queues down when it returns and stores fresh ones, so
+	// the reconciler runs again in the same process: a replica that
+	// stepped down from primary and is elected again.
+	work atomic.Pointer[queues]
 
 	wrapTransport transport.WrapperFunc
 	local         *cluster // the kubeconfig's: in-cluster
-	done          chan struct{}
 	clustersMu    sync.Mutex
 	clusters      map[string]*cluster // by name, local included; built on first use
 
@@ -147,7 +149,6 @@ func New(cfg Config) (*Reconciler, error) {
 		store:         cfg.Store,
 		log:           cfg.Logger,
 		wrapTransport: cfg.WrapTransport,
-		done:          make(chan struct{}),
 		clusters:      map[string]*cluster{},
 		fieldManager:  cfg.FieldManager,
 		invNamespace:  cfg.InventoryNamespace,
@@ -156,13 +157,11 @@ func New(cfg Config) (*Reconciler, error) {
 		waveTimeout:   cfg.WaveTimeout,
 		metrics:       newMetrics(cfg.Registerer),
 		charts:        cfg.Charts,
-		queue:         workqueue.NewTyped[string](),
-		driftQ:        workqueue.NewTyped[driftKey](),
-		healthQ:       workqueue.NewTypedDelayingQueue[string](),
 		apps:          map[string]*appState{},
 		triggers:      map[string]storage.Trigger{},
 		driftSeen:     driftSeen{},
 	}
+	r.work.Store(newQueues())
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -196,6 +195,8 @@ func New(cfg Config) (*Reconciler, error) {
 // change of their repos and every ResyncInterval, and reverts drift, until
 // ctx is done. It returns nil on cancellation.
 func (r *Reconciler) Run(ctx context.Context) error {
+	q := r.work.Load()
+	r.startClusters()
 	sub := r.store.Subscribe()
 	defer sub.Close()
 	defer r.stopClusters()
@@ -226,19 +227,19 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	for range r.workers {
-		wg.Go(func() { r.worker(ctx) })
+		wg.Go(func() { r.worker(ctx, q.sync) })
 	}
 	for range 2 {
-		wg.Go(func() { r.driftWorker(ctx) })
+		wg.Go(func() { r.driftWorker(ctx, q.drift) })
 	}
-	wg.Go(func() { r.healthWorker(ctx) })
+	wg.Go(func() { r.healthWorker(ctx, q.health) })
 	// Shutting the queues down ends the workers once their item is done;
-	// only then may Run return.
+	// only then may Run return. The next Run drains fresh queues: what
+	// is queued between terms waits for it (and it queues every app).
 	defer func() {
-		r.queue.ShutDown()
-		r.driftQ.ShutDown()
-		r.healthQ.ShutDown()
+		q.shutDown()
 		wg.Wait()
+		r.work.Store(newQueues())
 	}()
 
 	tick := time.NewTicker(r.resync)
@@ -325,12 +326,34 @@ func (r *Reconciler) enqueue(name string, trigger storage.Trigger) {
 		r.triggers[name] = trigger
 	}
 	r.mu.Unlock()
-	r.queue.Add(name)
+	r.work.Load().sync.Add(name)
 }
 
-func (r *Reconciler) worker(ctx context.Context) {
+// queues are one term's work: app syncs, drifted objects to heal, apps
+// whose health to read again.
+type queues struct {
+	sync   workqueue.TypedInterface[string]
+	drift  workqueue.TypedInterface[driftKey]
+	health workqueue.TypedDelayingInterface[string]
+}
+
+func newQueues() *queues {
+	return &queues{
+		sync:   workqueue.NewTyped[string](),
+		drift:  workqueue.NewTyped[driftKey](),
+		health: workqueue.NewTypedDelayingQueue[string](),
+	}
+}
+
+func (q *queues) shutDown() {
+	q.sync.ShutDown()
+	q.drift.ShutDown()
+	q.health.ShutDown()
+}
+
+func (r *Reconciler) worker(ctx context.Context, queue workqueue.TypedInterface[string]) {
 	for {
-		name, quit := r.queue.Get()
+		name, quit := queue.Get()
 		if quit {
 			return
 		}
@@ -344,7 +367,7 @@ func (r *Reconciler) worker(ctx context.Context) {
 				r.log.Warn("sync failed", "app", name, "trigger", trigger, "err", err)
 			}
 		}
-		r.queue.Done(name)
+		queue.Done(name)
 	}
 }
 

@@ -335,7 +335,7 @@ func (r *Reconciler) waitUntil(ctx context.Context, c *cluster, app string, chec
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		changed := c.watch.changed(app)
+		changed := c.watcher().changed(app)
 		ok, why, err := check()
 		if err != nil {
 			return err
@@ -363,7 +363,7 @@ func (r *Reconciler) objectStatus(ctx context.Context, c *cluster, t *target) (s
 			return res.Status, res.Message
 		}
 	}
-	live, watched := c.watch.cached(t.m.Resource, t.ref.Namespace, t.ref.Name)
+	live, watched := c.watcher().cached(t.m.Resource, t.ref.Namespace, t.ref.Name)
 	if !watched {
 		got, err := c.resource(t.m, t.ref.Namespace).Get(ctx, t.ref.Name, metav1.GetOptions{})
 		if err != nil {
