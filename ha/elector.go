@@ -183,11 +183,12 @@ type Elector struct {
 	leaderLease *coordinationv1.Lease
 	observedAt  time.Time // when leaderLease last changed
 	blocked     string    // why this member could not take over
-	steppedDown bool
-	groupSize   int    // members by the last successful List; 0: unknown
-	podRole     Role   // the role label last set on the Pod
-	listErr     string // the last member-Lease List's error, "" after a success
-	serving     bool   // primary, and no longer following: takes writes
+	groupSize   int       // members by the last successful List; 0: unknown
+	podRole     Role      // the role label last set on the Pod
+	listErr     string    // the last member-Lease List's error, "" after a success
+	serving     bool      // primary, and no longer following: takes writes
+
+	termMu sync.Mutex // held by lead: one term's services at a time
 
 	followMu   sync.Mutex
 	following  Primary
@@ -237,9 +238,10 @@ func New(cfg Config) (*Elector, error) {
 func (e *Elector) ID() string { return e.cfg.ID }
 
 // Run keeps the member Lease, stands for election and follows the primary
-// until ctx ends. A member that stepped down from primary keeps following
-// and does not stand again until it is restarted: its primary services are
-// not built twice in one process.
+// until ctx ends. A member that stepped down from primary follows the new
+// one and stands again at once: it may take the Lease back when it is
+// eligible (it is in the sync set and holds every acknowledged change),
+// and its primary services then run again for the new term.
 func (e *Elector) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -264,12 +266,8 @@ func (e *Elector) Run(ctx context.Context) error {
 			return fmt.Errorf("ha: leader election on Lease %s/%s: %w", e.cfg.Namespace, e.cfg.Name, err)
 		}
 		le.Run(ctx)
-		e.mu.Lock()
-		down := e.steppedDown
-		e.mu.Unlock()
-		if down {
-			e.log.Warn("stepped down from primary; following until restarted (restart this member to stand for election again)")
-			<-ctx.Done()
+		if ctx.Err() == nil {
+			e.log.Info("standing for election again")
 		}
 	}
 	return nil
@@ -277,6 +275,15 @@ func (e *Elector) Run(ctx context.Context) error {
 
 // lead runs while this member holds the Lease.
 func (e *Elector) lead(ctx context.Context) {
+	// leaderelection starts lead in a goroutine and does not wait for it:
+	// a term's services must have stopped before the next term's start
+	// (a member that steps down stands again at once), and a term lost
+	// before its goroutine ran starts nothing.
+	e.termMu.Lock()
+	defer e.termMu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
 	// The stream from the previous primary stops before this member
 	// takes its first write.
 	e.stopFollowing()
@@ -300,11 +307,9 @@ func (e *Elector) stopLeading() {
 	e.mu.Lock()
 	was := e.primary
 	e.primary, e.serving = false, false
-	if was {
-		e.steppedDown = true
-	}
 	e.mu.Unlock()
 	if was {
+		e.endTerm()
 		e.refuseWrites(fmt.Errorf("%s is no longer the primary (it lost its Lease)", e.cfg.ID))
 		e.log.Warn("no longer primary: pushes and admin writes are refused from now on")
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RetryPeriod)

@@ -281,8 +281,13 @@ func TestGroupSyncPush(t *testing.T) {
 }
 
 // TestGroupFencing stops the primary's renewals with SIGSTOP: another
-// member takes over, and the old primary, continued, accepts no push.
+// member takes over, and the old primary, continued, accepts no push. It
+// follows the new primary, stands again, and when that one dies it is
+// elected again in the same process: it takes pushes and its primary
+// services (the reconciler, mirror syncs) run again.
 func TestGroupFencing(t *testing.T) {
+	env := testenv.Shared(t)
+	appNS := env.Namespace(t)
 	g := newFjordGroup(t, 0, "a", "b", "c")
 	start(t, g, "a")
 	waitPrimary(t, g, "a", "")
@@ -292,10 +297,27 @@ func TestGroupFencing(t *testing.T) {
 		t.Fatalf("repo create: %v %s", err, out)
 	}
 	dir := clone(t, a, "demo")
+	configMap(t, a, dir, "one")
 	commit(t, a, dir, "one")
 	if out, err := push(t.Context(), a, dir, "demo"); err != nil {
 		t.Fatalf("push to the primary: %v\n%s", err, out)
 	}
+	app := filepath.Join(t.TempDir(), "app.yaml")
+	os.WriteFile(app, []byte(fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: demo
+spec:
+  project: default
+  source: {repoURL: demo, targetRevision: HEAD, path: app}
+  destination: {server: https://kubernetes.default.svc, namespace: %s}
+  syncPolicy:
+    automated: {prune: true, selfHeal: true}
+`, appNS)), 0o644)
+	if out, err := a.Fjord("app", "apply", "-f", app); err != nil {
+		t.Fatalf("app apply: %v %s", err, out)
+	}
+	pid := a.Pid()
 
 	if err := syscall.Kill(a.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -321,6 +343,69 @@ func TestGroupFencing(t *testing.T) {
 	})
 	if out, err := push(t.Context(), g.Members[next], dir, "demo"); err != nil {
 		t.Fatalf("push to the new primary %s: %v\n%s", next, err, out)
+	}
+
+	// a stands again: with next dead and the third member stopped, only
+	// a can take over.
+	waitSamePosition(t, g, next, "a")
+	other := "c"
+	if next == "c" {
+		other = "b"
+	}
+	if err := g.Members[other].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	g.Members[next].Kill()
+	if p := waitPrimary(t, g, "a", next); p != "a" {
+		t.Fatalf("%s took over, want a", p)
+	}
+	if a.Pid() != pid {
+		t.Fatalf("a was restarted (pid %d, was %d): it must stand again in the same process", a.Pid(), pid)
+	}
+	if _, err := g.WaitWritable("a", leaseGrace); err != nil {
+		t.Fatal(err)
+	}
+	configMap(t, a, dir, "three")
+	head := commit(t, a, dir, "three")
+	if out, err := push(t.Context(), a, dir, "demo"); err != nil {
+		t.Fatalf("push to a, primary again: %v\n%s", err, out)
+	}
+	// Its reconciler runs again: the push is synced to the cluster.
+	eventually(t, "a's reconciler syncs the push of its second term", func() error {
+		out, err := a.Fjord("app", "get", "demo", "-o", "json")
+		if err != nil || !strings.Contains(out, head) {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		return nil
+	})
+	// Its mirror manager runs again: a sync request is served.
+	up := filepath.Join(t.TempDir(), "up.git")
+	if out, err := a.Git(t.Context(), "", "clone", "-q", "--bare", dir, up); err != nil {
+		t.Fatalf("bare clone: %v %s", err, out)
+	}
+	if out, err := a.Fjord("mirror", "add", "copy", "--upstream", "file://"+up); err != nil {
+		t.Fatalf("mirror add: %v %s", err, out)
+	}
+	if out, err := a.Fjord("mirror", "sync", "copy"); err != nil {
+		t.Fatalf("mirror sync on a, primary again: %v %s", err, out)
+	}
+	if got := g.Head(t.Context(), "a", "copy", "refs/heads/main"); got != head {
+		t.Fatalf("mirror copy serves main at %q, want %s", got, head)
+	}
+}
+
+// configMap stages app/cm.yaml in dir: a ConfigMap holding msg.
+func configMap(t *testing.T, s *fjordtest.Server, dir, msg string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\ndata:\n  msg: " + msg + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "app", "cm.yaml"), []byte(cm), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.Git(t.Context(), dir, "add", "app"); err != nil {
+		t.Fatalf("git add: %v\n%s", err, out)
 	}
 }
 

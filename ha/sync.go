@@ -22,13 +22,23 @@ type syncState struct {
 	members   []string      // the sync followers named in the Lease
 	acked     atomic.Uint64 // highest position acknowledged to a client
 	lastAckAt atomic.Int64  // unix nanoseconds of the last acknowledgement
-	started   bool          // beginTerm ran in this process
+	started   bool          // beginTerm ran, and endTerm not since
 }
 
 func (e *Elector) termStarted() bool {
 	e.sync.mu.RLock()
 	defer e.sync.mu.RUnlock()
 	return e.sync.started
+}
+
+// endTerm forgets the sync state of the term that ended: should this
+// member find the Lease still its own when it stands again, its next term
+// starts from the Lease's annotations and checks its position against
+// them, as after a restart.
+func (e *Elector) endTerm() {
+	e.sync.mu.Lock()
+	defer e.sync.mu.Unlock()
+	e.sync.started = false
 }
 
 // beginTerm sets up the sync state of a new term from the previous
