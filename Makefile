@@ -147,6 +147,8 @@ bench: build testenv
 	$(GO) test -run '^$$' -bench 'HelmChart' -benchtime 1x -timeout 30m ./reconciler/
 	$(GO) test -run '^$$' -bench 'AgedRepo' -benchtime 1x -timeout 40m ./housekeeping/
 	$(GO) test -run '^$$' -bench 'GroupPush|Failover' -benchtime 1x -timeout 30m ./ha/
+	$(GO) test -run '^$$' -bench 'PushAcked|ChangeAcked' -benchtime 200x -timeout 20m ./replication/
+	$(GO) test -run '^$$' -bench 'KeptChartAcked' -benchtime 10x -timeout 10m ./replication/
 	$(GO) test -run '^$$' -bench 'AppsPage' -benchtime 200x -timeout 10m ./ui/
 
 # bench-compare runs fio's etcd job (IBM/etcd recipe) and fjord's own version
