@@ -269,6 +269,26 @@ func installed(final string, p Pack) bool {
 // written after, and a change applied again rewrites every file.
 type fileBatch struct {
 	items []batchItem
+	// hook, when set (by tests only), is called before each step of
+	// commit with the step (stepFsync, stepRename, stepFsyncDir) and the
+	// file or directory it is for; an error it returns fails the step as
+	// the system call's would. The fsyncs of a round call it concurrently.
+	hook func(step, path string) error
+}
+
+// The steps of fileBatch.commit, as its hook sees them.
+const (
+	stepFsync    = "fsync"     // a file, named by its final path
+	stepRename   = "rename"    // a file moved to its final path
+	stepFsyncDir = "fsync dir" // a directory
+)
+
+// step calls the test hook, if any, before the step named.
+func (b *fileBatch) step(step, path string) error {
+	if b.hook == nil {
+		return nil
+	}
+	return b.hook(step, path)
 }
 
 type batchItem struct {
@@ -323,6 +343,9 @@ func (b *fileBatch) commit() error {
 	dirs := map[string]bool{}
 	for i := range b.items {
 		it := &b.items[i]
+		if err := b.step(stepRename, it.final); err != nil {
+			return fmt.Errorf("move %s into place: %w", it.final, err)
+		}
 		if err := os.Rename(it.tmp, it.final); err != nil {
 			return fmt.Errorf("move %s into place: %w", it.final, err)
 		}
@@ -332,6 +355,9 @@ func (b *fileBatch) commit() error {
 	var g errgroup.Group
 	for _, it := range b.items {
 		g.Go(func() error {
+			if err := b.step(stepFsync, it.final); err != nil {
+				return fmt.Errorf("fsync %s: %w", it.final, err)
+			}
 			if err := it.f.Sync(); err != nil {
 				return fmt.Errorf("fsync %s: %w", it.final, err)
 			}
@@ -339,7 +365,12 @@ func (b *fileBatch) commit() error {
 		})
 	}
 	for d := range dirs {
-		g.Go(func() error { return syncDir(d) })
+		g.Go(func() error {
+			if err := b.step(stepFsyncDir, d); err != nil {
+				return fmt.Errorf("fsync %s: %w", d, err)
+			}
+			return syncDir(d)
+		})
 	}
 	return g.Wait()
 }
