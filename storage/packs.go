@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -178,9 +180,12 @@ func (s *Store) ChangePacks(c Change) []Pack {
 }
 
 // checkPack verifies that p is a whole pack with its own index: the
-// pack's trailer is the SHA-1 of what precedes it, and the index names
-// that same checksum. A pack cut short in transit fails here, before
-// anything is written.
+// pack's trailer is the SHA-1 of what precedes it, the index's trailer
+// the SHA-1 of what precedes that, and the index names the pack's
+// checksum. A pack or index cut short or damaged in transit fails here,
+// before anything is written. The index's checksum is checked here over
+// the bytes that will be the file, whatever the decoder checks of what
+// it reads: git reads the checksums at the file's end.
 func checkPack(p Pack) (*idxfile.MemoryIndex, error) {
 	if !packName.MatchString(p.Name) {
 		return nil, fmt.Errorf("pack name %q is not pack-<hash>", p.Name)
@@ -192,12 +197,23 @@ func checkPack(p Pack) (*idxfile.MemoryIndex, error) {
 	if sum := sha1.Sum(body); !bytes.Equal(sum[:], trailer) {
 		return nil, fmt.Errorf("%s.pack is damaged or cut short: its checksum does not match", p.Name)
 	}
-	if len(p.Index) < 2*sha1.Size || !bytes.Equal(p.Index[len(p.Index)-2*sha1.Size:len(p.Index)-sha1.Size], trailer) {
-		return nil, fmt.Errorf("%s.idx is not the index of %s.pack", p.Name, p.Name)
+	n := len(p.Index)
+	if n < 2*sha1.Size {
+		return nil, fmt.Errorf("%s.idx is not an index (%d bytes)", p.Name, n)
+	}
+	if sum := sha1.Sum(p.Index[:n-sha1.Size]); !bytes.Equal(sum[:], p.Index[n-sha1.Size:]) {
+		return nil, fmt.Errorf("%s.idx is damaged or cut short: its checksum does not match", p.Name)
+	}
+	if named := p.Index[n-2*sha1.Size : n-sha1.Size]; !bytes.Equal(named, trailer) {
+		return nil, fmt.Errorf("%s.idx is not the index of %s.pack: it names pack %x, the pack's checksum is %x", p.Name, p.Name, named, trailer)
 	}
 	idx := idxfile.NewMemoryIndex()
-	if err := idxfile.NewDecoder(bytes.NewReader(p.Index)).Decode(idx); err != nil {
+	r := bytes.NewReader(p.Index)
+	if err := idxfile.NewDecoder(r).Decode(idx); err != nil {
 		return nil, fmt.Errorf("%s.idx: %w", p.Name, err)
+	}
+	if r.Len() > 0 { // the checksums checked above are not the ones decoded
+		return nil, fmt.Errorf("%s.idx has %d bytes after its end", p.Name, r.Len())
 	}
 	return idx, nil
 }
@@ -217,16 +233,24 @@ func checkPacks(packs []Pack) ([]*idxfile.MemoryIndex, error) {
 
 // addPacks adds packs to b, to go into the bare repo at dir: each pack
 // before its index, since git finds packs by their index.
+//
+// A pack already in place under its name is written again all the same.
+// It is there because an earlier attempt renamed it and then failed or
+// was killed, which may have been before its data was durable; an fsync
+// of it now would not say it is, since Linux reports a failed writeback
+// only once, and comparing it with the pack sent would read it whole.
+// Git names a pack by its checksum, so the pack replaced is this one or a
+// damaged copy, and a reader holding it open keeps reading it.
 func addPacks(b *fileBatch, dir string, packs []Pack) error {
 	packDir := filepath.Join(dir, "objects", "pack")
-	if err := os.MkdirAll(packDir, 0o755); err != nil {
+	if err := b.mkdirAll(packDir); err != nil {
 		return fmt.Errorf("install packs: %w", err)
 	}
 	for _, p := range packs {
-		final := filepath.Join(packDir, p.Name)
-		if installed(final, p) {
-			continue // by an earlier attempt
+		if !packName.MatchString(p.Name) { // a name that would leave packDir
+			return fmt.Errorf("install packs: pack name %q is not pack-<hash>", p.Name)
 		}
+		final := filepath.Join(packDir, p.Name)
 		if err := b.add(final+".pack", p.Pack, 0o444, false); err != nil {
 			return err
 		}
@@ -237,38 +261,29 @@ func addPacks(b *fileBatch, dir string, packs []Pack) error {
 	return nil
 }
 
-// installed reports whether the pack at final (no suffix) is p, whole:
-// an attempt cut short by a crash may have left files of the right names
-// that are not.
-func installed(final string, p Pack) bool {
-	fi, err := os.Stat(final + ".pack")
-	if err != nil || fi.Size() != int64(len(p.Pack)) {
-		return false
-	}
-	idx, err := os.ReadFile(final + ".idx")
-	if err != nil || !bytes.Equal(idx, p.Index) {
-		return false
-	}
-	f, err := os.Open(final + ".pack")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	trailer := make([]byte, sha1.Size)
-	_, err = f.ReadAt(trailer, fi.Size()-sha1.Size)
-	return err == nil && bytes.Equal(trailer, p.Pack[len(p.Pack)-sha1.Size:])
-}
-
-// fileBatch writes files durably together in one round of fsyncs: every
-// file is written under a temporary name, all are renamed into place in
-// the order added, and then the files and their directories are fsynced
-// at once. A synchronous follower waits for this on every push, and an
-// fsync's latency is what it would otherwise pay once per file and again
-// per directory. Until commit returns nothing is durable, which is safe
-// because nothing durable depends on it yet: the change's position is
-// written after, and a change applied again rewrites every file.
+// fileBatch writes files durably together, in git's order and in as few
+// rounds of fsyncs as that order allows. Every file is written under a
+// temporary name, and all are fsynced at once; only then are they
+// renamed into place, in the order added; then the directories the
+// renames changed, and those that hold a directory the batch made, are
+// fsynced at once. A synchronous follower waits for this on every push:
+// two rounds cost two fsync latencies, where fsyncing each file and
+// directory in turn would cost one per file and directory.
+//
+// Data before names: a power loss at any point leaves either the old
+// name or a new name with its data whole, never a ref that survived its
+// pack being lost (which makes git's for-each-ref, and so storage.Open,
+// fail on the missing object). The renames are made in order, and the
+// filesystems fjord runs on (ext4, XFS) commit them to their journal in
+// that order, so a ref that survives a power loss before the directory
+// fsyncs comes with its pack's name. Until commit returns, the change is
+// not acked and its position not written; applied again, it writes every
+// file of the batch again.
 type fileBatch struct {
 	items []batchItem
+	// dirs are the directories to fsync after the renames, besides those
+	// holding the items: made by mkdirAll, or holding one it made.
+	dirs map[string]bool
 	// hook, when set (by tests only), is called before each step of
 	// commit with the step (stepFsync, stepRename, stepFsyncDir) and the
 	// file or directory it is for; an error it returns fails the step as
@@ -294,6 +309,44 @@ func (b *fileBatch) step(step, path string) error {
 type batchItem struct {
 	tmp, final string
 	f          *os.File
+}
+
+// syncDirAfter has commit fsync dir after its renames.
+func (b *fileBatch) syncDirAfter(dir string) {
+	if b.dirs == nil {
+		b.dirs = map[string]bool{}
+	}
+	b.dirs[dir] = true
+}
+
+// mkdirAll is os.MkdirAll for a batch: the directories it makes are
+// durable once commit returns, since commit fsyncs the directory holding
+// each (a new directory's own entries are fsynced as its files' are).
+func (b *fileBatch) mkdirAll(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := b.mkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		// Made meanwhile by another: then as good as made here.
+		if fi, serr := os.Lstat(dir); serr != nil || !fi.IsDir() {
+			return err
+		}
+	}
+	b.syncDirAfter(parent)
+	return nil
 }
 
 // add writes data to a temporary file for final: with lock, final's git
@@ -337,24 +390,15 @@ func (b *fileBatch) abort() {
 	b.items = nil
 }
 
-// commit renames the batch's files into place and makes them durable.
+// commit makes the batch's files durable and moves them into place:
+// fsyncs of every file, then the renames, then fsyncs of the directories.
+// An error leaves the files not yet renamed under their temporary names,
+// which it removes: after a failed fsync, no file has moved.
 func (b *fileBatch) commit() error {
 	defer b.abort()
-	dirs := map[string]bool{}
-	for i := range b.items {
-		it := &b.items[i]
-		if err := b.step(stepRename, it.final); err != nil {
-			return fmt.Errorf("move %s into place: %w", it.final, err)
-		}
-		if err := os.Rename(it.tmp, it.final); err != nil {
-			return fmt.Errorf("move %s into place: %w", it.final, err)
-		}
-		it.tmp = "" // renamed: abort leaves it
-		dirs[filepath.Dir(it.final)] = true
-	}
-	var g errgroup.Group
+	var files errgroup.Group
 	for _, it := range b.items {
-		g.Go(func() error {
+		files.Go(func() error {
 			if err := b.step(stepFsync, it.final); err != nil {
 				return fmt.Errorf("fsync %s: %w", it.final, err)
 			}
@@ -364,15 +408,30 @@ func (b *fileBatch) commit() error {
 			return nil
 		})
 	}
-	for d := range dirs {
-		g.Go(func() error {
+	if err := files.Wait(); err != nil {
+		return err
+	}
+	for i := range b.items {
+		it := &b.items[i]
+		if err := b.step(stepRename, it.final); err != nil {
+			return fmt.Errorf("move %s into place: %w", it.final, err)
+		}
+		if err := os.Rename(it.tmp, it.final); err != nil {
+			return fmt.Errorf("move %s into place: %w", it.final, err)
+		}
+		it.tmp = "" // renamed: abort leaves it
+		b.syncDirAfter(filepath.Dir(it.final))
+	}
+	var dirs errgroup.Group
+	for d := range b.dirs {
+		dirs.Go(func() error {
 			if err := b.step(stepFsyncDir, d); err != nil {
 				return fmt.Errorf("fsync %s: %w", d, err)
 			}
 			return syncDir(d)
 		})
 	}
-	return g.Wait()
+	return dirs.Wait()
 }
 
 // packsHold reports whether the indexes hold every object in wants.
@@ -409,8 +468,9 @@ var errNeedsGit = errors.New("needs git's ref transaction")
 // and written, which commit fsyncs and renames over the ref. A loose ref
 // overrides a packed one, so updates never touch packed-refs. It returns
 // errNeedsGit for what it leaves to git: a delete, a name outside
-// plainRef, a ref git holds locked, a ref that is a directory or sits
-// under a file.
+// plainRef, a ref git holds locked, a symbolic ref (which git's
+// transaction updates through), a ref that is a directory or sits under
+// a file.
 func addLooseRefs(b *fileBatch, dir string, changes []RefChange) error {
 	for _, c := range changes {
 		if c.New == "" || !plainRef.MatchString(c.Ref) || strings.HasSuffix(c.Ref, ".lock") ||
@@ -419,10 +479,26 @@ func addLooseRefs(b *fileBatch, dir string, changes []RefChange) error {
 			return errNeedsGit
 		}
 		ref := filepath.Join(dir, filepath.FromSlash(c.Ref))
-		if fi, err := os.Stat(ref); err == nil && fi.IsDir() {
-			return errNeedsGit
+		fi, err := os.Lstat(ref)
+		switch {
+		case err == nil && !fi.Mode().IsRegular():
+			return errNeedsGit // a directory of refs, or a symbolic link
+		case err == nil:
+			if sym, err := isSymref(ref); err != nil || sym {
+				return errNeedsGit
+			}
+		case errors.Is(err, fs.ErrNotExist):
+			// A new ref: the directories up to refs/ may be ones an
+			// earlier attempt made and was killed before it fsynced
+			// what holds them; so they are fsynced again.
+			refs := filepath.Join(dir, "refs") // plainRef: c.Ref is under it
+			for d := filepath.Dir(ref); d != refs && strings.HasPrefix(d, refs); d = filepath.Dir(d) {
+				b.syncDirAfter(filepath.Dir(d))
+			}
+		default:
+			return errNeedsGit // under a file, or unreadable: git says which
 		}
-		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
+		if err := b.mkdirAll(filepath.Dir(ref)); err != nil {
 			return errNeedsGit // a ref where a directory of refs should be
 		}
 		if err := b.add(ref, []byte(c.New+"\n"), 0o644, true); err != nil {
@@ -430,6 +506,21 @@ func addLooseRefs(b *fileBatch, dir string, changes []RefChange) error {
 		}
 	}
 	return nil
+}
+
+// isSymref reports whether the loose ref file at path is a symbolic ref.
+func isSymref(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	head := make([]byte, len("ref:"))
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return string(head[:n]) == "ref:", nil
 }
 
 // applied returns r with changes made and HEAD pointing at head (kept
