@@ -28,7 +28,7 @@ func BenchmarkAgedRepo(b *testing.B) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { m.Run(ctx); close(done) }()
+		go func() { m.Run(ctx, housekeeping.Primary); close(done) }()
 		start := time.Now()
 		for p := 0; p < pushes; p++ {
 			r.push(p)
@@ -38,7 +38,7 @@ func BenchmarkAgedRepo(b *testing.B) {
 		time.Sleep(housekeeping.DefaultDelay)
 		cancel()
 		<-done
-		if _, err := m.Housekeep(context.Background(), "aged"); err != nil {
+		if _, err := m.Housekeep(context.Background(), "aged", housekeeping.Primary); err != nil {
 			b.Fatal(err)
 		}
 		aged, err := housekeeping.Inspect(r.path())

@@ -13,6 +13,13 @@
 // One repo is housekept at a time, off the request path, holding the
 // repo's upkeep lock (storage.LockRepoUpkeep): pushes and syncs wait while
 // its packs are rewritten, and a backup never copies them half-replaced.
+//
+// A replica that follows a primary housekeeps its own copy in Follower
+// mode: the same repacks, indexes and commit-graphs, so the packs it
+// installs one per push do not pile up, but never the full repack, so it
+// drops no object (its primary may later point a ref at an object the
+// follower holds unreachable, such as a deleted branch's) and records
+// nothing (a follower's store takes only its primary's changes).
 package housekeeping
 
 import (
@@ -67,8 +74,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Git is the git binary; empty means "git" from PATH.
 	Git string
-	// PruneGrace: unreachable objects older than this are pruned. Zero
-	// means DefaultPruneGrace.
+	// PruneGrace: unreachable objects older than this are pruned (in
+	// Primary mode; a Follower prunes none). Zero means DefaultPruneGrace.
 	PruneGrace time.Duration
 	// Delay between a repo's change and its housekeeping. Zero means
 	// DefaultDelay.
@@ -76,15 +83,39 @@ type Config struct {
 	// LooseObjectLimit and LooseRefLimit: zero means the defaults.
 	LooseObjectLimit int
 	LooseRefLimit    int
-	// FullRepackInterval: a repack due at least this long after the last
-	// full one is a full repack, which prunes. Zero means
-	// DefaultFullRepackInterval.
+	// FullRepackInterval: in Primary mode, a repack due at least this
+	// long after the last full one is a full repack, which prunes. Zero
+	// means DefaultFullRepackInterval.
 	FullRepackInterval time.Duration
 	// WholeRepackBelow: a repo whose packs are smaller than this many
 	// bytes is repacked whole (reachable objects into one pack, nothing
 	// pruned) instead of geometrically. Zero means
 	// DefaultWholeRepackBelow; negative means always geometric.
 	WholeRepackBelow int64
+}
+
+// Mode is what a Run or a Housekeep may do to a repo's objects.
+type Mode int
+
+const (
+	// Primary housekeeping, for a server alone or a group's primary, runs
+	// every step, including the full repack that drops unreachable
+	// objects older than Config.PruneGrace.
+	Primary Mode = iota
+	// Follower housekeeping, for a replica that follows a primary, never
+	// drops an object: a repack keeps the unreachable objects in a cruft
+	// pack without expiry (or, geometric, packs whatever it merges), and
+	// git prune never runs. It writes to the repo's own files only, never
+	// to the store.
+	Follower
+)
+
+// String names the mode in logs.
+func (md Mode) String() string {
+	if md == Follower {
+		return "follower"
+	}
+	return "primary"
 }
 
 // Manager schedules and runs housekeeping.
@@ -99,6 +130,11 @@ type Manager struct {
 	full    time.Duration
 	whole   int64
 	metrics *metrics
+
+	// running is held by the one Run in progress: a member that changes
+	// roles starts the next mode's Run while the last one may still be
+	// finishing its repo.
+	running chan struct{}
 
 	mu      sync.Mutex
 	pending map[string]time.Time // repo -> when it is due
@@ -120,6 +156,7 @@ func New(cfg Config) (*Manager, error) {
 		refs:    cfg.LooseRefLimit,
 		full:    cfg.FullRepackInterval,
 		whole:   cfg.WholeRepackBelow,
+		running: make(chan struct{}, 1),
 		pending: make(map[string]time.Time),
 		wake:    make(chan struct{}, 1),
 	}
@@ -152,8 +189,19 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // Run looks at every repo once, then at each repo whose refs change (a
-// push, a sync), one repo at a time, until ctx is done.
-func (m *Manager) Run(ctx context.Context) error {
+// push, a sync, or on a follower a change applied from its primary), one
+// repo at a time, in mode, until ctx is done.
+//
+// Run may be called again after it returned, in either mode, as a replica
+// changes roles. A Run called while another runs waits for that one to
+// return (or for ctx to end), so two Runs never housekeep at once.
+func (m *Manager) Run(ctx context.Context, mode Mode) error {
+	select {
+	case m.running <- struct{}{}:
+		defer func() { <-m.running }()
+	case <-ctx.Done():
+		return nil
+	}
 	sub := m.store.Subscribe()
 	defer sub.Close()
 	repos, err := m.store.Repos()
@@ -173,7 +221,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	for {
 		repo, wait := m.next()
 		if repo != "" {
-			if _, err := m.Housekeep(ctx, repo); err != nil && ctx.Err() == nil {
+			if _, err := m.Housekeep(ctx, repo, mode); err != nil && ctx.Err() == nil {
 				m.log.Warn("housekeeping failed; it is tried again after the next change", "repo", repo, "err", err)
 			}
 			continue
@@ -229,9 +277,9 @@ type Result struct {
 // Did reports whether any step ran.
 func (r Result) Did() bool { return r.Repacked || r.CommitGraph || r.PackedRefs || r.Pruned }
 
-// Housekeep looks at repo now and runs the steps that are due, holding the
-// repo's upkeep lock.
-func (m *Manager) Housekeep(ctx context.Context, repo string) (Result, error) {
+// Housekeep looks at repo now and runs the steps that are due in mode,
+// holding the repo's upkeep lock.
+func (m *Manager) Housekeep(ctx context.Context, repo string, mode Mode) (Result, error) {
 	start := time.Now()
 	unlock, err := m.store.LockRepoUpkeep(ctx, repo)
 	if err != nil {
@@ -251,11 +299,13 @@ func (m *Manager) Housekeep(ctx context.Context, repo string) (Result, error) {
 	}
 	st := res.Before
 	if st.LooseObjects >= m.loose || st.Packs > 1 && !st.MultiPackIndex || st.Packs > 0 && !st.Bitmap || st.PacksOutsideMIDX >= newPackLimit {
-		if m.fullRepackDue(ctx, dir, start) {
+		if mode == Primary && m.fullRepackDue(ctx, dir, start) {
 			// All into one pack, the unreachable objects into a cruft pack
 			// that remembers their age; those older than the grace period
 			// are dropped. Only this prunes: a geometric repack packs
-			// unreachable loose objects too.
+			// unreachable loose objects too. Never on a follower: the
+			// primary decides when an object is garbage, and may still
+			// point a ref at one the follower holds unreachable.
 			expire := "--cruft-expiration=@" + strconv.FormatInt(start.Add(-m.grace).Unix(), 10)
 			if _, err := m.run(ctx, dir, "repack", "--cruft", "-d", expire, "--write-midx", "--write-bitmap-index", "-q"); err != nil {
 				return res, fmt.Errorf("housekeeping %s: %w", repo, err)
@@ -272,7 +322,9 @@ func (m *Manager) Housekeep(ctx context.Context, repo string) (Result, error) {
 			// A small repo (most GitOps repos) is repacked whole: every
 			// reachable object into one pack, the unreachable ones into a
 			// cruft pack that keeps their ages, so nothing is pruned here
-			// and the full repack still drops them on time. git before
+			// (no --cruft-expiration: git then expires none; a plain
+			// -a -d would drop them all) and the full repack still drops
+			// them on time. git before
 			// 2.44 reuses objects only from a bitmap's preferred pack, so
 			// a clone of several geometric packs recompresses the others:
 			// 1.66x the time of a fresh repo in BenchmarkAgedRepo.
@@ -308,7 +360,7 @@ func (m *Manager) Housekeep(ctx context.Context, repo string) (Result, error) {
 	}
 	m.metrics.observe(res)
 	if res.Did() {
-		m.log.Info("repo housekept", "repo", repo, "repacked", res.Repacked, "commitGraph", res.CommitGraph,
+		m.log.Info("repo housekept", "repo", repo, "mode", mode, "repacked", res.Repacked, "commitGraph", res.CommitGraph,
 			"packedRefs", res.PackedRefs, "pruned", res.Pruned, "packs", fmt.Sprintf("%d->%d", res.Before.Packs, res.After.Packs),
 			"looseObjects", fmt.Sprintf("%d->%d", res.Before.LooseObjects, res.After.LooseObjects), "took", res.Duration.Round(time.Millisecond))
 	}

@@ -110,7 +110,7 @@ func TestHousekeep(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first housekeeping of a repo is a full repack, which prunes.
-	res, err := m.Housekeep(context.Background(), "ci")
+	res, err := m.Housekeep(context.Background(), "ci", housekeeping.Primary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestHousekeep(t *testing.T) {
 	}
 
 	// A healthy repo is left alone.
-	res, err = m.Housekeep(context.Background(), "ci")
+	res, err = m.Housekeep(context.Background(), "ci", housekeeping.Primary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestHousekeep(t *testing.T) {
 	for i := 30; i < 40; i++ {
 		r.push(i)
 	}
-	res, err = m.Housekeep(context.Background(), "ci")
+	res, err = m.Housekeep(context.Background(), "ci", housekeeping.Primary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestGeometricRepack(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		r.push(i)
 	}
-	if _, err := m.Housekeep(context.Background(), "big"); err != nil {
+	if _, err := m.Housekeep(context.Background(), "big", housekeeping.Primary); err != nil {
 		t.Fatal(err)
 	}
 	for i := 30; i < 40; i++ {
@@ -191,7 +191,7 @@ func TestGeometricRepack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := m.Housekeep(context.Background(), "big")
+	res, err := m.Housekeep(context.Background(), "big", housekeeping.Primary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestUpkeepLock(t *testing.T) {
 	}
 	done := r.store.BeginRepoWrite("ci")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	_, err = m.Housekeep(ctx, "ci")
+	_, err = m.Housekeep(ctx, "ci", housekeeping.Primary)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("housekeeping during a push: err = %v, want it to wait", err)
@@ -252,7 +252,7 @@ func TestRunAfterPush(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go m.Run(ctx)
+	go m.Run(ctx, housekeeping.Primary)
 	// One push of 150 commits arrives as a pack (more than git's
 	// unpackLimit of objects), without a bitmap.
 	for i := 0; i < 150; i++ {

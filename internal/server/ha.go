@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fjordhq/fjord/ha"
+	"github.com/fjordhq/fjord/housekeeping"
 	"github.com/fjordhq/fjord/reconciler"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -38,8 +39,9 @@ type HAOptions struct {
 }
 
 // openHA builds the elector. The primary's services (mirrors,
-// Helm repositories, housekeeping, the reconciler, the admin keys) run
-// only in its term.
+// Helm repositories, housekeeping that prunes, the reconciler, the admin
+// keys) run only in its term; a follower housekeeps its copy without
+// pruning (runFollower).
 func (s *Server) openHA(reg prometheus.Registerer) error {
 	o := s.opts.HA
 	// Until elected, this member's store takes only what a primary
@@ -82,7 +84,7 @@ func (s *Server) runPrimary(ctx context.Context) {
 	var g errgroup.Group
 	g.Go(func() error { return s.mirrors.Run(ctx) })
 	g.Go(func() error { return s.charts.Run(ctx) })
-	g.Go(func() error { return s.upkeep.Run(ctx) })
+	g.Go(func() error { return s.upkeep.Run(ctx, housekeeping.Primary) })
 	g.Go(func() error { return s.notify.Run(ctx) })
 	if s.rec != nil {
 		g.Go(func() error { return s.rec.Run(ctx) })

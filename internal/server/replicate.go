@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/fjordhq/fjord/ha"
+	"github.com/fjordhq/fjord/housekeeping"
 	"github.com/fjordhq/fjord/replication"
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -52,7 +54,11 @@ func (v streamView) Followers() []ha.Follower {
 }
 
 // runFollower follows primary p until ctx ends: it streams p's change log
-// into this member's store.
+// into this member's store, and housekeeps the repos as their changes
+// arrive, in Follower mode (nothing pruned, nothing written to the store),
+// so the packs it installs one per push are folded together as the
+// primary's are. Both have stopped when it returns: the elector starts
+// the primary's services only after that.
 func (s *Server) runFollower(ctx context.Context, p ha.Primary) {
 	f := replication.NewFollower(s.store, replication.FollowerOptions{
 		ID:      s.opts.HA.ID,
@@ -64,15 +70,19 @@ func (s *Server) runFollower(ctx context.Context, p ha.Primary) {
 		Git:     s.opts.Git,
 		Metrics: s.followerMetrics,
 	})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.watchCatchUp(ctx, f)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watchCatchUp(ctx, f) })
+	uctx, stopUpkeep := context.WithCancel(ctx)
+	wg.Go(func() {
+		if err := s.upkeep.Run(uctx, housekeeping.Follower); err != nil {
+			s.log.Error("housekeeping stopped", "err", err)
+		}
+	})
 	if err := f.Run(ctx); err != nil {
 		s.log.Error("cannot follow the primary", "primary", p.ID, "address", p.Advertise, "err", err)
 	}
-	<-done
+	stopUpkeep()
+	wg.Wait()
 }
 
 // watchCatchUp marks the member caught up (ready to serve reads) once its

@@ -321,7 +321,7 @@ func (s *Server) Run(ctx context.Context) error {
 	} else {
 		grp.Go(func() error { return s.mirrors.Run(gctx) })
 		grp.Go(func() error { return s.charts.Run(gctx) })
-		grp.Go(func() error { return s.upkeep.Run(gctx) })
+		grp.Go(func() error { return s.upkeep.Run(gctx, housekeeping.Primary) })
 		grp.Go(func() error { return s.notify.Run(gctx) })
 		if s.rec != nil {
 			grp.Go(func() error { return s.rec.Run(gctx) })
