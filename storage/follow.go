@@ -530,7 +530,11 @@ func (s *Store) ApplySnapshot(ctx context.Context, snap *Snapshot, fetch FetchFu
 			return fmt.Errorf("full copy: %w", err)
 		}
 		diff := diffRefs(name, have, want)
+		// As ApplyChange: a follower's housekeeping does not repack while
+		// the copy's objects arrive and its refs move.
+		done := s.BeginRepoWrite(name)
 		r, err := s.moveRefs(ctx, name, want.Head, append(append([]RefChange(nil), diff...), diffList(name, have.Hidden, want.Hidden)...), nil, fetch)
+		done()
 		if err != nil {
 			return fmt.Errorf("full copy: %w", err)
 		}
