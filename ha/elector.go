@@ -423,6 +423,12 @@ func (e *Elector) follow(ctx context.Context) {
 	if want == e.following {
 		return
 	}
+	// leaderelection reports a lost Lease before the term's services
+	// (lead) have returned: follow only once they have, on a later tick.
+	if !e.termMu.TryLock() {
+		return
+	}
+	e.termMu.Unlock()
 	e.stopFollowingLocked()
 	e.following = want
 	if want.ID == "" || e.cfg.OnFollow == nil {
